@@ -1,0 +1,1 @@
+"""Torch-free inference: numpy plus onnxruntime, or TensorRT plus cuda-python."""

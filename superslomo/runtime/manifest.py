@@ -1,0 +1,149 @@
+"""The manifest.json written beside exported graphs and built engines (torch-free).
+
+It is what makes a folder self-describing: the runtime reads it to know the graph files, the
+frame I/O (float32 NCHW or uint8 NHWC), the precision and the warp variant, and an engine folder
+adds what TensorRT plans are tied to (TensorRT version, GPU, profiles). File names inside it are
+checked to be plain names in the same folder: a manifest is data from whoever made the folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from superslomo.errors import SloMoError
+
+MANIFEST_NAME = "manifest.json"
+FORMAT = "superslomo-trt"
+FORMAT_VERSION = 1
+GRAPHS = ("flow", "interp")
+PRECISIONS = ("fp32", "fp16", "int8")
+WARPS = ("gridsample", "plugin")
+IO_TYPES = ("float32", "uint8")
+KINDS = ("onnx", "tensorrt")
+SIZE_MULTIPLE = 32
+
+
+class ManifestError(SloMoError):
+    pass
+
+
+@dataclass
+class GraphEntry:
+    file: str
+    sha256: str
+    inputs: list[str]
+    outputs: list[str]
+    precision: str = "fp32"
+
+
+@dataclass
+class Manifest:
+    kind: str  # "onnx" (export/quantize) or "tensorrt" (build-engine)
+    precision: str  # the weakest precision of the two graphs; per-graph values in `graphs`
+    warp: str
+    io: str
+    opset: int
+    graphs: dict[str, GraphEntry]
+    source: dict[str, Any] = field(default_factory=dict)  # checkpoint name, sha256, width
+    normalisation: dict[str, Any] = field(default_factory=dict)
+    tensorrt: dict[str, Any] = field(default_factory=dict)  # engines only
+    extra: dict[str, Any] = field(default_factory=dict)  # stage-specific facts (calibration...)
+    size_multiple: int = SIZE_MULTIPLE
+    format: str = FORMAT
+    version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    def graph_path(self, folder: str | os.PathLike, graph: str) -> Path:
+        return Path(folder) / self.graphs[graph].file
+
+    @property
+    def frame_layout(self) -> str:
+        return "NHWC" if self.io == "uint8" else "NCHW"
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ManifestError(message)
+
+
+def parse_manifest(data: Any, where: str = MANIFEST_NAME) -> Manifest:
+    _require(isinstance(data, dict), f"{where}: not a JSON object")
+    _require(data.get("format") == FORMAT, f"{where}: not a superslomo-trt manifest")
+    _require(data.get("version") == FORMAT_VERSION, f"{where}: manifest version {data.get('version')!r} is not supported "
+             f"(this build reads {FORMAT_VERSION}); re-export with this version of superslomo-trt")
+    _require(data.get("kind") in KINDS, f"{where}: kind must be one of {KINDS}")
+    _require(data.get("precision") in PRECISIONS, f"{where}: precision must be one of {PRECISIONS}")
+    _require(data.get("warp") in WARPS, f"{where}: warp must be one of {WARPS}")
+    _require(data.get("io") in IO_TYPES, f"{where}: io must be one of {IO_TYPES}")
+    _require(isinstance(data.get("opset"), int), f"{where}: opset must be an integer")
+    graphs = data.get("graphs")
+    _require(isinstance(graphs, dict) and set(graphs) == set(GRAPHS), f"{where}: graphs must be exactly {GRAPHS}")
+    entries = {}
+    for name, entry in graphs.items():
+        _require(isinstance(entry, dict), f"{where}: graphs.{name} must be an object")
+        file = entry.get("file")
+        # Only a plain file name in the manifest's own folder: never a path to elsewhere.
+        _require(
+            isinstance(file, str) and file and Path(file).name == file and file not in (".", ".."),
+            f"{where}: graphs.{name}.file must be a plain file name in the same folder, got {file!r}",
+        )
+        _require(isinstance(entry.get("sha256"), str) and len(entry["sha256"]) == 64, f"{where}: graphs.{name}.sha256 missing")
+        _require(entry.get("precision", "fp32") in PRECISIONS, f"{where}: graphs.{name}.precision invalid")
+        entries[name] = GraphEntry(
+            file=file,
+            sha256=entry["sha256"],
+            inputs=list(entry.get("inputs", [])),
+            outputs=list(entry.get("outputs", [])),
+            precision=entry.get("precision", "fp32"),
+        )
+    known = {f for f in Manifest.__dataclass_fields__} - {"graphs"}
+    kwargs = {k: v for k, v in data.items() if k in known}
+    return Manifest(graphs=entries, **kwargs)
+
+
+def read_manifest(folder: str | os.PathLike, verify_files: bool = True) -> Manifest:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ManifestError(f"model folder not found: {folder}")
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        raise ManifestError(f"{folder} has no {MANIFEST_NAME}; make it with `slomo export` (or build-engine)")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ManifestError(f"{path}: unreadable manifest ({error})") from None
+    manifest = parse_manifest(data, str(path))
+    if verify_files:
+        for name, entry in manifest.graphs.items():
+            file = folder / entry.file
+            if not file.is_file():
+                raise ManifestError(f"{folder}: {entry.file} (the {name} graph) is missing")
+            if sha256_of(file) != entry.sha256:
+                raise ManifestError(
+                    f"{file} does not match its manifest (sha256 differs): the folder was modified "
+                    "after it was written; re-run the command that made it"
+                )
+    return manifest
+
+
+def write_manifest(folder: str | os.PathLike, manifest: Manifest) -> Path:
+    path = Path(folder) / MANIFEST_NAME
+    tmp = path.with_name(f".{MANIFEST_NAME}.tmp{os.getpid()}")
+    tmp.write_text(manifest.to_json() + "\n")
+    os.replace(tmp, path)
+    return path
