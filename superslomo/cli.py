@@ -84,6 +84,113 @@ def convert(
     typer.echo(f"wrote {output} (width {model.config.width})")
 
 
+def _open_interpolator(model: Optional[Path], backend: str) -> tuple[object, str]:
+    """An Interpolator for a model folder (ONNX graphs or engines) or a checkpoint (PyTorch), and
+    the words that say which backend runs it."""
+    from superslomo.runtime import Interpolator
+    from superslomo.video.models import default_model
+
+    path = model if model is not None else default_model()
+    if not path.exists():
+        raise SloMoError(f"model not found: {path}")
+    if path.is_file():
+        if backend not in ("auto", "torch"):
+            raise SloMoError(f"{path} is a checkpoint; make a model folder for {backend} first: slomo export {path} -o DIR")
+        try:
+            from superslomo.model.torch_backend import TorchBackend
+        except ImportError:
+            raise SloMoError("running a checkpoint needs PyTorch: pip install 'superslomo-trt[torch]' "
+                             "(or pass an exported model folder)") from None
+        return Interpolator(TorchBackend.from_checkpoint(path)), "torch (a checkpoint was given)"
+    if backend == "torch":
+        raise SloMoError(f"--backend torch needs a checkpoint file; {path} is a model folder")
+    interp = Interpolator.from_dir(path, backend=backend)
+    label = interp.backend.name
+    providers = getattr(interp.backend, "providers", None)
+    if providers:
+        first = providers[0]
+        label += f" ({(first[0] if isinstance(first, tuple) else first).replace('ExecutionProvider', '')})"
+    if backend == "auto":
+        label += ", picked by auto"
+    return interp, label
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise SloMoError(f"sizes are WIDTHxHEIGHT, e.g. 3840x2160; got {text!r}") from None
+    if width < 1 or height < 1:
+        raise SloMoError(f"size must be positive: {text}")
+    return width, height
+
+
+@app.command()
+def interpolate(
+    input: Path = typer.Argument(..., help="Source video (any format PyAV/FFmpeg reads)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output video: .mp4, .mkv, .mov or .webm."),
+    factor: Optional[int] = typer.Option(None, "--factor", "-n", help="N: N-1 new frames per pair (default 2). "
+                                         "Output rate = source rate x N, same duration."),
+    slowmo: bool = typer.Option(False, "--slowmo", help="Keep the source frame rate: the video becomes N times "
+                                "longer. Audio is dropped (with a note), since it cannot follow."),
+    fps: Optional[str] = typer.Option(None, "--fps", help="Output frame rate (e.g. 60 or 30000/1001); frames are "
+                                      "placed by timestamp, duration kept (with --slowmo: N times longer)."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model folder (slomo export / build-engine) "
+                                         "or checkpoint; default: the model shipped in superslomo/weights."),
+    backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | tensorrt | torch. auto: "
+                                "TensorRT for an engine folder, onnxruntime for ONNX, torch for a checkpoint."),
+    scene_threshold: float = typer.Option(0.35, "--scene-threshold", help="Colour-histogram change (0..1) "
+                                          "above which a pair is a scene cut: no morphing, the nearer frame is "
+                                          "held. 1 disables."),
+    crf: float = typer.Option(16, "--crf", help="x264 quality (lower = better, bigger); 16 keeps originals "
+                              "at >= 40 dB."),
+    codec: str = typer.Option("libx264", "--codec", help="Video encoder (FFmpeg name)."),
+    preset: str = typer.Option("fast", "--preset", help="x264 speed/size preset."),
+    start: float = typer.Option(0.0, "--start", help="Start at this many seconds into the source."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Process this many source seconds."),
+    no_audio: bool = typer.Option(False, "--no-audio", help="Drop the audio. Otherwise it is copied unchanged "
+                                  "(re-encoded only where the container cannot hold its codec)."),
+    max_size: str = typer.Option("7680x4320", "--max-size", help="Refuse larger videos before decoding."),
+) -> None:
+    """Interpolate a video: smoother (default, same duration), slower (--slowmo) or at any --fps."""
+    from superslomo.video.pipeline import Options, interpolate_video
+
+    options = Options(factor=factor, slowmo=slowmo, fps=fps, scene_threshold=scene_threshold, crf=crf,
+                      codec=codec, preset=preset, start=start, duration=duration, audio=not no_audio,
+                      max_size=_size(max_size))
+    if backend not in ("auto", "onnxruntime", "tensorrt", "torch"):
+        raise SloMoError(f"unknown backend {backend!r}; choose auto, onnxruntime, tensorrt or torch")
+    interp, label = _open_interpolator(model, backend)
+    typer.echo(f"backend: {label}", err=True)
+    with interp:
+        summary = interpolate_video(input, output, interp, label.split(",")[0], options)
+    typer.echo(summary.line())
+
+
+@app.command("export")
+def export_command(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint (public .ckpt or safetensors)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output folder for flow.onnx, interp.onnx, manifest.json."),
+    opset: int = typer.Option(17, help="ONNX opset, 16..19 (20+ is refused: TensorRT parser GridSample bug)."),
+    warp: str = typer.Option("gridsample", help="gridsample (standard ONNX) or plugin (superslomo::BackWarp node)."),
+    precision: str = typer.Option("fp32", help="fp32 or fp16 (U-Nets in fp16; warp coordinates, I/O in fp32)."),
+    io: str = typer.Option("float32", "--io", help="float32 NCHW frames, or uint8 NHWC frames (4x less to copy)."),
+) -> None:
+    """Export the flow and interpolation graphs to ONNX with a manifest."""
+    import time
+
+    from superslomo.export import ExportOptions, export_model
+    from superslomo.model.checkpoint import file_sha256, load_checkpoint
+
+    options = ExportOptions(opset=opset, warp=warp, precision=precision, io=io)
+    options.validate()  # before loading anything heavy
+    began = time.perf_counter()
+    model = load_checkpoint(checkpoint)
+    export_model(model, output, options, source={"checkpoint": checkpoint.name, "sha256": file_sha256(checkpoint)})
+    typer.echo(f"wrote {output}/flow.onnx, interp.onnx, manifest.json ({precision}, warp {warp}, io {io}, "
+               f"opset {opset}) in {time.perf_counter() - began:.1f} s")
+
+
 def _interrupt(signum: int, frame: object) -> None:
     # Raised as our own error (not KeyboardInterrupt) so the CLI framework does not print
     # "Aborted!" with exit 1, which means "a check failed" here; `finally` blocks still clean up.

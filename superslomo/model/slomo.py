@@ -43,9 +43,16 @@ class SuperSloMo(nn.Module):
         self.interp_net = UNet(20, 5, width)
         self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
 
+    @staticmethod
+    def _run_unet(net: UNet, x: torch.Tensor) -> torch.Tensor:
+        """Run a U-Net in the dtype of its weights (fp16 after `.half()` for fp16 export) while
+        the normalisation, flow algebra, warps and fusion stay in float32."""
+        dtype = net.conv1.weight.dtype
+        return net(x.to(dtype)).to(x.dtype)
+
     def flow(self, frame0: torch.Tensor, frame1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Bidirectional optical flow in pixels (channel 0 = x) between two frames in [0,1]."""
-        out = self.flow_net(torch.cat((frame0 - self.mean, frame1 - self.mean), 1))
+        out = self._run_unet(self.flow_net, torch.cat((frame0 - self.mean, frame1 - self.mean), 1))
         return out[:, 0:2], out[:, 2:4]
 
     def synthesize(
@@ -75,8 +82,8 @@ class SuperSloMo(nn.Module):
         flow_t1 = c10 * flow01 + c11 * flow10
         g_i0_ft0 = backwarp(i0, flow_t0)
         g_i1_ft1 = backwarp(i1, flow_t1)
-        out = self.interp_net(
-            torch.cat((i0, i1, flow01, flow10, flow_t1, flow_t0, g_i1_ft1, g_i0_ft0), 1)
+        out = self._run_unet(
+            self.interp_net, torch.cat((i0, i1, flow01, flow10, flow_t1, flow_t0, g_i1_ft1, g_i0_ft0), 1)
         )
         flow_t0_refined = out[:, 0:2] + flow_t0
         flow_t1_refined = out[:, 2:4] + flow_t1

@@ -1,0 +1,175 @@
+"""PyTorch -> ONNX: the flow graph and the interpolation graph, checked, with a manifest."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from superslomo.errors import SloMoError
+from superslomo.export.graphs import FlowGraph, InterpGraph
+from superslomo.model.slomo import MEAN, SuperSloMo
+from superslomo.runtime.backend import FLOW_INPUTS, FLOW_OUTPUTS, INTERP_INPUTS, INTERP_OUTPUTS
+from superslomo.runtime.manifest import GraphEntry, Manifest, sha256_of, write_manifest
+
+MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 16, 19, 17
+PRECISIONS = ("fp32", "fp16")
+WARPS = ("gridsample", "plugin")
+IO_TYPES = ("float32", "uint8")
+
+
+@dataclass
+class ExportOptions:
+    opset: int = DEFAULT_OPSET
+    warp: str = "gridsample"
+    precision: str = "fp32"
+    io: str = "float32"
+    # Only for measuring what float32 warp coordinates buy; not offered on the command line.
+    fp16_coordinates: bool = False
+
+    def validate(self) -> None:
+        if self.opset >= 20:
+            raise SloMoError(
+                f"opset {self.opset} is refused: TensorRT's ONNX parser turns opset-20 GridSample mode "
+                "'linear' into nearest sampling (NVIDIA/TensorRT#4646); use --opset 16..19 (default 17)"
+            )
+        if self.opset < MIN_OPSET:
+            raise SloMoError(f"opset {self.opset} is too old: GridSample needs opset >= {MIN_OPSET}")
+        for value, allowed, what in ((self.warp, WARPS, "warp"), (self.precision, PRECISIONS, "precision"),
+                                     (self.io, IO_TYPES, "io")):
+            if value not in allowed:
+                raise SloMoError(f"unknown {what} {value!r}; choose one of {', '.join(allowed)}")
+        if self.fp16_coordinates and (self.warp != "gridsample" or self.precision != "fp16"):
+            raise SloMoError("fp16 coordinates exist only as a gridsample fp16 comparison variant")
+
+
+def _example_inputs(io: str, n: int = 2, h: int = 64, w: int = 96):
+    if io == "uint8":
+        frame = torch.randint(0, 256, (n, h, w, 3), dtype=torch.uint8)
+    else:
+        frame = torch.rand(n, 3, h, w)
+    flow = torch.randn(n, 2, h, w)
+    return frame, frame.clone(), flow, flow.clone(), torch.rand(n)
+
+
+def _dynamic_shapes(io: str, names: tuple[str, ...]):
+    batch = torch.export.Dim("batch", min=1, max=64)
+    # H and W are multiples of 32 (five pooling levels); say so, so the graph stays symbolic.
+    h32 = torch.export.Dim("h32", min=1, max=256)
+    w32 = torch.export.Dim("w32", min=1, max=256)
+    frame = {0: batch, 1: 32 * h32, 2: 32 * w32} if io == "uint8" else {0: batch, 2: 32 * h32, 3: 32 * w32}
+    nchw = {0: batch, 2: 32 * h32, 3: 32 * w32}
+    table = {"frame0": frame, "frame1": frame, "flow01": nchw, "flow10": nchw, "t": {0: batch}}
+    return {name: table[name] for name in names}
+
+
+def _export_one(module: torch.nn.Module, args: tuple, names: tuple[str, ...], outputs: tuple[str, ...],
+                path: Path, options: ExportOptions) -> None:
+    import onnx
+
+    from superslomo.export.warp_lowering import LOWERINGS
+
+    lowering = "gridsample-fp16-coords" if options.fp16_coordinates else options.warp
+    # The exporter logs opset-conversion and torchvision notices at WARNING on every call.
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    logging.getLogger("onnxscript").setLevel(logging.ERROR)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            module,
+            args,
+            input_names=list(names),
+            output_names=list(outputs),
+            opset_version=options.opset,
+            dynamo=True,
+            external_data=False,
+            dynamic_shapes=_dynamic_shapes(options.io, names),
+            custom_translation_table={torch.ops.superslomo.backwarp.default: LOWERINGS[lowering]},
+            optimize=True,
+            verbose=False,
+        )
+    model = program.model_proto
+    _rename_dims(model, options.io, names)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        onnx.save_model(model, str(tmp))
+        check_graph(tmp, plugin=options.warp == "plugin")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _rename_dims(model, io: str, names: tuple[str, ...]) -> None:
+    """Name the dynamic dimensions N, H, W in the interface (exporter gives s0/32*s1 names)."""
+    nhwc = {"frame0", "frame1"} if io == "uint8" else set()
+    for value in list(model.graph.input) + list(model.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if not len(dims):
+            continue
+        labels = ("N", "H", "W", None) if value.name in nhwc or (io == "uint8" and value.name == "frame_t") else ("N", None, "H", "W")
+        if len(dims) == 1:
+            labels = ("N",)
+        for dim, label in zip(dims, labels):
+            if label and not dim.HasField("dim_value"):
+                dim.dim_param = label
+
+
+def check_graph(path: Path, plugin: bool) -> None:
+    """onnx.checker (full check with shape inference) on the saved file."""
+    import onnx
+
+    try:
+        # The plugin node's domain is ours, so strict inference cannot know its output shape.
+        onnx.checker.check_model(str(path), full_check=not plugin)
+        onnx.shape_inference.infer_shapes_path(str(path), str(path), check_type=True, strict_mode=not plugin)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
+        raise SloMoError(f"exported graph {path.name} failed the ONNX checker: {str(error).splitlines()[0]}") from None
+
+
+def export_model(
+    model: SuperSloMo,
+    out_dir: str | os.PathLike,
+    options: ExportOptions | None = None,
+    source: dict | None = None,
+) -> Manifest:
+    """Write flow.onnx, interp.onnx and manifest.json into out_dir (each by temp file + rename)."""
+    options = options or ExportOptions()
+    options.validate()
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise SloMoError(f"output exists and is not a folder: {out}")
+    out.mkdir(parents=True, exist_ok=True)
+    model = copy.deepcopy(model).eval().float()
+    if options.precision == "fp16":
+        model.flow_net.half()
+        model.interp_net.half()
+    frame0, frame1, flow01, flow10, t = _example_inputs(options.io)
+    graphs = {}
+    with torch.no_grad():
+        _export_one(FlowGraph(model, options.io), (frame0, frame1), FLOW_INPUTS, FLOW_OUTPUTS, out / "flow.onnx", options)
+        _export_one(InterpGraph(model, options.io), (frame0, frame1, flow01, flow10, t), INTERP_INPUTS, INTERP_OUTPUTS,
+                    out / "interp.onnx", options)
+    for name, inputs, outputs in (("flow", FLOW_INPUTS, FLOW_OUTPUTS), ("interp", INTERP_INPUTS, INTERP_OUTPUTS)):
+        graphs[name] = GraphEntry(file=f"{name}.onnx", sha256=sha256_of(out / f"{name}.onnx"),
+                                  inputs=list(inputs), outputs=list(outputs), precision=options.precision)
+    manifest = Manifest(
+        kind="onnx",
+        precision=options.precision,
+        warp=options.warp,
+        io=options.io,
+        opset=options.opset,
+        graphs=graphs,
+        source={"width": model.config.width, **(source or {})},
+        normalisation={"mean": list(MEAN), "std": [1.0, 1.0, 1.0], "range": [0.0, 1.0],
+                       "frames": "uint8 NHWC 0..255" if options.io == "uint8" else "float32 NCHW 0..1"},
+        extra={"warp_coordinates": "fp16" if options.fp16_coordinates else "fp32"},
+    )
+    write_manifest(out, manifest)
+    return manifest
