@@ -59,11 +59,12 @@ def _detect_format(path: Path) -> str:
         head = handle.read(16)
     if len(head) < 8:
         raise CheckpointError(f"not a checkpoint (file is {len(head)} bytes): {path}")
-    if head[:2] == b"PK" or head[:1] == b"\x80":
-        return "public"
+    # safetensors first: its 8-byte header length can start with 0x80, the pickle protocol byte.
     header_len = int.from_bytes(head[:8], "little")
     if head[8:9] == b"{" and 0 < header_len < path.stat().st_size:
         return "safetensors"
+    if head[:2] == b"PK" or head[:1] == b"\x80":
+        return "public"
     raise CheckpointError(f"not a Super SloMo checkpoint (unknown file format): {path}")
 
 

@@ -1,0 +1,146 @@
+"""Probing and decoding a video with timestamps (PyAV; no system ffmpeg needed)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from superslomo.errors import SloMoError
+
+# Above this many pixels a frame is refused before any decoding (issue 11): 8K UHD.
+DEFAULT_MAX_SIZE = (7680, 4320)
+
+
+@dataclass
+class VideoInfo:
+    path: Path
+    width: int
+    height: int
+    rate: Fraction  # nominal frames per second (average over the stream where known)
+    time_base: Fraction
+    start_time: Fraction  # seconds; the origin of source times
+    pix_fmt: str
+    colorspace: int
+    color_range: int
+    color_primaries: int
+    color_trc: int
+    frames: int  # as the container says; 0 when unknown
+    duration: float | None  # seconds, as the container says
+    has_audio: bool
+
+
+def _open(path: Path):
+    import av
+
+    if not path.exists():
+        raise SloMoError(f"input not found: {path}")
+    if not path.is_file():
+        raise SloMoError(f"input is not a file: {path}")
+    try:
+        return av.open(str(path), metadata_errors="ignore")
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError) as error:
+        raise SloMoError(f"cannot open {path} as a video: {_short(error)}") from None
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def probe(path: str | os.PathLike, max_size: tuple[int, int] = DEFAULT_MAX_SIZE) -> VideoInfo:
+    """Header facts, checked against `max_size` (WIDTH, HEIGHT) before anything is decoded."""
+    path = Path(path)
+    with _open(path) as container:
+        if not container.streams.video:
+            raise SloMoError(f"{path} has no video stream")
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        width, height = ctx.width, ctx.height
+        if width <= 0 or height <= 0:
+            raise SloMoError(f"{path}: the video stream has no frame size (not a decodable video)")
+        max_w, max_h = max_size
+        if width * height > max_w * max_h or max(width, height) > max(max_w, max_h):
+            raise SloMoError(
+                f"{path} is {width}x{height}, larger than the limit {max_w}x{max_h} (raise it with --max-size)"
+            )
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        if not rate or rate <= 0 or rate > 1000:
+            rate = Fraction(25)
+        time_base = stream.time_base or Fraction(1, 1000)
+        start = Fraction(stream.start_time) * time_base if stream.start_time is not None else Fraction(0)
+        duration = float(container.duration) / 1e6 if container.duration else None
+        return VideoInfo(
+            path=path, width=width, height=height, rate=Fraction(rate), time_base=Fraction(time_base),
+            start_time=start, pix_fmt=ctx.format.name if ctx.format else "yuv420p",
+            colorspace=int(ctx.colorspace or 2), color_range=int(ctx.color_range or 0),
+            color_primaries=int(ctx.color_primaries or 2), color_trc=int(ctx.color_trc or 2),
+            frames=int(stream.frames or 0), duration=duration, has_audio=bool(container.streams.audio),
+        )
+
+
+def rgb_colorspace(info: VideoInfo) -> int | None:
+    """The YUV<->RGB matrix to use both ways (None = swscale's default, BT.601): the source's own
+    where it says one, so a decode/encode round trip leaves originals' colours unchanged."""
+    return {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}.get(info.colorspace)
+
+
+def decode_frames(
+    info: VideoInfo, start: float = 0.0, duration: float | None = None
+) -> Iterator[tuple[np.ndarray, Fraction]]:
+    """(HxWx3 uint8 RGB, seconds since the stream start) for each frame of the segment, in order.
+
+    Times come from timestamps (variable frame rate survives); missing or non-increasing ones
+    are replaced by the previous time plus a nominal frame interval.
+    """
+    import av
+
+    from superslomo.video.frames import to_rgb8
+
+    colorspace = rgb_colorspace(info)
+    start_f = Fraction(start).limit_denominator(1_000_000)
+    end = start_f + Fraction(duration).limit_denominator(1_000_000) if duration is not None else None
+    interval = 1 / info.rate
+    with _open(info.path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if start_f > 0:
+            try:
+                container.seek(int((info.start_time + start_f) / info.time_base), stream=stream, backward=True)
+            except av.error.FFmpegError:
+                container.seek(0, stream=stream)  # unseekable: decode from the start and skip
+        previous: Fraction | None = None
+        count = 0
+        try:
+            for frame in container.decode(stream):
+                pts = frame.pts if frame.pts is not None else frame.dts
+                if pts is not None:
+                    when = Fraction(pts) * info.time_base - info.start_time
+                elif previous is not None:
+                    when = previous + interval
+                else:
+                    when = Fraction(0)
+                if when < start_f - interval / 4:
+                    continue
+                if end is not None and when >= end - interval / 4:
+                    break
+                if previous is not None and when <= previous:
+                    when = previous + interval
+                previous = when
+                if (frame.width, frame.height) != (info.width, info.height):
+                    raise SloMoError(
+                        f"{info.path}: frame size changes mid-stream ({info.width}x{info.height} -> "
+                        f"{frame.width}x{frame.height}); that is not supported"
+                    )
+                kwargs = {"src_colorspace": colorspace} if colorspace is not None else {}
+                image = frame.to_ndarray(format="rgb24", **kwargs)
+                count += 1
+                yield to_rgb8(image, str(info.path)), when
+        except av.error.FFmpegError as error:
+            # A damaged tail is common in real footage: keep what decoded, stop there.
+            if count == 0:
+                raise SloMoError(f"cannot decode video {info.path}: {_short(error)}") from None

@@ -1,0 +1,298 @@
+"""Encoding the output (libx264 via PyAV) with the source's audio, to a temporary file that is
+renamed over the target only when everything succeeded."""
+
+from __future__ import annotations
+
+import errno
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from superslomo.errors import SloMoError
+from superslomo.video.decode import VideoInfo, _short, rgb_colorspace
+
+DEFAULT_CODEC = "libx264"
+# crf 16: originals come back at >= 40 dB PSNR on real footage (tested), at a moderate size.
+DEFAULT_CRF = 16
+DEFAULT_PRESET = "fast"
+
+# Audio codecs each output container takes as-is; anything else is re-encoded (AAC/Opus).
+_COPYABLE = {
+    "mp4": {"aac", "mp3", "opus", "alac", "ac3", "eac3", "flac"},
+    "mov": {"aac", "mp3", "alac", "ac3", "pcm_s16le"},
+    "matroska": None,  # Matroska takes anything
+    "webm": {"opus", "vorbis"},
+}
+_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
+_AUDIO_FALLBACK = {"webm": "libopus"}
+
+
+def container_format(output: Path) -> str:
+    fmt = _FORMATS.get(output.suffix.lower())
+    if fmt is None:
+        raise SloMoError(f"output must end in one of {', '.join(sorted(_FORMATS))}: {output}")
+    return fmt
+
+
+def audio_codec_name(stream) -> str:
+    name = stream.codec_context.name
+    return {"mp3float": "mp3", "mp3adufloat": "mp3", "aac_fixed": "aac", "libopus": "opus"}.get(name, name)
+
+
+def check_output_path(output: Path, input_path: Path) -> None:
+    container_format(output)
+    try:
+        same = output.resolve() == input_path.resolve() or (output.exists() and output.samefile(input_path))
+    except OSError:
+        same = False
+    if same:
+        raise SloMoError(f"output is the input file ({output}); choose another name")
+    folder = output.parent if str(output.parent) else Path(".")
+    if not folder.is_dir():
+        raise SloMoError(f"output folder does not exist: {folder}")
+    if output.is_dir():
+        raise SloMoError(f"output is a folder: {output}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise SloMoError(f"cannot write to {folder} (permission denied)")
+
+
+def write_error(error: BaseException, output: Path) -> SloMoError:
+    code = getattr(error, "errno", None)
+    if code == errno.ENOSPC:
+        return SloMoError(f"disk full while writing {output}; nothing was left behind")
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return SloMoError(f"cannot write {output}: permission denied")
+    return SloMoError(f"writing {output} failed: {_short(error)}")
+
+
+class AudioSource:
+    """The source's first audio stream for one segment: packets to copy, or frames to re-encode.
+    Every copied packet is also decoded, so a broken stream fails loudly here instead of
+    producing a file whose sound is garbage."""
+
+    def __init__(self, info: VideoInfo, origin: Fraction, end: Fraction | None) -> None:
+        import av
+
+        self.container = av.open(str(info.path), metadata_errors="ignore")
+        self.stream = self.container.streams.audio[0]
+        self.path = info.path
+        self.origin = origin  # source seconds that become output time 0
+        self.end = end
+        self.tb = Fraction(self.stream.time_base)
+        self.start = Fraction(self.stream.start_time or 0) * self.tb
+        self._packets = self.container.demux(self.stream)
+        self._errors = 0
+        self._decoded = 0
+
+    def close(self) -> None:
+        self.container.close()
+
+    def packets(self):
+        """(packet, source seconds) within the segment, in order; stops at the segment end."""
+        import av
+
+        for packet in self._packets:
+            if packet.size == 0 or packet.pts is None:
+                continue  # the demuxer's end-of-stream marker
+            when = Fraction(packet.pts) * self.tb
+            length = Fraction(packet.duration or 0) * self.tb
+            if when + length <= self.origin and when < self.origin - Fraction(1, 20):
+                continue
+            if self.end is not None and when >= self.end:
+                return
+            try:
+                frames = self.stream.decode(packet)
+            except av.error.FFmpegError as error:
+                raise SloMoError(
+                    f"{self.path}: the audio stream cannot be decoded ({_short(error)}); use --no-audio to drop it"
+                ) from None
+            self._decoded += len(frames)
+            yield packet, when, frames
+
+
+class VideoWriter:
+    def __init__(
+        self,
+        output: Path,
+        info: VideoInfo,
+        rate: Fraction,
+        codec: str = DEFAULT_CODEC,
+        crf: float = DEFAULT_CRF,
+        preset: str = DEFAULT_PRESET,
+        audio: AudioSource | None = None,
+    ) -> None:
+        import av
+
+        self.output = output
+        self.fmt = container_format(output)
+        self.temp = output.with_name(f".{output.stem}.partial{os.getpid()}{output.suffix}")
+        self.rate = rate
+        self.count = 0
+        self.audio = audio
+        self.audio_mode = None
+        self._audio_iter = None
+        self._audio_pending = None
+        self._colorspace = rgb_colorspace(info)
+        try:
+            self.container = av.open(str(self.temp), "w", format=self.fmt)
+        except (av.error.FFmpegError, OSError) as error:
+            raise write_error(error, output) from None
+        try:
+            self._setup_video(info, codec, crf, preset)
+            if audio is not None:
+                self._setup_audio(audio)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _setup_video(self, info: VideoInfo, codec: str, crf: float, preset: str) -> None:
+        import av
+
+        try:
+            encoder = av.codec.Codec(codec, "w")
+        except (av.error.FFmpegError, ValueError):
+            raise SloMoError(f"unknown video encoder {codec!r} (try libx264)") from None
+        if encoder.type != "video":
+            raise SloMoError(f"{codec!r} is not a video encoder")
+        if encoder.name not in self.container.supported_codecs and codec not in self.container.supported_codecs:
+            raise SloMoError(f"{self.output.suffix} files cannot hold {codec} video; use .mkv or another --codec")
+        stream = self.container.add_stream(codec, rate=self.rate)
+        stream.width, stream.height = info.width, info.height
+        formats = [f.name for f in (encoder.video_formats or [])]
+        odd = info.width % 2 or info.height % 2
+        # Keep the source's pixel format where the encoder takes it (4:2:2, 10-bit, full range);
+        # 4:2:0 cannot hold odd sizes, so those go 4:4:4 rather than losing a row or column.
+        pix_fmt = info.pix_fmt if info.pix_fmt in formats and not (odd and "420" in info.pix_fmt) else None
+        if pix_fmt is None:
+            preferred = ["yuv444p", "yuv420p"] if odd else ["yuv420p", "yuv444p"]
+            pix_fmt = next((f for f in preferred if f in formats), formats[0] if formats else "yuv420p")
+        stream.pix_fmt = pix_fmt
+        ctx = stream.codec_context
+        # Frames are numbered 0, 1, 2... in the encoder's time base; the muxer rescales packets.
+        self.frame_time_base = Fraction(self.rate.denominator, self.rate.numerator)
+        ctx.time_base = self.frame_time_base
+        for name in ("colorspace", "color_range", "color_primaries", "color_trc"):
+            value = getattr(info, name)
+            if value and value != 2:  # 2 = unspecified: leave it so
+                try:
+                    setattr(ctx, name, value)
+                except (ValueError, AttributeError):
+                    pass
+        options = {}
+        if encoder.name in ("libx264", "libx265"):
+            options = {"crf": f"{crf:g}", "preset": preset}
+        stream.options = options
+        stream.thread_type = "AUTO"
+        self.video = stream
+        self.pix_fmt = pix_fmt
+
+    def _setup_audio(self, audio: AudioSource) -> None:
+        name = audio_codec_name(audio.stream)
+        copyable = _COPYABLE.get(self.fmt)
+        if copyable is None or name in copyable:
+            self.audio_out = self.container.add_stream_from_template(audio.stream)
+            self.audio_mode = "copy"
+        else:
+            target = _AUDIO_FALLBACK.get(self.fmt, "aac")
+            ctx = audio.stream.codec_context
+            self.audio_out = self.container.add_stream(target, rate=ctx.sample_rate)
+            self.audio_out.layout = ctx.layout.name if ctx.layout else "stereo"
+            self.audio_out.bit_rate = max(ctx.bit_rate or 0, 128_000)
+            self.audio_mode = f"re-encoded {name} as {target.replace('lib', '')}"
+            import av
+
+            self._resampler = av.AudioResampler(
+                format=self.audio_out.codec_context.codec.audio_formats[0].name,
+                layout=self.audio_out.layout.name, rate=ctx.sample_rate,
+            )
+            self._next_sample = 0
+        self._audio_iter = audio.packets()
+
+    # -- writing -----------------------------------------------------------------------
+    def _mux(self, packets) -> None:
+        import av
+
+        try:
+            self.container.mux(packets)
+        except (OSError, av.error.FFmpegError) as error:
+            raise write_error(error, self.output) from None
+
+    def _audio_until(self, limit: Fraction | None) -> None:
+        """Mux source audio up to output time `limit` (None: all of the segment)."""
+        if self._audio_iter is None:
+            return
+        audio = self.audio
+        while True:
+            if self._audio_pending is None:
+                self._audio_pending = next(self._audio_iter, None)
+                if self._audio_pending is None:
+                    self._audio_iter = None
+                    return
+            packet, when, frames = self._audio_pending
+            if limit is not None and when - audio.origin > limit:
+                return
+            self._audio_pending = None
+            if self.audio_mode == "copy":
+                shift = int(audio.origin / audio.tb)
+                packet.pts -= shift
+                if packet.dts is not None:
+                    packet.dts -= shift
+                packet.stream = self.audio_out
+                self._mux(packet)
+            else:
+                for frame in frames:
+                    for converted in self._resampler.resample(frame):
+                        converted.pts = None
+                        self._mux(self.audio_out.encode(converted))
+
+    def write(self, frame: np.ndarray) -> None:
+        import av
+
+        image = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        kwargs = {"dst_colorspace": self._colorspace} if self._colorspace is not None else {}
+        image = image.reformat(format=self.pix_fmt, **kwargs)
+        image.pts = self.count
+        image.time_base = self.frame_time_base
+        self.count += 1
+        try:
+            packets = self.video.encode(image)
+        except av.error.FFmpegError as error:
+            raise write_error(error, self.output) from None
+        self._mux(packets)
+        # Interleave: audio runs about half a second ahead of the video written so far.
+        self._audio_until(Fraction(self.count, 1) / self.rate + Fraction(1, 2))
+
+    def finish(self, audio_end: Fraction | None = None) -> Path:
+        """Flush, close and rename over the target. `audio_end`: output seconds of audio to keep."""
+        import av
+
+        try:
+            self._mux(self.video.encode(None))
+            self._audio_until(audio_end)
+            if self.audio_mode and self.audio_mode != "copy":
+                self._mux(self.audio_out.encode(None))
+            self.container.close()
+        except av.error.FFmpegError as error:
+            self.abort()
+            raise write_error(error, self.output) from None
+        except BaseException:
+            self.abort()
+            raise
+        try:
+            os.replace(self.temp, self.output)
+        except OSError as error:
+            self.abort()
+            raise write_error(error, self.output) from None
+        return self.output
+
+    def abort(self) -> None:
+        try:
+            self.container.close()
+        except Exception:  # closing a half-written file may fail too; the file goes anyway
+            pass
+        try:
+            self.temp.unlink()
+        except FileNotFoundError:
+            pass

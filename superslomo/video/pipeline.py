@@ -1,0 +1,359 @@
+"""`slomo interpolate`: a video in, a smoother or slower video out.
+
+Three threads and bounded queues keep the model busy and memory flat for any video length:
+
+    decode thread ──frames──> flow thread ──prepared pairs──> main thread ──frames──> encode thread
+    (PyAV, timestamps)        (scene cuts, timing,           (synthesis of           (libx264, audio,
+                               flow of pair k+1)              pair k's new frames)    temp file)
+
+The flow of pair k+1 runs while pair k is synthesised (both backends release the GIL), and
+decoding and encoding hide behind them. The main thread does synthesis so that Ctrl-C lands
+there between model calls; every thread watches one stop event, and the temp file goes away on
+any failure.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from superslomo.errors import SloMoError
+from superslomo.video.decode import DEFAULT_MAX_SIZE, VideoInfo, decode_frames, probe
+from superslomo.video.encode import (
+    DEFAULT_CODEC,
+    DEFAULT_CRF,
+    DEFAULT_PRESET,
+    AudioSource,
+    VideoWriter,
+    check_output_path,
+)
+from superslomo.video.scenes import DEFAULT_THRESHOLD, SceneDetector
+from superslomo.video.timing import Slot, Timeline, parse_rate
+
+MAX_FACTOR = 64
+_QUEUE_FRAMES = 6  # decoded frames waiting for the flow stage
+_QUEUE_PAIRS = 2  # prepared pairs waiting for synthesis (each holds two padded frames + flows)
+_QUEUE_OUT = 8  # output frames waiting for the encoder
+
+
+@dataclass
+class Options:
+    factor: int | None = None  # None: 2, or no slow-down with --fps
+    slowmo: bool = False
+    fps: float | str | None = None
+    scene_threshold: float = DEFAULT_THRESHOLD
+    crf: float = DEFAULT_CRF
+    codec: str = DEFAULT_CODEC
+    preset: str = DEFAULT_PRESET
+    start: float = 0.0
+    duration: float | None = None
+    audio: bool = True
+    max_size: tuple[int, int] = DEFAULT_MAX_SIZE
+
+
+@dataclass
+class Summary:
+    input: Path
+    output: Path
+    backend: str
+    frames_in: int = 0
+    frames_out: int = 0
+    new_frames: int = 0
+    held_frames: int = 0
+    cuts: int = 0
+    out_rate: Fraction = Fraction(0)
+    slowdown: int = 1
+    seconds: float = 0.0
+    audio: str = "none"
+    model_seconds: float = 0.0  # time spent inside prepare/synthesize calls
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.frames_out / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        speed = f"{self.slowdown}x slower" if self.slowdown > 1 else "same duration"
+        cuts = f", {self.cuts} scene cut{'s' if self.cuts != 1 else ''}"
+        held = f" ({self.held_frames} held)" if self.held_frames else ""
+        return (
+            f"{self.output}: {self.frames_in} frames in, {self.frames_out} out, {self.new_frames} new{held}"
+            f"{cuts}; {float(self.out_rate):.3f} fps, {speed}; audio {self.audio}; "
+            f"{self.backend}, {self.seconds:.1f} s, {self.fps:.1f} frames/s"
+        )
+
+
+def plan_rates(info: VideoInfo, options: Options) -> tuple[Fraction, int]:
+    """(output frame rate, slow-down) for the options; see timing.py for the rule."""
+    factor = options.factor
+    if factor is not None and not (2 <= factor <= MAX_FACTOR):
+        raise SloMoError(f"--factor must be between 2 and {MAX_FACTOR}, got {factor}")
+    if options.fps is not None:
+        rate = parse_rate(options.fps)
+        if options.slowmo:
+            return rate, factor or 2
+        if factor is not None:
+            raise SloMoError("--factor with --fps only makes sense with --slowmo (the slow-down); "
+                             "--fps alone keeps the duration")
+        return rate, 1
+    factor = factor or 2
+    if options.slowmo:
+        return info.rate.limit_denominator(100_000), factor
+    return (info.rate * factor).limit_denominator(100_000), 1
+
+
+@dataclass
+class _PairJob:
+    frame0: np.ndarray
+    frame1: np.ndarray | None  # None: the last frame, held for its duration
+    slots: list[Slot]
+    times: list[float]  # the slots' t values that need the model
+    pair: object | None  # PreparedPair when `times`
+    cut: bool = False
+    same: bool = False
+
+
+class _Stop(Exception):
+    """Another thread failed or the run was cancelled: unwind quietly."""
+
+
+def _put(q: queue.Queue, item: object, stop: threading.Event) -> None:
+    while True:
+        if stop.is_set():
+            raise _Stop
+        try:
+            q.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+
+
+def _get(q: queue.Queue, stop: threading.Event) -> object:
+    while True:
+        if stop.is_set():
+            raise _Stop
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            continue
+
+
+_DONE = object()
+
+
+def interpolate_video(
+    input_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    interpolator,
+    backend: str,
+    options: Options | None = None,
+    progress: bool | None = None,
+    say: Callable[[str], None] | None = None,
+) -> Summary:
+    """Interpolate `input_path` into `output_path` with `interpolator` (a runtime Interpolator).
+
+    Raises SloMoError (one line) for bad input or options; never leaves a partial output.
+    """
+    options = options or Options()
+    say = say or (lambda text: print(text, file=sys.stderr))
+    input_path, output_path = Path(input_path), Path(output_path)
+    check_output_path(output_path, input_path)
+    info = probe(input_path, options.max_size)
+    if options.start < 0 or (options.duration is not None and options.duration <= 0):
+        raise SloMoError("--start must be >= 0 and --duration > 0")
+    if not 0.0 <= options.scene_threshold <= 1.0:
+        raise SloMoError(f"--scene-threshold must be between 0 and 1 (1 disables), got {options.scene_threshold}")
+    if info.duration is not None and options.start >= info.duration:
+        raise SloMoError(f"--start {options.start:g}s is past the end of {input_path} ({info.duration:.2f}s)")
+    out_rate, slowdown = plan_rates(info, options)
+    summary = Summary(input=input_path, output=output_path, backend=backend, out_rate=out_rate, slowdown=slowdown)
+
+    audio = None
+    if info.has_audio and options.audio:
+        if slowdown > 1:
+            summary.audio = "dropped (the video is slowed down)"
+            say(f"note: audio dropped: the output is {slowdown}x slower and slowed audio is not kept "
+                "(--fps or --factor without --slowmo keep it)")
+        else:
+            end = None
+            if options.duration is not None:
+                end = info.start_time + Fraction(options.start + options.duration).limit_denominator(1_000_000)
+            audio = AudioSource(info, info.start_time + Fraction(options.start).limit_denominator(1_000_000), end)
+    try:
+        writer = VideoWriter(output_path, info, out_rate, options.codec, options.crf, options.preset, audio)
+    except BaseException:
+        if audio is not None:
+            audio.close()
+        raise
+    if audio is not None:
+        summary.audio = writer.audio_mode or "none"
+    elif not info.has_audio:
+        summary.audio = "none (the source has none)"
+    elif not options.audio:
+        summary.audio = "dropped (--no-audio)"
+
+    expected = None
+    if info.duration:
+        length = info.duration - options.start
+        if options.duration is not None:
+            length = min(length, options.duration)
+        expected = max(1, round(length * float(out_rate) * slowdown))
+
+    stop = threading.Event()
+    failures: list[BaseException] = []
+    frames_q: queue.Queue = queue.Queue(_QUEUE_FRAMES)
+    pairs_q: queue.Queue = queue.Queue(_QUEUE_PAIRS)
+    out_q: queue.Queue = queue.Queue(_QUEUE_OUT)
+    timeline = Timeline(out_rate, slowdown)
+    detector = SceneDetector(options.scene_threshold)
+    counts = {"in": 0, "cuts": 0}
+    model_time = [0.0]
+
+    def fail(error: BaseException) -> None:
+        if not isinstance(error, _Stop):
+            failures.append(error)
+        stop.set()
+
+    def decode_stage() -> None:
+        try:
+            for item in decode_frames(info, options.start, options.duration):
+                _put(frames_q, item, stop)
+            _put(frames_q, _DONE, stop)
+        except BaseException as error:
+            fail(error)
+
+    def flow_stage() -> None:
+        try:
+            previous: tuple[np.ndarray, Fraction] | None = None
+            origin = None
+            gap = 1 / info.rate
+            while True:
+                item = _get(frames_q, stop)
+                if item is _DONE:
+                    break
+                frame, when = item
+                counts["in"] += 1
+                cut = detector.is_cut(frame)
+                if origin is None:
+                    origin = when
+                    if audio is not None:
+                        audio.origin = info.start_time + when
+                    previous = (frame, when)
+                    continue
+                frame0, t0 = previous
+                gap = when - t0
+                slots = timeline.slots(t0 - origin, when - origin)
+                same = not cut and np.array_equal(frame0, frame)
+                times = [s.t for s in slots if s.t > 0] if not (cut or same) else []
+                pair = None
+                if times:
+                    began = time.perf_counter()
+                    pair = interpolator.prepare(frame0, frame)
+                    model_time[0] += time.perf_counter() - began
+                counts["cuts"] += int(cut)
+                _put(pairs_q, _PairJob(frame0, frame, slots, times, pair, cut, same), stop)
+                previous = (frame, when)
+            if previous is None:
+                raise SloMoError(f"{input_path} has no video frames" + (" in that segment" if options.start or options.duration else ""))
+            if counts["in"] < 2:
+                raise SloMoError(f"{input_path} has only one frame: there is nothing to interpolate between")
+            frame0, t0 = previous
+            # The last frame is shown for one frame interval, so the output lasts as long as the source.
+            tail = timeline.slots(t0 - origin, t0 - origin + gap)
+            _put(pairs_q, _PairJob(frame0, None, tail, [], None), stop)
+            _put(pairs_q, _DONE, stop)
+        except BaseException as error:
+            fail(error)
+
+    def encode_stage() -> None:
+        try:
+            while True:
+                item = _get(out_q, stop)
+                if item is _DONE:
+                    return
+                writer.write(item)
+        except BaseException as error:
+            fail(error)
+
+    threads = [
+        threading.Thread(target=decode_stage, name="slomo-decode", daemon=True),
+        threading.Thread(target=flow_stage, name="slomo-flow", daemon=True),
+        threading.Thread(target=encode_stage, name="slomo-encode", daemon=True),
+    ]
+    bar = None
+    began = time.perf_counter()
+    finished = False
+    try:
+        if progress is None:
+            progress = sys.stderr.isatty()
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=expected, unit="frame", desc="interpolating", dynamic_ncols=True, file=sys.stderr)
+        for thread in threads:
+            thread.start()
+        while True:
+            try:
+                job = _get(pairs_q, stop)
+            except _Stop:
+                break
+            if job is _DONE:
+                break
+            new = []
+            if job.times:
+                start = time.perf_counter()
+                new = interpolator.synthesize(job.pair, job.times)
+                model_time[0] += time.perf_counter() - start
+            made = iter(new)
+            for slot in job.slots:
+                if slot.t == 0.0:
+                    frame = job.frame0
+                elif job.frame1 is None:
+                    frame = job.frame0
+                    summary.held_frames += 1
+                elif job.cut or job.same:
+                    # Never morph across a cut: hold whichever original is nearer in time.
+                    frame = job.frame0 if slot.t < 0.5 else job.frame1
+                    summary.held_frames += int(job.cut)
+                else:
+                    frame = next(made)
+                    summary.new_frames += 1
+                _put(out_q, frame, stop)
+                summary.frames_out += 1
+                if bar is not None:
+                    bar.update(1)
+        if failures:
+            raise failures[0]
+        _put(out_q, _DONE, stop)
+        threads[2].join()
+        if failures:
+            raise failures[0]
+        writer.finish(audio_end=Fraction(writer.count) / out_rate if audio is not None else None)
+        finished = True
+    except _Stop:
+        raise failures[0] if failures else SloMoError("stopped")
+    finally:
+        stop.set()
+        for thread in threads:
+            if thread.is_alive():
+                thread.join(timeout=10)
+        if bar is not None:
+            bar.close()
+        if not finished:
+            writer.abort()
+        if audio is not None:
+            audio.close()
+    summary.seconds = time.perf_counter() - began
+    summary.model_seconds = model_time[0]
+    summary.frames_in = counts["in"]
+    summary.cuts = counts["cuts"]
+    return summary

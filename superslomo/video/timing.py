@@ -1,0 +1,76 @@
+"""Frame timing: which output frames fall between two source frames, and at which t.
+
+Every mode is one rule. Output frame j is shown at j / out_rate seconds and samples the source
+at j / (out_rate * slowdown) seconds (source time measured from the first decoded frame):
+  --factor N          out_rate = N x source rate, slowdown 1 (same duration, smoother)
+  --slowmo            out_rate = source rate,     slowdown N (N times longer)
+  --fps F             out_rate = F,               slowdown 1 (or N with --slowmo)
+Source times come from timestamps, so variable-rate input becomes constant-rate output with
+audio still in sync. An output sample that lands within `snap` output frames of a source
+frame takes that original unchanged: millisecond time bases put CFR frames a hair off the
+ideal grid, and an original must never be replaced by a near-copy synthesised from it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+from superslomo.errors import SloMoError
+
+# Within this fraction of an output frame interval, a sample is the source frame itself.
+SNAP = Fraction(1, 8)
+
+
+@dataclass(frozen=True)
+class Slot:
+    index: int  # output frame number
+    t: float  # position between the pair's two frames, 0 = the first frame itself
+
+
+def parse_rate(value: float | str | Fraction) -> Fraction:
+    try:
+        rate = Fraction(str(value)) if not isinstance(value, Fraction) else value
+    except (ValueError, ZeroDivisionError):
+        raise SloMoError(f"not a frame rate: {value!r}") from None
+    if not (0 < rate <= 1000):
+        raise SloMoError(f"frame rate must be in (0, 1000], got {value}")
+    # 29.97 as typed means NTSC 30000/1001; keep the denominator small for the encoder's time base.
+    return rate.limit_denominator(1001)
+
+
+@dataclass
+class Timeline:
+    out_rate: Fraction
+    slowdown: int = 1
+
+    def __post_init__(self) -> None:
+        if self.out_rate <= 0:
+            raise SloMoError(f"output frame rate must be positive, got {self.out_rate}")
+        if self.slowdown < 1:
+            raise SloMoError(f"slow-down must be >= 1, got {self.slowdown}")
+        self._step = 1 / (self.out_rate * self.slowdown)  # source seconds per output frame
+        self.next_index = 0
+
+    def source_time(self, index: int) -> Fraction:
+        return index * self._step
+
+    def _first_at_or_after(self, time: Fraction) -> int:
+        # The smallest j with j*step >= time - snap*step (samples that close belong to `time`).
+        return max(0, math.ceil(time / self._step - SNAP))
+
+    def slots(self, t0: Fraction, t1: Fraction) -> list[Slot]:
+        """Output frames sampling [t0, t1) (snapped): consumed in order, each exactly once."""
+        if t1 <= t0:
+            raise SloMoError(f"source timestamps do not increase ({float(t0):.6f}s then {float(t1):.6f}s)")
+        end = self._first_at_or_after(t1)
+        result = []
+        span = t1 - t0
+        for j in range(max(self.next_index, self._first_at_or_after(t0)), end):
+            t = (self.source_time(j) - t0) / span
+            # Snapped samples just before t0 count as the first frame itself.
+            result.append(Slot(j, 0.0 if t * span <= SNAP * self._step else float(t)))
+        if end > self.next_index:
+            self.next_index = end
+        return result
