@@ -193,7 +193,7 @@ def build_engines(
             if plugin:
                 from superslomo.engine.onnx_prep import prepare_plugin_graph
 
-                onnx_path = prepare_plugin_graph(onnx_path, scratch)
+                onnx_path = prepare_plugin_graph(onnx_path, scratch, required=name == "interp")
             started = time.monotonic()
             builder = trt.Builder(logger)
             network, parser = _parse(builder, logger, onnx_path, plugin)

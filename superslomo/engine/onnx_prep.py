@@ -41,9 +41,14 @@ def plugin_nodes_missing_attributes(path: str | os.PathLike) -> tuple[int, int]:
     return len(nodes), missing
 
 
-def prepare_plugin_graph(src: str | os.PathLike, dst_dir: str | os.PathLike) -> Path:
-    """Return a path to `src` with every BackWarp node marked for the AOT plugin (src itself if already so)."""
+def prepare_plugin_graph(src: str | os.PathLike, dst_dir: str | os.PathLike, required: bool = True) -> Path:
+    """Return a path to `src` with every BackWarp node marked for the AOT plugin (src itself if already so).
+
+    `required=False` for graphs that may have no warp at all (the flow graph).
+    """
     count, missing = plugin_nodes_missing_attributes(src)
+    if count == 0 and not required:
+        return Path(src)
     if count == 0:
         raise SloMoError(f"{src}: the manifest says warp=plugin but the graph has no {PLUGIN_OP} node")
     if missing == 0:

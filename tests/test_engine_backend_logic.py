@@ -1,0 +1,154 @@
+"""The TensorRT backend's pure logic, without a GPU: manifest checks, buffers, batching, versions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from superslomo.engine.builder import BuildError, engine_manifest, validate_options
+from superslomo.engine.profiles import Shape, parse_profiles
+from superslomo.engine.version import TrtVersion, check_plugin_supported, check_supported, versions_compatible
+from superslomo.errors import SloMoError
+from superslomo.runtime.manifest import GraphEntry, Manifest, ManifestError, parse_manifest
+from superslomo.runtime.tensorrt_backend import (
+    batch_times,
+    check_engine_manifest,
+    input_shape_of,
+    manifest_profiles,
+    plan_buffers,
+)
+
+PROFILES = parse_profiles("1x64x64", "1x128x128", "4x256x256", 2)
+
+
+def engine_folder_manifest(**tensorrt) -> Manifest:
+    info = {"version": "10.3.0.30", "gpu": "Orin", "compute_capability": "8.7",
+            "profiles": [p.to_json() for p in PROFILES], **tensorrt}
+    graphs = {g: GraphEntry(file=f"{g}.plan", sha256="0" * 64, inputs=[], outputs=[]) for g in ("flow", "interp")}
+    return Manifest(kind="tensorrt", precision="fp16", warp="gridsample", io="float32", opset=17,
+                    graphs=graphs, tensorrt=info)
+
+
+def test_matching_engine_is_accepted():
+    check_engine_manifest(engine_folder_manifest(), "10.3.0.30", "Orin", "8.7")
+    assert manifest_profiles(engine_folder_manifest()) == PROFILES
+
+
+@pytest.mark.parametrize(
+    "version, gpu, cc, needle",
+    [
+        ("10.8.0.43", "Orin", "8.7", "built with TensorRT 10.3.0.30 but this is TensorRT 10.8.0.43"),
+        ("10.3.0.30", "NVIDIA H100", "9.0", "built for Orin \\(sm 8.7\\) but this GPU is NVIDIA H100"),
+    ],
+)
+def test_mismatched_engine_is_refused_with_a_rebuild_hint(version, gpu, cc, needle):
+    with pytest.raises(ManifestError, match=needle) as info:
+        check_engine_manifest(engine_folder_manifest(), version, gpu, cc)
+    assert "slomo build-engine" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_compatibility_flags_relax_exactly_what_they_promise():
+    hw = engine_folder_manifest(hardware_compatible=True)
+    check_engine_manifest(hw, "10.3.0.30", "NVIDIA A100", "8.0")
+    with pytest.raises(ManifestError, match="Ampere or newer"):
+        check_engine_manifest(hw, "10.3.0.30", "Tesla T4", "7.5")
+    vc = engine_folder_manifest(version_compatible=True)
+    check_engine_manifest(vc, "10.9.0.34", "Orin", "8.7")
+    with pytest.raises(ManifestError):
+        check_engine_manifest(vc, "10.2.0.0", "Orin", "8.7")
+    with pytest.raises(ManifestError):
+        check_engine_manifest(vc, "11.0.0.1", "Orin", "8.7")
+
+
+def test_onnx_folder_and_incomplete_manifest_are_refused():
+    onnx = engine_folder_manifest()
+    onnx.kind = "onnx"
+    with pytest.raises(ManifestError, match="not an engine folder"):
+        check_engine_manifest(onnx, "10.3.0.30", "Orin", "8.7")
+    partial = engine_folder_manifest()
+    del partial.tensorrt["compute_capability"]
+    with pytest.raises(ManifestError, match="lacks tensorrt.compute_capability"):
+        check_engine_manifest(partial, "10.3.0.30", "Orin", "8.7")
+
+
+def test_versions():
+    assert TrtVersion.parse("10.3.0.30") == TrtVersion(10, 3, 0)
+    assert TrtVersion.parse("11.1") > TrtVersion(10, 13, 5)
+    assert versions_compatible("10.3.0.30", "10.3.0.26", False)
+    assert not versions_compatible("10.3.0", "10.4.0", False)
+    with pytest.raises(SloMoError, match="too old"):
+        check_supported(TrtVersion(8, 6, 1))
+    with pytest.raises(SloMoError, match="--warp gridsample"):
+        check_plugin_supported(TrtVersion(10, 3, 0))
+    check_plugin_supported(TrtVersion(11, 0, 0))
+    with pytest.raises(SloMoError):
+        TrtVersion.parse("banana")
+
+
+DTYPES = {"frame0": np.float16, "frame1": np.float16, "flow01": np.float32, "flow10": np.float32,
+          "t": np.float32, "frame_t": np.float16}
+
+
+def test_plan_buffers_follow_engine_types_and_shapes():
+    specs = {s.name: s for s in plan_buffers("interp", Shape(3, 64, 96), "float32", DTYPES)}
+    assert [n for n, s in specs.items() if s.is_input] == ["frame0", "frame1", "flow01", "flow10", "t"]
+    assert specs["frame_t"].shape == (3, 3, 64, 96) and not specs["frame_t"].is_input
+    assert specs["frame0"].nbytes == 3 * 3 * 64 * 96 * 2
+    assert specs["flow01"].nbytes == 3 * 2 * 64 * 96 * 4
+    assert specs["t"].nbytes == 12
+    flow = plan_buffers("flow", Shape(1, 32, 32), "uint8", {**DTYPES, "frame0": np.uint8, "frame1": np.uint8})
+    assert flow[0].shape == (1, 32, 32, 3) and flow[0].dtype == np.uint8
+    with pytest.raises(ManifestError, match="no tensor 'frame_t'"):
+        plan_buffers("interp", Shape(1, 32, 32), "float32", {k: v for k, v in DTYPES.items() if k != "frame_t"})
+    with pytest.raises(SloMoError):
+        plan_buffers("refine", Shape(1, 32, 32), "float32", DTYPES)
+
+
+def test_batch_times_respects_the_profile_max_batch():
+    times = [i / 8 for i in range(1, 8)]
+    batches = batch_times(times, 3)
+    assert batches == [times[0:3], times[3:6], times[6:7]]
+    assert batch_times([0.5], 4) == [[0.5]]
+    assert batch_times([], 4) == []
+    with pytest.raises(SloMoError, match="strictly between 0 and 1"):
+        batch_times([0.0, 0.5], 4)
+    with pytest.raises(SloMoError):
+        batch_times([0.5], 0)
+
+
+def test_input_shape_of_checks_consistency():
+    frames = {"frame0": np.zeros((2, 3, 64, 96), np.float32), "frame1": np.zeros((2, 3, 64, 96), np.float32)}
+    assert input_shape_of("flow", frames, "float32") == Shape(2, 64, 96)
+    with pytest.raises(SloMoError, match="frame1 has shape"):
+        input_shape_of("flow", {**frames, "frame1": np.zeros((2, 3, 64, 64), np.float32)}, "float32")
+    with pytest.raises(SloMoError, match="missing inputs"):
+        input_shape_of("interp", frames, "float32")
+
+
+def test_build_options_are_validated_before_any_gpu_work():
+    validate_options(PROFILES, 1024, 3, False, False)
+    with pytest.raises(BuildError, match="--builder-level"):
+        validate_options(PROFILES, None, 6, False, False)
+    with pytest.raises(BuildError, match="--workspace"):
+        validate_options(PROFILES, 0, None, False, False)
+    with pytest.raises(BuildError, match="profile"):
+        validate_options([], None, None, False, False)
+
+
+def test_engine_manifest_round_trips_through_the_runtime_parser(tmp_path):
+    source = engine_folder_manifest()
+    source.kind = "onnx"
+    source.tensorrt = {}
+    plans = {}
+    for g in ("flow", "interp"):
+        plans[g] = tmp_path / f"{g}.plan"
+        plans[g].write_bytes(g.encode() * 10)
+    m = engine_manifest(source, plans, "10.3.0.30", {"name": "Orin", "compute_capability": "8.7"}, PROFILES,
+                        {"flow": "a" * 64, "interp": "b" * 64}, False, False, 3)
+    parsed = parse_manifest(__import__("json").loads(m.to_json()))
+    assert parsed.kind == "tensorrt"
+    assert parsed.graphs["flow"].file == "flow.plan"
+    assert parsed.tensorrt["onnx_sha256"]["interp"] == "b" * 64
+    check_engine_manifest(parsed, "10.3.0.30", "Orin", "8.7")
+    assert manifest_profiles(parsed) == PROFILES
