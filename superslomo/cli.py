@@ -191,6 +191,33 @@ def export_command(
                f"opset {opset}) in {time.perf_counter() - began:.1f} s")
 
 
+@app.command("build-engine")
+def build_engine_command(
+    onnx_dir: Path = typer.Argument(..., help="Folder from `slomo export` / `quantize` (flow.onnx, interp.onnx)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Engine folder: flow.plan, interp.plan, manifest.json."),
+    min_shape: str = typer.Option("1x64x64", "--min", help="Smallest engine shape, NxHxW (H, W multiples of 32)."),
+    opt_shape: str = typer.Option("1x736x1280", "--opt", help="Shape TensorRT tunes for, NxHxW."),
+    max_shape: str = typer.Option("4x1088x1920", "--max", help="Largest engine shape, NxHxW."),
+    profiles: int = typer.Option(1, "--profiles", help="Split min..max into this many nested profiles."),
+    timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Timing cache file, reused and updated."),
+    workspace: Optional[int] = typer.Option(None, "--workspace", help="Builder workspace limit in MiB."),
+    hardware_compat: bool = typer.Option(False, "--hardware-compat", help="Engines for any Ampere+ GPU."),
+    version_compatible: bool = typer.Option(False, "--version-compatible", help="Engines for newer TensorRT 10.x/11.x."),
+    builder_level: Optional[int] = typer.Option(None, "--builder-level", help="Builder optimisation level 0-5."),
+) -> None:
+    """Build TensorRT engines (strongly typed; precision comes from the graphs)."""
+    from superslomo.engine.builder import build_engines, validate_options
+    from superslomo.engine.profiles import parse_profiles
+
+    shapes = parse_profiles(min_shape, opt_shape, max_shape, profiles)
+    validate_options(shapes, workspace, builder_level, hardware_compat, version_compatible)
+    manifest = build_engines(onnx_dir, output, shapes, timing_cache=timing_cache, workspace_mib=workspace,
+                             hardware_compat=hardware_compat, version_compatible=version_compatible,
+                             builder_level=builder_level, log=typer.echo)
+    typer.echo(f"wrote {output}/flow.plan, interp.plan, manifest.json ({manifest.precision}, TensorRT "
+               f"{manifest.tensorrt['version']}, {len(shapes)} profile(s))")
+
+
 def _interrupt(signum: int, frame: object) -> None:
     # Raised as our own error (not KeyboardInterrupt) so the CLI framework does not print
     # "Aborted!" with exit 1, which means "a check failed" here; `finally` blocks still clean up.

@@ -1,0 +1,51 @@
+"""`slomo build-engine`: bad input is one line and exit 2, before any GPU work; no TensorRT is explained."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+
+
+def slomo(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "superslomo.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--opt", "1x720x1280"], "height 720 must be a positive multiple of 32"),
+        (["--min", "2x64x64", "--opt", "1x64x64"], "min <= opt <= max"),
+        (["--max", "1280x720"], "NxHxW"),
+        (["--builder-level", "9"], "--builder-level must be 0..5"),
+        (["--profiles", "0"], "--profiles must be at least 1"),
+    ],
+)
+def test_bad_options_are_one_line_errors(tmp_path, args, needle):
+    result = slomo("build-engine", str(tmp_path), "-o", str(tmp_path / "eng"), *args)
+    assert result.returncode == 2
+    assert needle in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_missing_onnx_folder_is_a_one_line_error(tmp_path):
+    result = slomo("build-engine", str(tmp_path / "nope"), "-o", str(tmp_path / "eng"))
+    assert result.returncode == 2 and "model folder not found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
+def test_without_tensorrt_the_error_names_the_extra(tmp_path):
+    from superslomo.runtime.manifest import GraphEntry, Manifest, sha256_of, write_manifest
+
+    graphs = {}
+    for g in ("flow", "interp"):
+        (tmp_path / f"{g}.onnx").write_bytes(b"not really onnx")
+        graphs[g] = GraphEntry(file=f"{g}.onnx", sha256=sha256_of(tmp_path / f"{g}.onnx"), inputs=[], outputs=[])
+    write_manifest(tmp_path, Manifest(kind="onnx", precision="fp32", warp="gridsample", io="float32", opset=17,
+                                      graphs=graphs))
+    result = slomo("build-engine", str(tmp_path), "-o", str(tmp_path / "eng"))
+    assert result.returncode == 2
+    assert "superslomo-trt[tensorrt]" in result.stderr and "Traceback" not in result.stderr
