@@ -28,7 +28,8 @@ typecheck: setup
 	$(BIN)/python tools/typecheck_tensorrt.py
 
 gpu-check: setup
-	$(BIN)/python -m pytest -q -m gpu -rs tests
+	rm -f out/gpu-check/results.jsonl
+	$(BIN)/python -m pytest -q -m gpu -rs tests; status=$$?; $(BIN)/python tools/gpu_table.py; exit $$status
 
 gpu-bench: setup
 	$(BIN)/python benchmarks/gpu_bench.py

@@ -1,0 +1,184 @@
+"""Engines on a real GPU: build fp32/fp16/INT8 engines of a small and of the default model, run them
+through Polygraphy's TrtRunner and through our TensorRTBackend, and compare with PyTorch RunResults.
+
+Needs `superslomo.export` (and `superslomo.calibration` for INT8). Run with `make gpu-check`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gpu
+
+TOLERANCE = {"fp32": 2e-3, "fp16": 3e-2, "int8": 1.5e-1}  # max abs error on [0,1] frames
+PROFILE = ("1x64x64", "1x96x128", "2x128x160")
+RESULTS = Path(os.environ.get("SLOMO_GPU_RESULTS", "out/gpu-check/results.jsonl"))
+
+
+def _record(**row):
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with RESULTS.open("a") as handle:
+        handle.write(json.dumps(row) + "\n")
+
+
+def _export(model, folder: Path, precision: str, warp: str) -> Path:
+    export = pytest.importorskip("superslomo.export")
+    if precision == "int8":
+        calibration = pytest.importorskip("superslomo.calibration")
+        if not hasattr(calibration, "quantize_folder"):
+            pytest.skip("INT8 Q/DQ graphs need superslomo.calibration.quantize_folder, not in this checkout yet")
+        fp32 = _export(model, folder.with_name(folder.name + "-fp32"), "fp32", warp)
+        calibration.quantize_folder(fp32, folder)  # type: ignore[attr-defined]
+        return folder
+    export.export_model(model, folder, export.ExportOptions(opset=17, warp=warp, precision=precision, io="float32"),
+                        source={"checkpoint": "test", "sha256": "0" * 64})
+    return folder
+
+
+def _inputs(shape, seed=0):
+    n, h, w = shape
+    rng = np.random.default_rng(seed)
+    f0 = rng.random((n, 3, h, w), dtype=np.float32)
+    f1 = np.roll(f0, 3, axis=3)
+    return f0, f1
+
+
+def _torch_reference(model, f0, f1, t):
+    import torch
+
+    with torch.no_grad():
+        flow01, flow10 = model.flow(torch.from_numpy(f0), torch.from_numpy(f1))
+        out = model.synthesize(torch.from_numpy(f0), torch.from_numpy(f1), flow01, flow10, torch.from_numpy(t))
+    return {"flow01": flow01.numpy(), "flow10": flow10.numpy(), "frame_t": out.numpy()}
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    from superslomo.model import super_slomo
+
+    import torch
+
+    torch.manual_seed(0)
+    return super_slomo().eval()
+
+
+def _build(onnx_dir: Path, engine_dir: Path, tmp: Path):
+    from superslomo.engine.builder import build_engines
+    from superslomo.engine.profiles import parse_profiles
+
+    return build_engines(onnx_dir, engine_dir, parse_profiles(*PROFILE), timing_cache=tmp / "timing.cache",
+                         builder_level=1)
+
+
+@pytest.mark.parametrize("which", ["small", "default"])
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_engine_matches_pytorch_through_polygraphy(request, tmp_path, which, precision):
+    from polygraphy.backend.common import BytesFromPath
+    from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+    from polygraphy.comparator import Comparator, CompareFunc, RunResults
+
+    model = request.getfixturevalue("small_model" if which == "small" else "default_model")
+    onnx_dir = _export(model, tmp_path / f"onnx-{precision}", precision, "gridsample")
+    manifest = _build(onnx_dir, tmp_path / "engine", tmp_path)
+    assert manifest.kind == "tensorrt" and (tmp_path / "timing.cache").stat().st_size > 0
+
+    worst = 0.0
+    for shape in [(1, 64, 64), (2, 128, 160), (1, 96, 128)]:  # min edge, max edge, opt
+        f0, f1 = _inputs(shape)
+        t = np.full((shape[0],), 0.5, np.float32)
+        ref = _torch_reference(model, f0, f1, t)
+        # PyTorch's results saved as Polygraphy RunResults, then compared against TrtRunner's.
+        saved = RunResults()
+        saved.append(("pytorch", [{"frame_t": ref["frame_t"]}]))
+        saved.save(str(tmp_path / "pytorch_results.json"))
+        loaded = RunResults.load(str(tmp_path / "pytorch_results.json"))
+        plan = EngineFromBytes(BytesFromPath(str(tmp_path / "engine" / "interp.plan")))
+        with TrtRunner(plan) as runner:
+            outputs = runner.infer({"frame0": f0, "frame1": f1, "flow01": ref["flow01"], "flow10": ref["flow10"], "t": t})
+        trt_results = RunResults()
+        trt_results.append(("tensorrt", [{"frame_t": np.asarray(outputs["frame_t"], np.float32)}]))
+        tol = TOLERANCE[precision]
+        accuracy = Comparator.compare_accuracy(loaded.combine(trt_results) if hasattr(loaded, "combine") else
+                                               RunResults(list(loaded.items()) + list(trt_results.items())),
+                                               compare_func=CompareFunc.simple(atol=tol, rtol=0))
+        err = float(np.abs(np.asarray(outputs["frame_t"], np.float32) - ref["frame_t"]).max())
+        worst = max(worst, err)
+        assert bool(accuracy), f"{which} {precision} at {shape}: max abs error {err} > {tol}"
+    _record(test="parity", model=which, precision=precision, max_abs=worst, tolerance=TOLERANCE[precision])
+
+
+def test_backend_runs_both_engines_pipelined_and_with_cuda_graphs(small_model, tmp_path):
+    from superslomo.runtime.tensorrt_backend import TensorRTBackend
+
+    onnx_dir = _export(small_model, tmp_path / "onnx", "fp32", "gridsample")
+    _build(onnx_dir, tmp_path / "engine", tmp_path)
+    pairs = [_inputs((1, 96, 128), seed) for seed in range(4)]
+    times = [0.25, 0.5, 0.75]
+    for graphs in (False, True):
+        with TensorRTBackend(tmp_path / "engine", cuda_graphs=graphs) as backend:
+            flows = backend.infer("flow", {"frame0": pairs[0][0], "frame1": pairs[0][1]})
+            got = list(backend.infer_pairs(pairs, times))
+        assert len(got) == 4 and all(len(frames) == 3 for frames in got)
+        for (f0, f1), frames in zip(pairs, got):
+            for t, frame in zip(times, frames):
+                ref = _torch_reference(small_model, f0, f1, np.array([t], np.float32))["frame_t"][0]
+                assert np.abs(frame - ref).max() < TOLERANCE["fp32"]
+        ref0 = _torch_reference(small_model, *pairs[0], np.array([0.5], np.float32))
+        assert np.abs(flows["flow01"] - ref0["flow01"]).max() < 1e-2
+    _record(test="backend", model="small", precision="fp32", max_abs=0.0, tolerance=TOLERANCE["fp32"])
+
+
+def test_plugin_engine_matches_gridsample_engine(small_model, tmp_path):
+    from superslomo.engine.version import PLUGIN_MINIMUM, TrtVersion
+    from superslomo.runtime.tensorrt_backend import TensorRTBackend
+
+    import tensorrt
+
+    if TrtVersion.parse(tensorrt.__version__) < PLUGIN_MINIMUM:
+        pytest.skip(f"BackWarp plugin needs TensorRT >= {PLUGIN_MINIMUM}")
+    outs = {}
+    for warp in ("gridsample", "plugin"):
+        onnx_dir = _export(small_model, tmp_path / f"onnx-{warp}", "fp32", warp)
+        _build(onnx_dir, tmp_path / f"engine-{warp}", tmp_path)
+        f0, f1 = _inputs((2, 128, 160))
+        with TensorRTBackend(tmp_path / f"engine-{warp}") as backend:
+            flows = backend.infer("flow", {"frame0": f0, "frame1": f1})
+            outs[warp] = backend.infer("interp", {"frame0": f0, "frame1": f1, **flows,
+                                                  "t": np.array([0.3, 0.7], np.float32)})["frame_t"]
+    err = float(np.abs(outs["plugin"] - outs["gridsample"]).max())
+    _record(test="plugin-vs-gridsample", model="small", precision="fp32", max_abs=err, tolerance=1e-4)
+    assert err < 1e-4
+
+
+def test_triton_kernel_on_the_gpu_matches_reference():
+    import torch
+
+    from superslomo.engine.triton_backwarp import backwarp_triton
+    from superslomo.model.warp import backwarp_reference
+
+    gen = torch.Generator().manual_seed(3)
+    image = torch.rand((2, 3, 67, 131), generator=gen).cuda()
+    flow = ((torch.rand((2, 2, 67, 131), generator=gen) - 0.5) * 300).cuda()
+    err = float((backwarp_triton(image, flow) - backwarp_reference(image, flow)).abs().max())
+    _record(test="triton-kernel", model="-", precision="fp32", max_abs=err, tolerance=1e-5)
+    assert err < 1e-5
+
+
+@pytest.mark.parametrize("field, value", [("version", "9.9.9.9"), ("compute_capability", "1.0")])
+def test_mismatched_engine_is_refused(small_model, tmp_path, field, value):
+    from superslomo.runtime.manifest import ManifestError, read_manifest, write_manifest
+    from superslomo.runtime.tensorrt_backend import TensorRTBackend
+
+    onnx_dir = _export(small_model, tmp_path / "onnx", "fp32", "gridsample")
+    _build(onnx_dir, tmp_path / "engine", tmp_path)
+    manifest = read_manifest(tmp_path / "engine")
+    write_manifest(tmp_path / "engine", replace(manifest, tensorrt={**manifest.tensorrt, field: value}))
+    with pytest.raises(ManifestError, match="slomo build-engine"):
+        TensorRTBackend(tmp_path / "engine")
+    _record(test=f"refuse-{field}", model="small", precision="-", max_abs=0.0, tolerance=0.0)
