@@ -218,6 +218,74 @@ def build_engine_command(
                f"{manifest.tensorrt['version']}, {len(shapes)} profile(s))")
 
 
+@app.command("parity")
+def parity_command(
+    folder: Path = typer.Argument(..., help="Model folder: ONNX graphs (slomo export/quantize) or engines (build-engine)."),
+    against: Path = typer.Option(..., "--against", help="The checkpoint the folder was made from (PyTorch reference)."),
+    backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | tensorrt."),
+    frames: Optional[list[Path]] = typer.Option(None, "--frames", help="Real frames: images, frame folders or videos "
+                                                "(repeat the option); consecutive frames make pairs. Default: seeded "
+                                                "random pairs."),
+    sizes: Optional[str] = typer.Option(None, "--sizes", help="WIDTHxHEIGHT[,...] to run at (frames are resized). "
+                                        "Default: 448x256, or the frames' own size."),
+    atol: Optional[float] = typer.Option(None, "--atol", help="Absolute tolerance on every output (default fp32: 1e-4)."),
+    rtol: Optional[float] = typer.Option(None, "--rtol", help="Relative tolerance on every output (default fp32: 1e-4)."),
+    min_psnr: Optional[float] = typer.Option(None, "--min-psnr", help="Gate on frame PSNR in dB instead of tolerances "
+                                             "(default fp16: 40, int8: 30)."),
+    pairs: int = typer.Option(2, "--pairs", help="How many pairs to take from --frames."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random pairs."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write the JSON report here."),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML here (one test per case and output)."),
+) -> None:
+    """Check exported graphs or engines against the PyTorch model: exit 0 pass, 1 drift, 2 usage error."""
+    from superslomo.eval.parity import parse_sizes, raise_if_failed, run_parity, summary_lines
+    from superslomo.runtime.loader import BACKENDS
+
+    if backend not in BACKENDS:
+        raise SloMoError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    result = run_parity(folder, against, backend=backend, frames=frames, sizes=parse_sizes(sizes) if sizes else None,
+                        atol=atol, rtol=rtol, min_psnr=min_psnr, seed=seed, pairs=pairs, report=report, junit=junit)
+    for line in summary_lines(result):
+        typer.echo(line)
+    raise_if_failed(result)
+    typer.echo("parity: pass")
+
+
+@app.command("eval")
+def eval_command(
+    data: Path = typer.Option(..., "--data", help="Triplets: ucf (<n>/frame0,1,2), middlebury (<seq>/frame10,"
+                              "frame10i11,frame11), or a frame folder or clip (every other frame held out)."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model folder or checkpoint; default: the "
+                                         "shipped demo model."),
+    layout: str = typer.Option("auto", "--layout", help="auto | middlebury | ucf | frames."),
+    backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | tensorrt | torch."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="Also compare with this model's output "
+                                             "(e.g. the fp32 folder when --model is INT8)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use at most this many triplets."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write the JSON report here."),
+) -> None:
+    """Interpolation quality (PSNR, SSIM, IE) on triplet data sets, next to the linear-blend baseline."""
+    from superslomo.eval.quality import check_eval_options, run_eval, summary_lines
+    from superslomo.video.models import default_model
+
+    if backend not in ("auto", "onnxruntime", "tensorrt", "torch"):
+        raise SloMoError(f"unknown backend {backend!r}; choose auto, onnxruntime, tensorrt or torch")
+    check_eval_options(data, layout, limit, report)
+    interp, label = _open_interpolator(model, backend)
+    ref = _open_interpolator(reference, "auto")[0] if reference is not None else None
+    try:
+        result = run_eval(data, interp, layout=layout, limit=limit, reference=ref, report=report,
+                          model_label=str(model) if model is not None else f"{default_model()} (default)",
+                          backend_label=label)
+    finally:
+        interp.close()  # type: ignore[attr-defined]
+        if ref is not None:
+            ref.close()  # type: ignore[attr-defined]
+    typer.echo(f"backend: {label}", err=True)
+    for line in summary_lines(result):
+        typer.echo(line)
+
+
 def _interrupt(signum: int, frame: object) -> None:
     # Raised as our own error (not KeyboardInterrupt) so the CLI framework does not print
     # "Aborted!" with exit 1, which means "a check failed" here; `finally` blocks still clean up.
