@@ -142,8 +142,9 @@ def interpolate(
     scene_threshold: float = typer.Option(0.35, "--scene-threshold", help="Colour-histogram change (0..1) "
                                           "above which a pair is a scene cut: no morphing, the nearer frame is "
                                           "held. 1 disables."),
-    crf: float = typer.Option(16, "--crf", help="x264 quality (lower = better, bigger); 16 keeps originals "
-                              "at >= 40 dB."),
+    crf: Optional[float] = typer.Option(None, "--crf", help="x264 quality (lower = better, bigger). Default: 16 "
+                                        "from 640x360 up, lower (to 8) for smaller frames; originals come back "
+                                        "at >= 40 dB PSNR."),
     codec: str = typer.Option("libx264", "--codec", help="Video encoder (FFmpeg name)."),
     preset: str = typer.Option("fast", "--preset", help="x264 speed/size preset."),
     start: float = typer.Option(0.0, "--start", help="Start at this many seconds into the source."),
@@ -153,13 +154,14 @@ def interpolate(
     max_size: str = typer.Option("7680x4320", "--max-size", help="Refuse larger videos before decoding."),
 ) -> None:
     """Interpolate a video: smoother (default, same duration), slower (--slowmo) or at any --fps."""
-    from superslomo.video.pipeline import Options, interpolate_video
+    from superslomo.video.pipeline import Options, interpolate_video, validate
 
     options = Options(factor=factor, slowmo=slowmo, fps=fps, scene_threshold=scene_threshold, crf=crf,
                       codec=codec, preset=preset, start=start, duration=duration, audio=not no_audio,
                       max_size=_size(max_size))
     if backend not in ("auto", "onnxruntime", "tensorrt", "torch"):
         raise SloMoError(f"unknown backend {backend!r}; choose auto, onnxruntime, tensorrt or torch")
+    validate(input, output, options)  # bad input fails before a model is loaded
     interp, label = _open_interpolator(model, backend)
     typer.echo(f"backend: {label}", err=True)
     with interp:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -62,7 +63,7 @@ def probe(path: str | os.PathLike, max_size: tuple[int, int] = DEFAULT_MAX_SIZE)
         ctx = stream.codec_context
         width, height = ctx.width, ctx.height
         if width <= 0 or height <= 0:
-            raise SloMoError(f"{path}: the video stream has no frame size (not a decodable video)")
+            raise SloMoError(f"{path}: the video stream has no video frames (no frame size in its header)")
         max_w, max_h = max_size
         if width * height > max_w * max_h or max(width, height) > max(max_w, max_h):
             raise SloMoError(
@@ -89,10 +90,14 @@ def rgb_colorspace(info: VideoInfo) -> int | None:
     return {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}.get(info.colorspace)
 
 
-def decode_frames(
-    info: VideoInfo, start: float = 0.0, duration: float | None = None
-) -> Iterator[tuple[np.ndarray, Fraction]]:
-    """(HxWx3 uint8 RGB, seconds since the stream start) for each frame of the segment, in order.
+class Decoded(NamedTuple):
+    image: np.ndarray  # HxWx3 uint8 RGB, what the model sees
+    time: Fraction  # seconds since the stream start
+    native: Any  # the decoded av.VideoFrame: originals are re-encoded from it, skipping RGB
+
+
+def decode_frames(info: VideoInfo, start: float = 0.0, duration: float | None = None) -> Iterator[Decoded]:
+    """Each frame of the segment, in display order.
 
     Times come from timestamps (variable frame rate survives); missing or non-increasing ones
     are replaced by the previous time plus a nominal frame interval.
@@ -139,7 +144,7 @@ def decode_frames(
                 kwargs = {"src_colorspace": colorspace} if colorspace is not None else {}
                 image = frame.to_ndarray(format="rgb24", **kwargs)
                 count += 1
-                yield to_rgb8(image, str(info.path)), when
+                yield Decoded(to_rgb8(image, str(info.path)), when, frame)
         except av.error.FFmpegError as error:
             # A damaged tail is common in real footage: keep what decoded, stop there.
             if count == 0:

@@ -30,7 +30,6 @@ from superslomo.errors import SloMoError
 from superslomo.video.decode import DEFAULT_MAX_SIZE, VideoInfo, decode_frames, probe
 from superslomo.video.encode import (
     DEFAULT_CODEC,
-    DEFAULT_CRF,
     DEFAULT_PRESET,
     AudioSource,
     VideoWriter,
@@ -51,7 +50,7 @@ class Options:
     slowmo: bool = False
     fps: float | str | None = None
     scene_threshold: float = DEFAULT_THRESHOLD
-    crf: float = DEFAULT_CRF
+    crf: float | None = None  # None: default_crf(width, height)
     codec: str = DEFAULT_CODEC
     preset: str = DEFAULT_PRESET
     start: float = 0.0
@@ -115,6 +114,8 @@ def plan_rates(info: VideoInfo, options: Options) -> tuple[Fraction, int]:
 class _PairJob:
     frame0: np.ndarray
     frame1: np.ndarray | None  # None: the last frame, held for its duration
+    native0: object  # the decoded frames themselves, for writing originals untouched
+    native1: object
     slots: list[Slot]
     times: list[float]  # the slots' t values that need the model
     pair: object | None  # PreparedPair when `times`
@@ -150,6 +151,23 @@ def _get(q: queue.Queue, stop: threading.Event) -> object:
 _DONE = object()
 
 
+def validate(input_path: Path, output_path: Path, options: Options) -> VideoInfo:
+    """Every check that needs no model: run before loading one, so bad input fails at once."""
+    input_path, output_path = Path(input_path), Path(output_path)
+    check_output_path(output_path, input_path)
+    if options.start < 0 or (options.duration is not None and options.duration <= 0):
+        raise SloMoError("--start must be >= 0 and --duration > 0")
+    if not 0.0 <= options.scene_threshold <= 1.0:
+        raise SloMoError(f"--scene-threshold must be between 0 and 1 (1 disables), got {options.scene_threshold}")
+    if options.crf is not None and not 0 <= options.crf <= 51:
+        raise SloMoError(f"--crf must be between 0 and 51, got {options.crf:g}")
+    info = probe(input_path, options.max_size)
+    if info.duration is not None and options.start >= info.duration:
+        raise SloMoError(f"--start {options.start:g}s is past the end of {input_path} ({info.duration:.2f}s)")
+    plan_rates(info, options)
+    return info
+
+
 def interpolate_video(
     input_path: str | os.PathLike,
     output_path: str | os.PathLike,
@@ -166,14 +184,7 @@ def interpolate_video(
     options = options or Options()
     say = say or (lambda text: print(text, file=sys.stderr))
     input_path, output_path = Path(input_path), Path(output_path)
-    check_output_path(output_path, input_path)
-    info = probe(input_path, options.max_size)
-    if options.start < 0 or (options.duration is not None and options.duration <= 0):
-        raise SloMoError("--start must be >= 0 and --duration > 0")
-    if not 0.0 <= options.scene_threshold <= 1.0:
-        raise SloMoError(f"--scene-threshold must be between 0 and 1 (1 disables), got {options.scene_threshold}")
-    if info.duration is not None and options.start >= info.duration:
-        raise SloMoError(f"--start {options.start:g}s is past the end of {input_path} ({info.duration:.2f}s)")
+    info = validate(input_path, output_path, options)
     out_rate, slowdown = plan_rates(info, options)
     summary = Summary(input=input_path, output=output_path, backend=backend, out_rate=out_rate, slowdown=slowdown)
 
@@ -233,23 +244,23 @@ def interpolate_video(
 
     def flow_stage() -> None:
         try:
-            previous: tuple[np.ndarray, Fraction] | None = None
+            previous = None
             origin = None
             gap = 1 / info.rate
             while True:
                 item = _get(frames_q, stop)
                 if item is _DONE:
                     break
-                frame, when = item
+                frame, when, native = item
                 counts["in"] += 1
                 cut = detector.is_cut(frame)
                 if origin is None:
                     origin = when
                     if audio is not None:
                         audio.origin = info.start_time + when
-                    previous = (frame, when)
+                    previous = item
                     continue
-                frame0, t0 = previous
+                frame0, t0, native0 = previous
                 gap = when - t0
                 slots = timeline.slots(t0 - origin, when - origin)
                 same = not cut and np.array_equal(frame0, frame)
@@ -260,16 +271,17 @@ def interpolate_video(
                     pair = interpolator.prepare(frame0, frame)
                     model_time[0] += time.perf_counter() - began
                 counts["cuts"] += int(cut)
-                _put(pairs_q, _PairJob(frame0, frame, slots, times, pair, cut, same), stop)
-                previous = (frame, when)
+                _put(pairs_q, _PairJob(frame0, frame, native0, native, slots, times, pair, cut, same), stop)
+                previous = item
             if previous is None:
                 raise SloMoError(f"{input_path} has no video frames" + (" in that segment" if options.start or options.duration else ""))
             if counts["in"] < 2:
-                raise SloMoError(f"{input_path} has only one frame: there is nothing to interpolate between")
-            frame0, t0 = previous
+                where = " in that segment" if options.start or options.duration else ""
+                raise SloMoError(f"{input_path} has only one frame{where}: there is nothing to interpolate between")
+            frame0, t0, native0 = previous
             # The last frame is shown for one frame interval, so the output lasts as long as the source.
             tail = timeline.slots(t0 - origin, t0 - origin + gap)
-            _put(pairs_q, _PairJob(frame0, None, tail, [], None), stop)
+            _put(pairs_q, _PairJob(frame0, None, native0, None, tail, [], None), stop)
             _put(pairs_q, _DONE, stop)
         except BaseException as error:
             fail(error)
@@ -316,13 +328,13 @@ def interpolate_video(
             made = iter(new)
             for slot in job.slots:
                 if slot.t == 0.0:
-                    frame = job.frame0
+                    frame = job.native0
                 elif job.frame1 is None:
-                    frame = job.frame0
+                    frame = job.native0
                     summary.held_frames += 1
                 elif job.cut or job.same:
                     # Never morph across a cut: hold whichever original is nearer in time.
-                    frame = job.frame0 if slot.t < 0.5 else job.frame1
+                    frame = job.native0 if slot.t < 0.5 else job.native1
                     summary.held_frames += int(job.cut)
                 else:
                     frame = next(made)

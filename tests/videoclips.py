@@ -1,0 +1,132 @@
+"""Small synthetic videos for the video tests, made with PyAV: moving shapes on a textured
+background (texture gives the encoder and the PSNR checks something real to do)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+
+def scene_frame(index: int, width: int, height: int, scene: int = 0) -> np.ndarray:
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    if scene == 0:
+        base = np.stack([40 + 60 * xx / width, 60 + 50 * yy / height, 120 + 0 * xx], axis=-1)
+    else:  # a different shot: warm colours, other layout
+        base = np.stack([200 - 40 * yy / height, 90 + 30 * xx / width, 30 + 0 * xx], axis=-1)
+    base += (12 * np.sin(xx / 3.0) * np.cos(yy / 4.0))[..., None]
+    frame = base
+    cx = (8 + 3 * index) % max(1, width - 16)
+    cy = height // 3
+    frame[cy : cy + max(4, height // 5), cx : cx + max(6, width // 6)] = (230, 40, 40) if scene == 0 else (20, 200, 220)
+    r = max(3, min(width, height) // 8)
+    ox = width // 2 + int((width // 4) * np.sin(index / 5.0))
+    oy = (2 * height) // 3
+    disc = (xx - ox) ** 2 + (yy - oy) ** 2 <= r * r
+    frame[disc] = (250, 250, 90)
+    return np.clip(frame, 0, 255).astype(np.uint8)
+
+
+def make_clip(
+    path: Path,
+    frames: int = 12,
+    size: tuple[int, int] = (90, 50),
+    rate: int | Fraction = 24,
+    audio: str | None = None,
+    cut_at: int | None = None,
+    pts: list[int] | None = None,
+    time_base: Fraction | None = None,
+    broken_audio: bool = False,
+) -> Path:
+    """Write a clip. `pts` (in `time_base`) makes it variable-rate; `cut_at` splices a second
+    shot in from that frame; `audio` is an encoder name (aac, libmp3lame, libopus)."""
+    import av
+
+    width, height = size
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=rate)
+        video.width, video.height = width, height
+        video.pix_fmt = "yuv444p" if width % 2 or height % 2 else "yuv420p"
+        video.options = {"crf": "8", "preset": "ultrafast"}
+        if time_base is not None:
+            video.codec_context.time_base = time_base
+        astream = None
+        sample_rate = 44100
+        if audio:
+            sample_rate = 48000 if audio == "libopus" else 44100  # Opus only runs at 48 kHz
+            astream = container.add_stream(audio, rate=sample_rate)
+            astream.layout = "mono"
+        for i in range(frames):
+            scene = 1 if cut_at is not None and i >= cut_at else 0
+            image = scene_frame(i, width, height, scene)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format=video.pix_fmt)
+            frame.pts = pts[i] if pts is not None else i
+            frame.time_base = time_base if time_base is not None else Fraction(1, 1) / Fraction(rate)
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+        if astream is not None:
+            duration = frames / float(rate) if pts is None else float((pts[-1] + 1) * time_base)
+            total = int(duration * sample_rate)
+            fmt = astream.codec_context.codec.audio_formats[0].name
+            chunk = astream.codec_context.frame_size or 1024
+            rng = np.random.default_rng(0)
+            for start in range(0, total, chunk):
+                n = min(chunk, total - start)
+                tone = (0.3 * np.sin(2 * np.pi * 440 * (start + np.arange(chunk)) / sample_rate)).astype(np.float32)
+                data = tone[None] if fmt.endswith("p") else tone[:, None].T
+                af = av.AudioFrame.from_ndarray(data.astype(np.float32), format="fltp" if fmt.endswith("p") else "flt",
+                                                layout="mono")
+                af.sample_rate = sample_rate
+                af.pts = start
+                packets = astream.encode(af)
+                for packet in packets:
+                    if broken_audio:  # garbage payloads with valid timing: the decoder must choke
+                        junk = av.Packet(rng.integers(0, 256, packet.size, dtype=np.uint8).tobytes())
+                        junk.pts, junk.dts, junk.time_base, junk.stream = packet.pts, packet.dts, packet.time_base, astream
+                        packet = junk
+                    container.mux(packet)
+                del n
+            container.mux(astream.encode(None))
+    return path
+
+
+def decode_all(path: Path) -> list[np.ndarray]:
+    import av
+
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def stream_facts(path: Path) -> dict:
+    """Frame count, rate, size, duration and audio facts of a file, from decoding it."""
+    import av
+
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        times = [float(f.pts * video.time_base) for f in container.decode(video)]
+    with av.open(str(path)) as container:
+        facts = {
+            "frames": len(times),
+            "rate": container.streams.video[0].average_rate,
+            "width": container.streams.video[0].codec_context.width,
+            "height": container.streams.video[0].codec_context.height,
+            "video_end": times[-1] + (times[-1] - times[-2]) if len(times) > 1 else None,
+            "times": times,
+            "audio": None,
+        }
+        if container.streams.audio:
+            stream = container.streams.audio[0]
+            samples = 0
+            first = None
+            for frame in container.decode(stream):
+                first = frame.time if first is None else first
+                samples += frame.samples
+            facts["audio"] = {"codec": stream.codec_context.name, "seconds": samples / stream.codec_context.sample_rate,
+                              "start": first}
+    return facts
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
