@@ -142,8 +142,8 @@ def interpolate(
     scene_threshold: float = typer.Option(0.35, "--scene-threshold", help="Colour-histogram change (0..1) "
                                           "above which a pair is a scene cut: no morphing, the nearer frame is "
                                           "held. 1 disables."),
-    crf: Optional[float] = typer.Option(None, "--crf", help="x264 quality (lower = better, bigger). Default: 16 "
-                                        "from 640x360 up, lower (to 8) for smaller frames; originals come back "
+    crf: Optional[float] = typer.Option(None, "--crf", help="x264 quality (lower = better, bigger). Default: 14 "
+                                        "from 640x360 up, lower (to 4) for smaller frames; originals come back "
                                         "at >= 40 dB PSNR."),
     codec: str = typer.Option("libx264", "--codec", help="Video encoder (FFmpeg name)."),
     preset: str = typer.Option("fast", "--preset", help="x264 speed/size preset."),
@@ -286,6 +286,63 @@ def eval_command(
     typer.echo(f"backend: {label}", err=True)
     for line in summary_lines(result):
         typer.echo(line)
+
+
+@app.command("calibrate")
+def calibrate_command(
+    inputs: list[Path] = typer.Argument(..., help="Videos and/or folders of consecutive frames (your footage)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Calibration set to write (.npz)."),
+    model: Path = typer.Option(..., "--model", "-m", help="fp32 ONNX folder (slomo export) whose flow graph "
+                               "computes the interpolation graph's flow inputs; a checkpoint is exported first."),
+    pairs: int = typer.Option(256, "--pairs", help="Frame pairs to sample, spread over all inputs."),
+    size: str = typer.Option("448x256", "--size", help="WIDTHxHEIGHT (multiples of 32): frames are scaled to fit "
+                             "and edge-padded. Prefer the size you will run at."),
+    seed: int = typer.Option(0, "--seed", help="Same inputs + seed = the same set."),
+    scene_threshold: float = typer.Option(0.35, "--scene-threshold", help="Colour-histogram change above which "
+                                          "a pair is a scene cut and rejected."),
+) -> None:
+    """Sample frame pairs from footage into a calibration set for `slomo quantize`."""
+    from superslomo.calibration.calibset import build_calibration_set, fp32_model_folder
+
+    with fp32_model_folder(model) as folder:
+        meta = build_calibration_set(inputs, output, folder, pairs=pairs, size=_size(size), seed=seed,
+                                     scene_threshold=scene_threshold)
+    rejected = meta["rejected"]
+    typer.echo(f"wrote {output}: {pairs} pairs at {size} from {len(inputs)} input(s) "
+               f"(rejected {rejected['scene_cut']} scene-cut and {rejected['duplicate']} repeated-frame triplets)")
+
+
+@app.command("quantize")
+def quantize_command(
+    model: Path = typer.Argument(..., help="fp32 ONNX folder (slomo export, --warp gridsample)."),
+    calib: Path = typer.Option(..., "--calib", help="Calibration set from `slomo calibrate --model` this folder."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output folder: INT8 graphs, manifest, accuracy.json."),
+    method: str = typer.Option("max", "--method", help="Activation ranges: entropy | max | percentile."),
+    percentile: float = typer.Option(99.99, "--percentile", help="With --method percentile."),
+    graphs: str = typer.Option("flow,interp", "--graphs", help="Graphs to quantize (others stay fp32): "
+                               "flow,interp | flow | interp."),
+    conv_outputs: bool = typer.Option(False, "--conv-outputs", help="Q/DQ on conv outputs too (but the last): "
+                                      "ONNX Runtime CPU then runs integer convs; TensorRT does not need it."),
+    max_drop_db: float = typer.Option(0.5, "--max-drop-db", help="Refuse (exit 1, nothing written) when INT8 "
+                                      "loses more PSNR vs ground truth than fp32 does, in dB."),
+    force: bool = typer.Option(False, "--force", help="Write even when the accuracy gate fails."),
+    eval_pairs: int = typer.Option(16, "--eval-pairs", help="Calibration triplets used for the accuracy report."),
+) -> None:
+    """Write INT8 Q/DQ graphs (Conv only, warp in float) with a measured accuracy report."""
+    from superslomo.calibration.quantize import QuantizeOptions, quantize_model
+
+    options = QuantizeOptions(method=method, percentile=percentile, conv_outputs=conv_outputs)
+    options.validate()
+    chosen = tuple(g.strip() for g in graphs.split(",") if g.strip())
+    result = quantize_model(model, calib, output, options, graphs=chosen, max_drop_db=max_drop_db, force=force,
+                            eval_count=eval_pairs)
+    settings = result.report["settings"]
+    for name, row in settings.items():
+        typer.echo(f"{name:7s} PSNR vs truth {row['psnr_gt']:6.2f} dB (drop {row['psnr_drop_db']:+.2f})  "
+                   f"SSIM {row['ssim_gt']:.4f}  vs fp32 {row['psnr_fp32']:6.2f} dB / {row['ssim_fp32']:.4f}")
+    if result.refused:
+        typer.echo(f"warning: written because of --force: {result.refused}", err=True)
+    typer.echo(f"wrote {output} (INT8 {'+'.join(chosen)}, {method}; report {output}/accuracy.json)")
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -118,12 +118,13 @@ def stream_facts(path: Path) -> dict:
         if container.streams.audio:
             stream = container.streams.audio[0]
             samples = 0
-            first = None
+            first = last = None
             for frame in container.decode(stream):
                 first = frame.time if first is None else first
+                last = frame.time + frame.samples / frame.sample_rate
                 samples += frame.samples
             facts["audio"] = {"codec": stream.codec_context.name, "seconds": samples / stream.codec_context.sample_rate,
-                              "start": first}
+                              "start": first, "end": last}
     return facts
 
 
