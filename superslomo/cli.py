@@ -345,6 +345,43 @@ def quantize_command(
     typer.echo(f"wrote {output} (INT8 {'+'.join(chosen)}, {method}; report {output}/accuracy.json)")
 
 
+@app.command("train")
+def train_command(
+    data: list[Path] = typer.Option(..., "--data", help="Videos and/or frame folders (repeat the option)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output .safetensors checkpoint (saved periodically)."),
+    width: int = typer.Option(16, help="Base channel count (32 = the paper's network)."),
+    crop: int = typer.Option(128, help="Random crop size in pixels (a multiple of 32)."),
+    steps: int = typer.Option(10000, help="Total optimisation steps (a resumed run continues its count)."),
+    batch: int = typer.Option(4, help="Samples per step."),
+    learning_rate: float = typer.Option(1e-4, "--lr", help="Adam learning rate."),
+    validation: Optional[Path] = typer.Option(None, help="Held-out triplets (e.g. ucf101_adacof) for PSNR."),
+    resume: Optional[Path] = typer.Option(None, help="Continue from a checkpoint written by this command."),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
+    vgg16_weights: Optional[Path] = typer.Option(None, help="VGG16 weights for the perceptual loss (none are downloaded)."),
+) -> None:
+    """Train Super SloMo on frame runs (L1 + warping + smoothness losses, Adam, crops/flips/reversal)."""
+    from superslomo.model.train import TrainConfig, train
+
+    if crop % 32 or crop < 32:
+        raise SloMoError(f"--crop must be a positive multiple of 32, got {crop}")
+    if steps < 1 or batch < 1 or width < 1:
+        raise SloMoError("--steps, --batch and --width must be positive")
+    if output.suffix != ".safetensors":
+        raise SloMoError(f"output must end in .safetensors: {output}")
+    missing = [str(p) for p in data if not p.exists()]
+    if missing:
+        raise SloMoError(f"training data not found: {missing[0]}")
+    history = train(TrainConfig(
+        data=[str(p) for p in data], output=str(output), width=width, crop=crop, steps=steps, batch=batch,
+        learning_rate=learning_rate, validation=str(validation) if validation else None,
+        resume=str(resume) if resume else None, threads=threads,
+        vgg16_weights=str(vgg16_weights) if vgg16_weights else None,
+    ))
+    last = history["validation"][-1] if history["validation"] else None
+    summary = f"; validation PSNR {last['psnr']:.2f} dB (blend {last['blend_psnr']:.2f} dB)" if last else ""
+    typer.echo(f"trained to step {history['steps']} in {history['seconds'] / 60:.1f} min{summary}; wrote {output}")
+
+
 def _interrupt(signum: int, frame: object) -> None:
     # Raised as our own error (not KeyboardInterrupt) so the CLI framework does not print
     # "Aborted!" with exit 1, which means "a check failed" here; `finally` blocks still clean up.

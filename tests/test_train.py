@@ -1,0 +1,72 @@
+"""Training: losses decrease on real motion, checkpoints resume, bad options are refused."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from superslomo.model import load_checkpoint
+from superslomo.model.train import FramePool, TrainConfig, train, training_loss
+
+
+def _clip(folder, count=8, size=(96, 128)):
+    """A textured pattern translating 2 px per frame: flow the network can learn quickly."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    texture = (rng.random((size[0] // 8, (size[1] + 4 * count) // 8, 3)) * 255).astype(np.uint8)
+    texture = np.kron(texture, np.ones((8, 8, 1), np.uint8))
+    folder.mkdir()
+    for i in range(count):
+        Image.fromarray(texture[:, 2 * i : 2 * i + size[1]]).save(folder / f"{i:03d}.png")
+    return folder
+
+
+def test_frame_pool_samples_windows_with_matching_t(tmp_path):
+    pool = FramePool([str(_clip(tmp_path / "clip"))], crop=64, max_gap=3, max_side=640, per_source=100, seed=0)
+    for _ in range(20):
+        f0, ft, f1, t = pool.sample()
+        assert f0.shape == ft.shape == f1.shape == (64, 64, 3)
+        assert min(abs(t - v) for v in (1 / 3, 2 / 3, 0.5)) < 1e-9, t
+
+
+def test_training_reduces_the_loss_and_resumes(tmp_path):
+    torch.manual_seed(0)
+    clip = _clip(tmp_path / "clip")
+    out = tmp_path / "m.safetensors"
+    config = TrainConfig(data=[str(clip)], output=str(out), width=4, crop=64, batch=2, steps=30,
+                         learning_rate=1e-3, save_every=10, threads=1)
+    pool = FramePool([str(clip)], 64, 4, 640, 100, seed=5)
+    batch = pool.batch(4)
+    from superslomo.model import super_slomo
+
+    torch.manual_seed(0)
+    before = training_loss(super_slomo(width=4), *batch)[0].item()
+    history = train(config)
+    assert history["steps"] == 30
+    trained = load_checkpoint(out)
+    after = training_loss(trained.train(), *batch)[0].item()
+    assert after < before, f"loss {before:.3f} -> {after:.3f}"
+    resumed = train(TrainConfig(**{**config.__dict__, "steps": 35, "resume": str(out)}))
+    assert resumed["steps"] == 35 and resumed["samples"] == 70
+
+
+def test_cli_train_refuses_bad_options(tmp_path):
+    for args, message in ((["--crop", "100"], "multiple of 32"), (["--data", str(tmp_path / "none")], "not found")):
+        base = ["--data", str(tmp_path)] if "--data" not in args else []
+        result = subprocess.run([sys.executable, "-m", "superslomo.cli", "train", *base, *args,
+                                 "-o", str(tmp_path / "m.safetensors")], capture_output=True, text=True)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+@pytest.mark.parametrize("perceptual", [True])
+def test_perceptual_loss_needs_user_weights(tmp_path, perceptual):
+    from superslomo.errors import SloMoError
+
+    with pytest.raises(SloMoError, match="VGG16"):
+        train(TrainConfig(data=[str(tmp_path)], output=str(tmp_path / "m.safetensors"), vgg16_weights="vgg.pth"))
