@@ -1,0 +1,54 @@
+"""ONNX folders exported on demand from a checkpoint, cached by the checkpoint's sha256.
+
+This is how a checkpoint (the shipped demo weights included) runs on the embedded default,
+ONNX Runtime: the first use exports once (seconds), later uses load the cached graphs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from superslomo.errors import SloMoError
+from superslomo.runtime.manifest import ManifestError, read_manifest
+
+
+def cache_root() -> Path:
+    base = os.environ.get("SLOMO_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "superslomo-trt"
+    )
+    return Path(base)
+
+
+def onnx_folder_for(checkpoint: str | os.PathLike, precision: str = "fp32") -> Path:
+    """The exported fp32/fp16 gridsample folder for this checkpoint, exporting it if needed."""
+    from superslomo.export.onnx_export import ExportOptions, export_model
+    from superslomo.model.checkpoint import file_sha256, load_checkpoint
+
+    checkpoint = Path(checkpoint)
+    digest = file_sha256(checkpoint)
+    folder = cache_root() / f"{digest[:20]}-{precision}"
+    try:
+        manifest = read_manifest(folder)
+        if manifest.source.get("sha256") == digest:
+            return folder
+    except ManifestError:
+        pass  # absent or stale: export again below
+    model = load_checkpoint(checkpoint)
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
+    except OSError as error:
+        raise SloMoError(f"cannot write the ONNX cache in {folder.parent}: {error.strerror}; "
+                         "set SLOMO_CACHE_DIR or export by hand with slomo export") from None
+    try:
+        export_model(model, staging, ExportOptions(precision=precision),
+                     source={"checkpoint": checkpoint.name, "sha256": digest})
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
