@@ -26,9 +26,10 @@ from superslomo.errors import SloMoError
 from superslomo.video.frames import IMAGE_SUFFIXES, list_frame_files, read_image
 from superslomo.video.scenes import DEFAULT_THRESHOLD, colour_signature, cut_score
 
-# Mean absolute difference (grey levels, thumbnail) below which the outer frames of a triplet
-# are "the same picture": compression noise alone is about 0.5-1 on static real footage.
-DEFAULT_DUPLICATE_LEVEL = 1.0
+# Mean absolute difference (grey levels, thumbnail) below which two consecutive frames are "the
+# same picture". Encoders code a repeated frame as skipped blocks (difference ~0), while slow real
+# motion still moves a grey level or so on average: the threshold sits well below that.
+DEFAULT_DUPLICATE_LEVEL = 0.25
 RESERVE_LIMIT = 64
 
 
@@ -93,8 +94,8 @@ def _iter_frames(path: Path) -> Iterator[np.ndarray]:
         return
     from superslomo.video.decode import decode_frames, probe
 
-    for frame, _ in decode_frames(probe(path)):
-        yield frame
+    for decoded in decode_frames(probe(path)):
+        yield decoded[0]  # the RGB image; the rest (time, native frame) is for re-encoding
 
 
 def allocate(counts: Sequence[int], pairs: int) -> list[int]:
