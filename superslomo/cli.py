@@ -382,6 +382,48 @@ def train_command(
     typer.echo(f"trained to step {history['steps']} in {history['seconds'] / 60:.1f} min{summary}; wrote {output}")
 
 
+@app.command("bench")
+def bench_command(
+    backends: str = typer.Option(",".join(("torch", "onnxruntime", "onnxruntime-int8", "tensorrt-fp16")), "--backends",
+                                 help="Comma list of torch, onnxruntime, onnxruntime-fp16, onnxruntime-int8, "
+                                 "onnxruntime-cuda, tensorrt-fp32, tensorrt-fp16, tensorrt-int8 (torch, eager "
+                                 "fp32, is the baseline of every ratio)."),
+    sizes: str = typer.Option("448x256,1280x720", "--sizes", help="WIDTHxHEIGHT[,...]"),
+    times: int = typer.Option(1, "--times", help="1, 3 or 7 frames per timed interpolation call (2x/4x/8x)."),
+    warmup: int = typer.Option(1, "--warmup", help="Untimed iterations first."),
+    iters: int = typer.Option(5, "--iters", help="Timed iterations (each visits every backend once)."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Checkpoint; default: the shipped weights "
+                                         "(random weights at --width if none)."),
+    width: Optional[int] = typer.Option(None, "--width", help="Time random weights at this network width instead "
+                                        "(32 = the paper's; timings do not depend on the weights)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for every backend (default: all)."),
+    calib_data: Optional[list[Path]] = typer.Option(None, "--calib-data", help="Footage (clip or frame folder) "
+                                                    "for the INT8 calibration set; repeat for more."),
+    calib_pairs: int = typer.Option(8, "--calib-pairs", help="Frame pairs in the INT8 calibration set."),
+    workdir: Path = typer.Option(Path("out/bench"), "--workdir", help="Exported/quantized folders, reused."),
+    peak_gflops: Optional[float] = typer.Option(None, "--peak-gflops", help="CPU peak (default: measured)."),
+    as_json: Optional[Path] = typer.Option(None, "--json", help="Write the rows (one per backend and size) here."),
+) -> None:
+    """Time the backends side by side (interleaved), with FLOPs, achieved FLOP/s and the floor."""
+    from superslomo.eval.bench import (BenchOptions, parse_backend_list, parse_size_list, run_bench, table_lines,
+                                       target_lines, write_json)
+
+    options = BenchOptions(backends=parse_backend_list(backends), sizes=parse_size_list(sizes), times=times,
+                           warmup=warmup, iters=iters, threads=threads, model=model, model_width=width,
+                           calib_data=tuple(calib_data or ()), calib_pairs=calib_pairs, workdir=workdir,
+                           peak_gflops=peak_gflops)
+    options.validate()
+    result = run_bench(options, say=lambda s: typer.echo(s, err=True))
+    m = result["machine"]
+    typer.echo(f"{result['model']} | {m['cpu']}, {m['cores']} cores, {m['threads']} threads | CPU peak "
+               f"{m['cpu_peak_gflops_s']:.0f} GFLOP/s | load {m['load_1min']:.1f} -> {m['load_1min_after']:.1f}")
+    for line in table_lines(result["rows"]) + [""] + target_lines(result["rows"]) + result["notes"]:
+        typer.echo(line)
+    if as_json is not None:
+        write_json(result["rows"], as_json)
+        typer.echo(f"wrote {as_json}")
+
+
 def _interrupt(signum: int, frame: object) -> None:
     # Raised as our own error (not KeyboardInterrupt) so the CLI framework does not print
     # "Aborted!" with exit 1, which means "a check failed" here; `finally` blocks still clean up.

@@ -1,0 +1,224 @@
+"""`slomo bench`: structure only (rows, ratios, FLOP counts, interleaving, skips). No timing is
+asserted: figures come from the benchmark itself, on a quiet machine."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from superslomo.errors import SloMoError
+from superslomo.eval import bench
+from superslomo.eval.flops import elementwise_flops, model_flops, padded_size, unet_convs, unet_flops
+
+
+# -- FLOPs -----------------------------------------------------------------------------------
+def test_flops_match_a_hand_count_for_a_tiny_unet():
+    # U-Net(1, 1) at width 1 on 32x32, written out layer by layer:
+    # (cin, cout, kernel, output pixels); FLOPs = 2*cin*cout*k*k*pixels + cout*pixels (bias).
+    layers = [
+        (1, 1, 7, 1024), (1, 1, 7, 1024),  # conv1, conv2 at 32x32
+        (1, 2, 5, 256), (2, 2, 5, 256),  # down1 at 16x16
+        (2, 4, 3, 64), (4, 4, 3, 64),  # down2 at 8x8
+        (4, 8, 3, 16), (8, 8, 3, 16),  # down3 at 4x4
+        (8, 16, 3, 4), (16, 16, 3, 4),  # down4 at 2x2
+        (16, 16, 3, 1), (16, 16, 3, 1),  # down5 at 1x1
+        (16, 16, 3, 4), (32, 16, 3, 4),  # up1 back at 2x2 (conv2 sees the concat: 2*16 in)
+        (16, 8, 3, 16), (16, 8, 3, 16),  # up2 at 4x4
+        (8, 4, 3, 64), (8, 4, 3, 64),  # up3 at 8x8
+        (4, 2, 3, 256), (4, 2, 3, 256),  # up4 at 16x16
+        (2, 1, 3, 1024), (2, 1, 3, 1024),  # up5 at 32x32
+        (1, 1, 3, 1024),  # conv3
+    ]
+    hand = sum(2 * ci * co * k * k * px + co * px for ci, co, k, px in layers)
+    assert unet_flops(1, 1, 1, 32, 32) == hand == 747_296
+
+
+def test_flop_table_is_the_pytorch_network():
+    """Names, channels and kernels from the module itself, and each conv's level from the output
+    size it really produces, so the analytic table cannot drift from the definition."""
+    import torch
+
+    from superslomo.model import UNet
+
+    for cin, cout in ((6, 4), (20, 5)):
+        net = UNet(cin, cout, width=3)
+        seen = {}
+        hooks = [m.register_forward_hook(lambda m, i, o, n=n, seen=seen: seen.__setitem__(n, o.shape))
+                 for n, m in net.named_modules() if isinstance(m, torch.nn.Conv2d)]
+        with torch.no_grad():
+            net(torch.zeros(1, cin, 64, 96))
+        for h in hooks:
+            h.remove()
+        table = unet_convs(cin, cout, 3)
+        assert [c.name for c in table] == list(seen)
+        modules = dict(net.named_modules())
+        counted = 0
+        for conv in table:
+            module = modules[conv.name]
+            assert (module.in_channels, module.out_channels, module.kernel_size) == (conv.cin, conv.cout,
+                                                                                     (conv.kernel, conv.kernel))
+            assert tuple(seen[conv.name][2:]) == (64 >> conv.level, 96 >> conv.level)
+            counted += 2 * module.weight.numel() * seen[conv.name][2] * seen[conv.name][3] + seen[conv.name][1:].numel()
+        assert unet_flops(cin, cout, 3, 96, 64) == counted
+
+
+def test_paper_network_at_720p_matches_the_issue():
+    flops = model_flops(32, 1280, 720)
+    assert flops.padded == (1280, 736)  # what actually runs
+    assert flops.flow / 1e12 == pytest.approx(0.60, abs=0.01)
+    assert flops.interp / 1e12 == pytest.approx(0.65, abs=0.01)
+    assert flops.per_frame(7) == pytest.approx(flops.flow / 7 + flops.interp)
+    assert elementwise_flops(32, 1280, 720) < 0.01 * (flops.flow + flops.interp)
+
+
+def test_padded_size():
+    assert padded_size(1920, 1080) == (1920, 1088)
+    assert padded_size(448, 256) == (448, 256)
+    with pytest.raises(SloMoError):
+        unet_flops(6, 4, 0, 64, 64)
+
+
+# -- statistics and rows ---------------------------------------------------------------------
+def test_row_figures_and_ratios_are_computed_right():
+    fast = bench.Samples(flow_ms=[10, 12, 14, 100], interp_ms=[20, 22, 24, 30], peak_rss_mb=500, work_mb=40)
+    slow = bench.Samples(flow_ms=[30, 30, 30, 30], interp_ms=[60, 60, 60, 60], peak_rss_mb=600, work_mb=80)
+    rows = [bench.make_row("torch", (64, 64), slow, 2, 50.0, 1),
+            bench.make_row("onnxruntime", (64, 64), fast, 2, 50.0, 1),
+            bench.skipped_row("tensorrt-fp16", (64, 64), 2, "no GPU")]
+    bench.add_ratios(rows)
+    torch_row, ort, trt = rows
+    # per-iteration sums 30, 34, 38, 130: median 36, p25 33, p75 61
+    assert ort["per_frame_ms"] == pytest.approx(36.0)
+    assert ort["per_frame_iqr_ms"] == pytest.approx(61.0 - 33.0)
+    assert ort["flow_ms"] == pytest.approx(13.0) and ort["interp_ms"] == pytest.approx(23.0)
+    # 8x: flow / 7 + interp per iteration
+    assert ort["per_frame_8x_ms"] == pytest.approx(np.median([10 / 7 + 20, 12 / 7 + 22, 14 / 7 + 24, 100 / 7 + 30]))
+    assert torch_row["speedup"] == pytest.approx(1.0)
+    assert ort["speedup"] == pytest.approx(90.0 / 36.0)
+    assert ort["speedup_8x"] == pytest.approx(torch_row["per_frame_8x_ms"] / ort["per_frame_8x_ms"])
+    gflop = model_flops(2, 64, 64).per_frame(1) / 1e9
+    assert ort["gflops"] == pytest.approx(gflop)
+    assert ort["achieved_gflops_s"] == pytest.approx(gflop / 0.036)
+    assert ort["floor_ms"] == pytest.approx(1000 * gflop / 50.0)
+    assert ort["fps_2x"] == pytest.approx(1000 / 36.0)
+    assert trt["skipped"] == "no GPU" and trt["per_frame_ms"] is None and trt["speedup"] is None
+    lines = bench.table_lines(rows)
+    assert "2.50x" in lines[3] and "skipped: no GPU" in lines[4]
+
+
+def test_target_lines_judge_the_720p_rows():
+    def row(name, per_frame, drop=None):
+        r = {"backend": name, "width": 1280, "height": 720, "per_frame_ms": per_frame, "skipped": None}
+        if drop is not None:
+            r["psnr_drop_db"] = drop
+        return r
+
+    rows = [row("torch", 300.0), row("onnxruntime", 150.0), row("onnxruntime-int8", 140.0, drop=0.8)]
+    bench.add_ratios(rows)
+    lines = bench.target_lines(rows)
+    assert "2.00x -> met" in lines[0]
+    assert "MISSED" in lines[1] and "PSNR drop +0.80" in lines[1]
+
+
+class FakeBackend:
+    def __init__(self, name, log):
+        self.name, self.log = name, log
+
+    def infer(self, graph, inputs):
+        n = inputs["frame0"].shape[0]
+        self.log.append((self.name, graph, n))
+        if graph == "flow":
+            shape = inputs["frame0"].shape
+            return {"flow01": np.zeros((1, 2, *shape[2:]), np.float32), "flow10": np.zeros((1, 2, *shape[2:]), np.float32)}
+        assert inputs["t"].shape == (n,)
+        return {"frame_t": inputs["frame0"]}
+
+
+def test_measurement_is_interleaved_and_batched():
+    log: list = []
+    backends = {n: FakeBackend(n, log) for n in ("a", "b", "c")}
+    ticks = iter(range(10_000))
+    frame = np.zeros((1, 3, 32, 32), np.float32)
+    results = bench.time_backends(backends, (frame, frame), times=7, warmup=1, iters=2, max_batch=4,
+                                  clock=lambda: next(ticks) / 1000)
+    # each visit: flow, then 7 frames as batches of 4 and 3
+    visits = [log[i:i + 3] for i in range(0, len(log), 3)]
+    assert all([v[1] for v in visit] == ["flow", "interp", "interp"] for visit in visits)
+    assert {tuple(v[2] for v in visit) for visit in visits} == {(1, 4, 3)}
+    order = [visit[0][0] for visit in visits]
+    assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]  # rotated each iteration
+    assert all(len(s.flow_ms) == 2 for s in results.values())  # warm-up not recorded
+    # the fake clock ticks 1 ms per call: flow 1 ms, interp 1 ms for all 7 frames
+    assert results["a"].flow_ms == pytest.approx([1.0, 1.0]) and results["a"].interp_ms == pytest.approx([1 / 7] * 2)
+
+
+def test_summarize_and_synthetic_inputs():
+    s = bench.summarize([1, 2, 3, 4, 100])
+    assert (s["median"], s["p25"], s["p75"]) == (3.0, 2.0, 4.0)
+    f0, f1 = bench.synthetic_pair(100, 50)
+    assert f0.shape == (50, 100, 3) and f0.dtype == np.uint8 and not np.array_equal(f0, f1)
+    g = bench.graph_frames(f0)
+    assert g.shape == (1, 3, 64, 128) and g.dtype == np.float32 and 0 <= g.min() and g.max() <= 1
+
+
+# -- options and skips -----------------------------------------------------------------------
+@pytest.mark.parametrize("change, message", [
+    ({"backends": ("torch", "tensorflow")}, "unknown backend 'tensorflow'"),
+    ({"backends": ("torch", "torch")}, "twice"),
+    ({"sizes": ((16, 64),)}, "at least 32x32"),
+    ({"times": 2}, "--times must be one of 1, 3, 7"),
+    ({"iters": 0}, "--iters >= 1"),
+    ({"model_width": 0}, "--width"),
+])
+def test_bad_options_are_one_line_errors(change, message):
+    options = bench.BenchOptions(**change)
+    with pytest.raises(SloMoError, match=message.replace("(", r"\(")) as error:
+        options.validate()
+    assert "\n" not in str(error.value)
+
+
+def test_cli_bad_size_exits_2(capsys):
+    from superslomo.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--sizes", "1280by720"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: sizes are WIDTHxHEIGHT") and "\n" not in err
+
+
+def test_tiny_run_writes_rows_and_skips_with_reasons(tmp_path, monkeypatch, capsys):
+    """torch + onnxruntime measured; TensorRT, CUDA and INT8 (no footage) skipped, each with why."""
+    from superslomo.cli import main
+    from superslomo.runtime import loader
+
+    monkeypatch.setattr(loader, "tensorrt_usable", lambda: (False, "no CUDA device"))
+    out = tmp_path / "rows.json"
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--width", "2", "--sizes", "64x64,96x64", "--warmup", "0", "--iters", "2",
+              "--backends", "torch,onnxruntime,onnxruntime-int8,tensorrt-fp16,onnxruntime-cuda",
+              "--workdir", str(tmp_path / "work"), "--peak-gflops", "100", "--json", str(out)])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    rows = json.loads(out.read_text())
+    assert [(r["backend"], r["width"]) for r in rows] == [
+        (b, w) for w in (64, 96) for b in ("torch", "onnxruntime", "onnxruntime-int8", "tensorrt-fp16",
+                                           "onnxruntime-cuda")]
+    required = ("backend", "width", "height", "flow_ms", "interp_ms", "per_frame_ms", "flow_iqr_ms",
+                "interp_iqr_ms", "per_frame_iqr_ms", "gflops", "peak_rss_mb")
+    for row in rows:
+        assert all(key in row for key in required)
+    measured = [r for r in rows if not r["skipped"]]
+    assert {r["backend"] for r in measured} == {"torch", "onnxruntime"}
+    for r in measured:
+        assert r["per_frame_ms"] > 0 and r["peak_rss_mb"] > 0 and r["floor_ms"] > 0
+        assert r["speedup"] == pytest.approx(next(t["per_frame_ms"] for t in rows if t["backend"] == "torch"
+                                                  and t["width"] == r["width"]) / r["per_frame_ms"])
+    reasons = {r["backend"]: r["skipped"] for r in rows if r["skipped"]}
+    assert "no CUDA device" in reasons["tensorrt-fp16"]
+    assert "--calib-data" in reasons["onnxruntime-int8"]
+    assert "CUDAExecutionProvider" in reasons["onnxruntime-cuda"]
+    assert "random weights, width 2" in text and "skipped: no CUDA device" in text
+    assert "target onnxruntime >= 1.5x torch at 1280x720: not measured" in text
