@@ -35,7 +35,8 @@ gpu-bench: setup
 	$(BIN)/python benchmarks/gpu_bench.py
 
 bench: setup
-	$(BIN)/slomo bench
+	mkdir -p out/bench
+	$(BIN)/slomo bench --calib-data "$(DEMO_CLIP)" --json out/bench/rows.json
 
 clean:
 	rm -rf $(VENV) out build *.egg-info
