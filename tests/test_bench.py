@@ -222,3 +222,15 @@ def test_tiny_run_writes_rows_and_skips_with_reasons(tmp_path, monkeypatch, caps
     assert "CUDAExecutionProvider" in reasons["onnxruntime-cuda"]
     assert "random weights, width 2" in text and "skipped: no CUDA device" in text
     assert "target onnxruntime >= 1.5x torch at 1280x720: not measured" in text
+
+
+def test_roofline_peaks():
+    from superslomo.eval.roofline import gpu_peak_tflops
+
+    assert gpu_peak_tflops("NVIDIA H100 PCIe", "fp16") == 756.5
+    assert gpu_peak_tflops("NVIDIA H100 80GB HBM3", "fp16") == 989.4
+    assert gpu_peak_tflops("NVIDIA A100-SXM4-40GB", "int8") == 624.0
+    assert gpu_peak_tflops("Orin (nvgpu)", "fp16") is None  # not in the table: no floor rather than a guess
+    assert bench._peak_for("torch", 55.0) == bench._peak_for("onnxruntime-int8", 55.0) == 55.0
+    with pytest.raises(ValueError):
+        gpu_peak_tflops("H100", "bf16")

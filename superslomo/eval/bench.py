@@ -525,6 +525,23 @@ def machine_facts() -> dict:
     return {"cpu": model, "cores": os.cpu_count(), "load_1min": os.getloadavg()[0]}
 
 
+def _peak_for(name: str, cpu_peak: float) -> float | None:
+    """GFLOP/s ceiling for a backend: the measured CPU peak, or the GPU's datasheet peak at the
+    backend's precision (None when the GPU is not in the table)."""
+    from superslomo.eval.roofline import gpu_peak_tflops
+
+    runtime, precision = BACKENDS[name]
+    if runtime in ("torch", "onnxruntime"):
+        return cpu_peak
+    try:
+        from superslomo.runtime.tensorrt_backend import device_identity
+
+        tflops = gpu_peak_tflops(device_identity(0)["name"], precision)
+    except (ImportError, SloMoError):  # no cuda-python or no device: the row simply has no floor
+        return None
+    return 1000 * tflops if tflops else None
+
+
 def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict:
     """Prepare the model folders, time every backend and size, return {"rows", "machine", ...}."""
     import torch
@@ -551,8 +568,7 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict
                 if name in prepared.skips:
                     rows.append(skipped_row(name, size, prepared.model_width, prepared.skips[name]))
                     continue
-                gpu = BACKENDS[name][0] != "torch" and BACKENDS[name][0] != "onnxruntime"
-                row = make_row(name, size, results[name], prepared.model_width, None if gpu else peak,
+                row = make_row(name, size, results[name], prepared.model_width, _peak_for(name, peak),
                                options.times)
                 if BACKENDS[name][1] == "int8" and prepared.int8_report:
                     chosen = prepared.int8_report.get("chosen", "both")
