@@ -41,6 +41,18 @@ def public_format_checkpoint(model, path: Path, **extra) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _onnx_cache_in_tmp(tmp_path_factory):
+    """Checkpoints run on ONNX Runtime through an export cache; keep the suite's out of ~/.cache."""
+    previous = os.environ.get("SLOMO_CACHE_DIR")
+    os.environ["SLOMO_CACHE_DIR"] = str(tmp_path_factory.mktemp("slomo-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("SLOMO_CACHE_DIR", None)
+    else:
+        os.environ["SLOMO_CACHE_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def small_model():
     """A reduced-width network with fixed random weights (width 4: the architecture, cheaply)."""

@@ -247,9 +247,11 @@ def test_int8_folder_runs_on_onnxruntime(int8_dir, fp32_dir, calib_path):
 def test_gate_refuses_and_writes_nothing(fp32_dir, calib_path, tmp_path):
     out = tmp_path / "int8"
     with pytest.raises(CheckFailed, match="nothing was written"):
-        quantize_model(fp32_dir, calib_path, out, max_drop_db=-1e9, eval_count=2, graphs=("flow",))
+        quantize_model(fp32_dir, calib_path, out, QuantizeOptions(method="max"), max_drop_db=-1e9, eval_count=2,
+                       graphs=("flow",))
     assert list(tmp_path.iterdir()) == []
-    result = quantize_model(fp32_dir, calib_path, out, max_drop_db=-1e9, force=True, eval_count=2, graphs=("flow",))
+    result = quantize_model(fp32_dir, calib_path, out, QuantizeOptions(method="max"), max_drop_db=-1e9, force=True,
+                            eval_count=2, graphs=("flow",))
     assert result.refused and (out / "manifest.json").is_file()
     from superslomo.runtime.manifest import read_manifest
 
@@ -260,7 +262,7 @@ def test_gate_refuses_and_writes_nothing(fp32_dir, calib_path, tmp_path):
 
 def test_conv_outputs_variant_keeps_the_last_conv_float(fp32_dir, calib_path, tmp_path):
     out = tmp_path / "io"
-    quantize_model(fp32_dir, calib_path, out, QuantizeOptions(conv_outputs=True), max_drop_db=1e9, eval_count=1,
+    quantize_model(fp32_dir, calib_path, out, QuantizeOptions(method="max", conv_outputs=True), max_drop_db=1e9, eval_count=1,
                    graphs=("interp",))
     facts = qdq_facts(out / "interp.onnx")
     assert facts["warp_inputs_from_qdq"] == 0 and facts["convs_qdq_input"] == 22
@@ -313,7 +315,7 @@ def test_cli_calibrate_and_quantize_errors_are_one_line(clips, fp32_dir, calib_p
     result = run("calibrate", clips["frames"], "-o", tmp_path / "c.npz", "--model", fp32_dir, "--size", "96by64")
     assert result.returncode == 2 and "WIDTHxHEIGHT" in result.stderr
     result = run("quantize", fp32_dir, "--calib", calib_path, "-o", tmp_path / "q", "--max-drop-db", "-1000",
-                 "--graphs", "flow", "--eval-pairs", "1")
+                 "--graphs", "flow", "--eval-pairs", "1", "--method", "max")
     assert result.returncode == 1 and "nothing was written" in result.stderr and result.stderr.count("\n") == 1
     assert not (tmp_path / "q").exists()
     result = run("calibrate", clips["frames"], "-o", tmp_path / "c.npz", "--model", fp32_dir, "--pairs", "3",

@@ -74,7 +74,7 @@ def test_eval_command_reports_model_and_baseline(checkpoint, tmp_path, capsys):
                              "--report", str(report))
     assert code == 0, err
     result = json.loads(report.read_text())
-    assert result["count"] == 2 and result["backend"].startswith("torch")
+    assert result["count"] == 2 and result["backend"].startswith("onnxruntime")
     for key in ("psnr", "ssim", "ie"):
         assert np.isfinite(result[key]) and np.isfinite(result["baseline"][key]) and key in result["items"][0]
     assert result["psnr"] == pytest.approx(np.mean([i["psnr"] for i in result["items"]]))
@@ -84,15 +84,15 @@ def test_eval_command_reports_model_and_baseline(checkpoint, tmp_path, capsys):
 
 
 def test_eval_rejects_an_unknown_layout_before_loading_a_model(tmp_path, capsys):
-    code, out, err = run_cli(capsys, "eval", "--data", str(tmp_path), "--layout", "vimeo90k",
-                             "--model", str(tmp_path / "missing.safetensors"))
+    code, _out, err = run_cli(capsys, "eval", "--data", str(tmp_path), "--layout", "vimeo90k",
+                              "--model", str(tmp_path / "missing.safetensors"))
     assert code == 2
     assert err.strip() == "error: unknown layout 'vimeo90k'; choose one of auto, middlebury, ucf, frames"
 
 
 def test_eval_says_when_it_cannot_tell_the_layout(tmp_path, checkpoint, capsys):
     (tmp_path / "empty").mkdir()
-    code, out, err = run_cli(capsys, "eval", "--data", str(tmp_path / "empty"), "--model", str(checkpoint))
+    code, _out, err = run_cli(capsys, "eval", "--data", str(tmp_path / "empty"), "--model", str(checkpoint))
     assert code == 2 and "cannot tell the layout" in err and err.count("\n") == 1
 
 

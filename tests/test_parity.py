@@ -121,8 +121,8 @@ def test_parity_fails_on_a_perturbed_weight(exported, tmp_path, capsys, graph, f
     folder = _copy(root / "fp32", tmp_path / "model")
     _perturb_weight(folder, graph)
     report, junit = tmp_path / "parity.json", tmp_path / "parity.xml"
-    code, out, err = run_cli(capsys, "parity", str(folder), "--against", str(checkpoint), "--sizes", SIZE,
-                             "--report", str(report), "--junit", str(junit))
+    code, _out, err = run_cli(capsys, "parity", str(folder), "--against", str(checkpoint), "--sizes", SIZE,
+                              "--report", str(report), "--junit", str(junit))
     assert code == 1
     assert err.startswith("error: parity failed:") and failing in err and "Traceback" not in err
     data = json.loads(report.read_text())
@@ -138,8 +138,8 @@ def test_parity_fails_when_t_is_mishandled(exported, small_model, tmp_path, caps
     root, checkpoint = exported
     folder = _copy(root / "fp32", tmp_path / "model")
     _flip_t(folder)
-    code, out, err = run_cli(capsys, "parity", str(folder), "--against", str(checkpoint), "--sizes", SIZE,
-                             "--report", str(tmp_path / "r.json"))
+    code, _out, err = run_cli(capsys, "parity", str(folder), "--against", str(checkpoint), "--sizes", SIZE,
+                              "--report", str(tmp_path / "r.json"))
     assert code == 1 and "frame_t" in err
     data = json.loads((tmp_path / "r.json").read_text())
     assert set(data["failed"]) == {"frame_t", "final"}
@@ -157,27 +157,28 @@ def test_parity_fails_when_t_is_mishandled(exported, small_model, tmp_path, caps
 def test_fp16_export_fails_fp32_tolerances_and_passes_its_own(exported, tmp_path, capsys):
     root, checkpoint = exported
     report = tmp_path / "r.json"
-    code, out, err = run_cli(capsys, "parity", str(root / "fp16"), "--against", str(checkpoint), "--sizes", SIZE,
-                             "--atol", "1e-4", "--rtol", "1e-4", "--report", str(report))
+    code, _out, err = run_cli(capsys, "parity", str(root / "fp16"), "--against", str(checkpoint), "--sizes", SIZE,
+                              "--atol", "1e-4", "--rtol", "1e-4", "--report", str(report))
     assert code == 1 and "flow01" in err
     assert json.loads(report.read_text())["outputs"]["flow01"]["max_abs"] > 1e-4
     code, out, err = run_cli(capsys, "parity", str(root / "fp16"), "--against", str(checkpoint), "--sizes", SIZE,
                              "--report", str(report))
     assert code == 0, err
+    assert "PSNR >= 40.0 dB on frames (default for fp16)" in out and "ok (reported)" in out
     data = json.loads(report.read_text())
     assert data["gate"]["mode"] == "psnr" and data["gate"]["min_psnr"] == 40.0
     assert data["outputs"]["final"]["min_psnr"] == 40.0 and data["outputs"]["final"]["psnr"] >= 40.0
     assert data["outputs"]["flow01"]["gated"] is False
     # An impossible PSNR floor turns the same numbers into a failure naming the frames.
-    code, out, err = run_cli(capsys, "parity", str(root / "fp16"), "--against", str(checkpoint), "--sizes", SIZE,
-                             "--min-psnr", "500")
+    code, _out, err = run_cli(capsys, "parity", str(root / "fp16"), "--against", str(checkpoint), "--sizes", SIZE,
+                              "--min-psnr", "500")
     assert code == 1 and "final" in err and "PSNR" in err
 
 
 def test_parity_on_real_frames(exported, tmp_path, capsys):
     pair = shared_data("rife_demo")
     root, checkpoint = exported
-    code, out, err = run_cli(capsys, "parity", str(root / "fp32"), "--against", str(checkpoint),
+    code, _out, err = run_cli(capsys, "parity", str(root / "fp32"), "--against", str(checkpoint),
                              "--frames", str(pair / "I0_0.png"), "--frames", str(pair / "I0_1.png"),
                              "--sizes", "160x90", "--report", str(tmp_path / "r.json"))
     assert code == 0, err
@@ -197,7 +198,7 @@ def test_parity_on_real_frames(exported, tmp_path, capsys):
 ])
 def test_parity_usage_errors_are_one_line_exit_2(exported, capsys, args, message):
     root, checkpoint = exported
-    code, out, err = run_cli(capsys, "parity", str(root / "fp32"), "--against", str(checkpoint), *args)
+    code, _out, err = run_cli(capsys, "parity", str(root / "fp32"), "--against", str(checkpoint), *args)
     assert code == 2 and message in err
     assert err.count("\n") == 1 and "Traceback" not in err
 
@@ -207,7 +208,7 @@ def test_parity_refuses_a_tampered_folder_as_input_error(exported, tmp_path, cap
     folder = _copy(root / "fp32", tmp_path / "model")
     with open(folder / "interp.onnx", "ab") as handle:
         handle.write(b"\0")
-    code, out, err = run_cli(capsys, "parity", str(folder), "--against", str(checkpoint))
+    code, _out, err = run_cli(capsys, "parity", str(folder), "--against", str(checkpoint))
     assert code == 2 and "does not match its manifest" in err
 
 

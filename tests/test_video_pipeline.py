@@ -216,11 +216,15 @@ def cli(argv, capsys):
     return exit_info.value.code, captured.out, captured.err
 
 
-def test_cli_interpolates_with_a_checkpoint(clip, tmp_path, checkpoint, capsys):
+@pytest.mark.parametrize("backend, said", [
+    ("auto", "backend: onnxruntime (CPU; tiny.safetensors exported to"),  # the embedded default
+    ("torch", "backend: torch"),
+])
+def test_cli_interpolates_with_a_checkpoint(clip, tmp_path, checkpoint, capsys, backend, said):
     out = tmp_path / "cli.mp4"
-    code, stdout, stderr = cli(["interpolate", str(clip), "-o", str(out), "--model", str(checkpoint), "--factor", "2"],
-                               capsys)
-    assert code in (0, None) and "backend: torch" in stderr
+    code, stdout, stderr = cli(["interpolate", str(clip), "-o", str(out), "--model", str(checkpoint), "--factor", "2",
+                                "--backend", backend], capsys)
+    assert code in (0, None) and said in stderr
     assert "12 frames in, 24 out, 11 new" in stdout and "0 scene cuts" in stdout
     assert stream_facts(out)["frames"] == 24
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cli.mp4"]

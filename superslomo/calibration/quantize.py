@@ -17,6 +17,8 @@ Why this shape of quantization (measured, see README "INT8"):
 
 from __future__ import annotations
 
+import contextlib
+import io as io_module
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -34,7 +36,7 @@ GRAPHS = ("flow", "interp")
 
 @dataclass
 class QuantizeOptions:
-    method: str = "max"
+    method: str = "percentile"
     percentile: float = 99.99
     batch: int = 1
     per_channel: bool = True
@@ -101,9 +103,30 @@ class CalibReader:
         self._iter = None
 
 
-def _stride(batches: int, most: int = 8) -> int:
-    """The largest divisor of `batches` up to `most` (onnxruntime needs an exact division)."""
-    return max(d for d in range(1, min(batches, most) + 1) if batches % d == 0)
+_BATCHES_PER_FOLD = 8
+
+
+def measure_ranges(src: Path, reader: CalibReader, options: QuantizeOptions, cache: Path) -> None:
+    """Activation ranges of the conv tensors, saved where quantize_static reads cached ranges.
+
+    Run here rather than inside quantize_static for two reasons: the data is fed a few batches
+    at a time (each call folds its batch into running ranges or histograms, so memory does not
+    grow with the set), and entropy gets TensorRT's 2048-bin histogram: quantize_static's
+    default of 128 bins for 128 quantized levels leaves KL divergence one candidate threshold,
+    the maximum, so "entropy" silently equalled "max"."""
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    calib_options = {"symmetric": True}
+    if options.method == "entropy":
+        calib_options.update(num_bins=2048, num_quantized_bins=128)
+    elif options.method == "percentile":
+        calib_options.update(num_bins=2048, percentile=options.percentile)
+    calibrator = create_calibrator(src, ["Conv"], augmented_model_path=str(cache.with_name("augmented.onnx")),
+                                   calibrate_method=ort_method(options.method), extra_options=calib_options)
+    for start in range(0, len(reader), _BATCHES_PER_FOLD):
+        reader.set_range(start, start + _BATCHES_PER_FOLD)
+        calibrator.collect_data(reader)
+    save_tensors_data(calibrator.compute_data(), cache)
 
 
 def conv_nodes(model) -> list:
@@ -113,7 +136,7 @@ def conv_nodes(model) -> list:
 def quantize_graph(src: Path, dst: Path, graph: str, calib: CalibSet, io: str, options: QuantizeOptions) -> dict:
     """Write the Q/DQ version of one graph; returns the facts for the manifest."""
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     model = onnx.load(str(src))
     convs = conv_nodes(model)
@@ -129,40 +152,39 @@ def quantize_graph(src: Path, dst: Path, graph: str, calib: CalibSet, io: str, o
     if unknown:
         raise SloMoError(f"{graph} graph has no Conv named {', '.join(unknown)}")
     reader = CalibReader(calib, graph, io, options.batch, options.max_samples)
-    CalibrationDataReader.register(CalibReader)
     extra = {
         "QuantizeBias": False,
         "ActivationSymmetric": True,
         "WeightSymmetric": True,
         "ForceQuantizeNoInputCheck": False,
-        # Ranges/histograms are folded in every few batches instead of after holding every
-        # activation of the whole set (GBs at 448x256). Not CalibMaxIntermediateOutputs: in
-        # onnxruntime 1.32 it drops the batches it was meant to fold in.
-        "CalibStridedMinMax": _stride(reader.batches_total),
     }
     if not options.conv_outputs:
         extra["OpTypesToExcludeOutputQuantization"] = ["Conv"]
-    if options.method == "percentile":
-        extra["CalibPercentile"] = options.percentile
     import logging
+    import tempfile
 
     root = logging.getLogger()
     level = root.level
-    # onnxruntime advises "pre-processing" through the root logger on every call; the exported
-    # graphs are already shape-inferred and optimised, so the advice is noise here.
+    # onnxruntime advises "pre-processing" through the root logger and prints calibration
+    # progress on stdout; the exported graphs are already shape-inferred, so both are noise.
     root.setLevel(logging.ERROR)
     try:
-        quantize_static(
-            str(src), str(dst), reader,
-            quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=["Conv"],
-            nodes_to_exclude=keep,
-            per_channel=options.per_channel,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=ort_method(options.method),
-            extra_options=extra,
-        )
+        with tempfile.TemporaryDirectory(prefix=".calib.", dir=dst.parent) as scratch, \
+                contextlib.redirect_stdout(io_module.StringIO()):
+            cache = Path(scratch) / "ranges.json"
+            measure_ranges(src, reader, options, cache)
+            quantize_static(
+                str(src), str(dst), None,
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=["Conv"],
+                nodes_to_exclude=keep,
+                per_channel=options.per_channel,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=ort_method(options.method),
+                extra_options=extra,
+                calibration_cache_path=str(cache),
+            )
     except SloMoError:
         raise
     except Exception as error:  # onnxruntime raises many types; report one line

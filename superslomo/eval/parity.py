@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,10 @@ def _resize(frame: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(Image.fromarray(frame).resize((width, height), Image.BILINEAR))
 
 
+def _to_u8(image: np.ndarray) -> np.ndarray:
+    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
 def random_pair(width: int, height: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """A smooth random image and a shifted copy: structure at several scales and a real motion, so
     the flows are not trivially zero and warping errors show."""
@@ -119,8 +124,7 @@ def random_pair(width: int, height: int, rng: np.random.Generator) -> tuple[np.n
         image += weight * np.kron(coarse, np.ones((cell, cell, 1)))[:height, :width]
     dy, dx = (int(v) for v in rng.integers(-6, 7, size=2))
     shifted = np.roll(image, (dy, dx), axis=(0, 1)) + rng.normal(0.0, 0.01, image.shape)
-    to_u8 = lambda a: (np.clip(a, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)  # noqa: E731
-    return to_u8(image), to_u8(shifted)
+    return _to_u8(image), _to_u8(shifted)
 
 
 def random_cases(sizes: Sequence[tuple[int, int]], seed: int = 0) -> list[Case]:
@@ -151,7 +155,7 @@ def frame_cases(paths: Sequence[str | os.PathLike], sizes: Sequence[tuple[int, i
     if len(frames) < 2:
         raise SloMoError("--frames needs at least two frames (two images, or a folder or video of them)")
     cases = []
-    for (name0, f0), (name1, f1) in list(zip(frames, frames[1:]))[:pairs]:
+    for (name0, f0), (name1, f1) in list(pairwise(frames))[:pairs]:
         if sizes:
             for width, height in sizes:
                 cases.append(Case(f"{name0}-{name1}@{width}x{height}", _resize(f0, width, height),
@@ -184,7 +188,10 @@ def _run_case(test: Interpolator, reference: Interpolator, case: Case, times: Se
     test_pair = test.prepare(case.frame0, case.frame1)
     n = len(times)
     t = np.asarray(times, dtype=np.float32)
-    repeat = lambda a: np.repeat(a, n, axis=0)  # noqa: E731
+
+    def repeat(a: np.ndarray) -> np.ndarray:
+        return np.repeat(a, n, axis=0)
+
     io = test.backend.manifest.io
     # The interpolation graph alone, on the reference flows (see the module docstring).
     test_frame_t = test.backend.infer("interp", {
@@ -398,9 +405,9 @@ def summary_lines(result: dict) -> list[str]:
     gate = result["gate"]
     rule = (f"PSNR >= {gate['min_psnr']} dB on frames" if gate["mode"] == "psnr"
             else f"atol {gate['atol']:g}, rtol {gate['rtol']:g}")
-    lines = [f"parity: {result['backend']} ({result['precision']}, io {result['io']}) vs {result['reference']}, "
-             f"{len(result['cases'])} case(s), t = {', '.join(f'{t:g}' for t in result['times'])}; "
-             f"gate: {rule} ({gate['origin']})",
+    lines = [(f"parity: {result['backend']} ({result['precision']}, io {result['io']}) vs {result['reference']}, "
+              f"{len(result['cases'])} case(s), t = {', '.join(f'{t:g}' for t in result['times'])}; "
+              f"gate: {rule} ({gate['origin']})"),
              f"  {'output':8s} {'max abs':>10s} {'mean abs':>10s} {'PSNR dB':>8s}  verdict"]
     for name, out in result["outputs"].items():
         verdict = "ok" if out["passed"] else "FAIL"

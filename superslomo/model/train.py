@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from superslomo.errors import Interrupted, SloMoError
 from superslomo.eval.datasets import iter_triplets
 from superslomo.eval.metrics import blend, psnr
-from superslomo.model.checkpoint import load_checkpoint, save_checkpoint
+from superslomo.model.checkpoint import checkpoint_metadata, load_checkpoint, save_checkpoint
 from superslomo.model.slomo import SuperSloMo
 from superslomo.model.warp import backwarp
 from superslomo.video.frames import iter_source_frames
@@ -192,6 +192,15 @@ def train(config: TrainConfig) -> dict:
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate
         history = json.loads(state["history"])
+    elif config.resume:
+        # The optimizer state is lost (e.g. only the shipped weights survive), but the step count
+        # and validation record in the checkpoint's metadata still describe this model's training.
+        meta = checkpoint_metadata(config.resume)
+        history["steps"] = int(meta.get("trained_steps", 0))
+        history["seconds"] = float(meta.get("train_seconds", 0.0))
+        history["samples"] = int(meta.get("samples", 0))
+        if meta.get("validation"):
+            history["validation"].append(meta["validation"])
     pool = FramePool(config.data, config.crop, config.max_gap, config.max_side, config.frames_per_source, config.seed + history["steps"])
 
     def save() -> None:

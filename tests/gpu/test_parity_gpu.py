@@ -46,7 +46,7 @@ def _parity(capsys, folder: Path, checkpoint: Path, report: Path, *args: str) ->
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_engines_pass_parity_with_their_precision_defaults(folders, tmp_path, capsys, precision):
-    root, checkpoint, engines = folders
+    _root, checkpoint, engines = folders
     code, report, err = _parity(capsys, engines[precision], checkpoint, tmp_path / "r.json")
     # TensorRT's kernels round differently from PyTorch's even in fp32; its default gate must
     # still hold, or the gate is too tight for the backend it is meant for.
