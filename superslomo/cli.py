@@ -214,7 +214,7 @@ def build_engine_command(
     timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Timing cache file, reused and updated."),
     workspace: Optional[int] = typer.Option(None, "--workspace", help="Builder workspace limit in MiB."),
     hardware_compat: bool = typer.Option(False, "--hardware-compat", help="Engines for any Ampere+ GPU."),
-    version_compatible: bool = typer.Option(False, "--version-compatible", help="Engines for newer TensorRT 10.x/11.x."),
+    version_compatible: bool = typer.Option(False, "--version-compatible", help="Plans that also load on newer TensorRT releases of the same major version (10.x on 10.y >= x), with the lean runtime inside."),
     builder_level: Optional[int] = typer.Option(None, "--builder-level", help="Builder optimisation level 0-5."),
 ) -> None:
     """Build TensorRT engines (strongly typed; precision comes from the graphs)."""
@@ -364,6 +364,8 @@ def train_command(
     crop: int = typer.Option(128, help="Random crop size in pixels (a multiple of 32)."),
     steps: int = typer.Option(10000, help="Total optimisation steps (a resumed run continues its count)."),
     batch: int = typer.Option(4, help="Samples per step."),
+    max_side: int = typer.Option(640, "--max-side", help="Downscale training frames (by an integer factor) until "
+                                 "their longer side is at most this; sets the motion scale the model learns."),
     learning_rate: float = typer.Option(1e-4, "--lr", help="Adam learning rate."),
     validation: Optional[Path] = typer.Option(None, help="Held-out triplets (e.g. ucf101_adacof) for PSNR."),
     resume: Optional[Path] = typer.Option(None, help="Continue from a checkpoint written by this command."),
@@ -377,6 +379,8 @@ def train_command(
         raise SloMoError(f"--crop must be a positive multiple of 32, got {crop}")
     if steps < 1 or batch < 1 or width < 1:
         raise SloMoError("--steps, --batch and --width must be positive")
+    if max_side < crop:
+        raise SloMoError(f"--max-side ({max_side}) must be at least --crop ({crop})")
     if not (math.isfinite(learning_rate) and learning_rate > 0):
         raise SloMoError(f"--lr must be a positive number, got {learning_rate}")
     if threads is not None and threads < 1:
@@ -390,7 +394,7 @@ def train_command(
         raise SloMoError(f"validation data not found: {validation}")
     history = train(TrainConfig(
         data=[str(p) for p in data], output=str(output), width=width, crop=crop, steps=steps, batch=batch,
-        learning_rate=learning_rate, validation=str(validation) if validation else None,
+        learning_rate=learning_rate, max_side=max_side, validation=str(validation) if validation else None,
         resume=str(resume) if resume else None, threads=threads,
         vgg16_weights=str(vgg16_weights) if vgg16_weights else None,
     ))

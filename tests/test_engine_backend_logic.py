@@ -11,7 +11,6 @@ from superslomo.engine.version import TrtVersion, check_plugin_supported, check_
 from superslomo.errors import SloMoError
 from superslomo.runtime.manifest import GraphEntry, Manifest, ManifestError, parse_manifest
 from superslomo.runtime.tensorrt_backend import (
-    batch_times,
     check_engine_manifest,
     input_shape_of,
     manifest_profiles,
@@ -105,16 +104,35 @@ def test_plan_buffers_follow_engine_types_and_shapes():
         plan_buffers("refine", Shape(1, 32, 32), "float32", DTYPES)
 
 
-def test_batch_times_respects_the_profile_max_batch():
-    times = [i / 8 for i in range(1, 8)]
-    batches = batch_times(times, 3)
-    assert batches == [times[0:3], times[3:6], times[6:7]]
-    assert batch_times([0.5], 4) == [[0.5]]
-    assert batch_times([], 4) == []
-    with pytest.raises(SloMoError, match="strictly between 0 and 1"):
-        batch_times([0.0, 0.5], 4)
-    with pytest.raises(SloMoError):
-        batch_times([0.5], 0)
+def test_loader_hands_an_engine_folder_to_the_real_backend(tmp_path, monkeypatch):
+    """The loader and TensorRTBackend must agree on arguments: a mismatch breaks every engine run
+    and only shows on a GPU, so the real class is called here and must get as far as TensorRT."""
+    from superslomo.engine.version import TensorRTUnavailable
+    from superslomo.runtime import loader
+    from superslomo.runtime.manifest import sha256_of, write_manifest
+
+    graphs = {}
+    for name in ("flow", "interp"):
+        (tmp_path / f"{name}.plan").write_bytes(b"plan " + name.encode())
+        graphs[name] = GraphEntry(file=f"{name}.plan", sha256=sha256_of(tmp_path / f"{name}.plan"), inputs=[],
+                                  outputs=[])
+    manifest = engine_folder_manifest()
+    manifest.graphs = graphs
+    write_manifest(tmp_path, manifest)
+    monkeypatch.setattr(loader, "tensorrt_usable", lambda: (True, ""))
+    with pytest.raises(TensorRTUnavailable):
+        loader.open_backend(tmp_path, "auto", device=0)
+
+
+def test_interpolator_batches_no_more_times_than_the_engine_profile_takes():
+    from superslomo.runtime import Interpolator
+
+    class ProfileCappedBackend:
+        manifest = engine_folder_manifest()
+        max_batch = max(p.max.n for p in PROFILES)
+
+    assert Interpolator(ProfileCappedBackend(), max_batch=8).max_batch == 4
+    assert Interpolator(ProfileCappedBackend(), max_batch=2).max_batch == 2
 
 
 def test_input_shape_of_checks_consistency():

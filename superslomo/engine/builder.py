@@ -7,6 +7,7 @@ sets no precision flags: the same code builds fp32, fp16 and INT8 engines on Ten
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -167,7 +168,6 @@ def build_engines(
         raise BuildError(f"{onnx_dir} holds {source.kind} files; build-engine needs an ONNX folder from `slomo export`")
     if out_dir.resolve() == onnx_dir.resolve():
         raise BuildError("the engine folder must differ from the ONNX folder (both have a manifest.json)")
-    out_dir.mkdir(parents=True, exist_ok=True)
     cache_path = Path(timing_cache) if timing_cache is not None else None
 
     version = tensorrt_version(import_tensorrt())
@@ -183,48 +183,56 @@ def build_engines(
     log(f"TensorRT {version} on {gpu['name']} (sm {gpu['compute_capability']}); warp {source.warp}, "
         f"precision {source.precision}, {len(profiles)} profile(s)")
 
-    logger = trt.Logger(trt.Logger.WARNING)
-    plans: dict[str, Path] = {}
-    onnx_sha: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".build-") as scratch:
-        for name in GRAPHS:
-            onnx_path = source.graph_path(onnx_dir, name)
-            onnx_sha[name] = source.graphs[name].sha256
-            if plugin:
-                from superslomo.engine.onnx_prep import prepare_plugin_graph
+    # Made only now that TensorRT and a GPU are known to be here; removed again if the build fails.
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        logger = trt.Logger(trt.Logger.WARNING)
+        plans: dict[str, Path] = {}
+        onnx_sha: dict[str, str] = {}
+        with tempfile.TemporaryDirectory(dir=out_dir, prefix=".build-") as scratch:
+            for name in GRAPHS:
+                onnx_path = source.graph_path(onnx_dir, name)
+                onnx_sha[name] = source.graphs[name].sha256
+                if plugin:
+                    from superslomo.engine.onnx_prep import prepare_plugin_graph
 
-                onnx_path = prepare_plugin_graph(onnx_path, scratch, required=name == "interp")
-            started = time.monotonic()
-            builder = trt.Builder(logger)
-            network, parser = _parse(builder, logger, onnx_path, plugin)
-            config = builder.create_builder_config()
-            if workspace_mib is not None:
-                config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
-            if hardware_compat:
-                config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
-            if version_compatible:
-                config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
-            if builder_level is not None:
-                config.builder_optimization_level = builder_level
-            _load_timing_cache(config, cache_path)
-            _add_profiles(builder, config, network, profiles, source.io)
-            serialized = builder.build_serialized_network(network, config)
-            if serialized is None:
-                raise BuildError(f"TensorRT failed to build the {name} engine (see the messages above)")
-            plan = out_dir / PLAN_FILES[name]
-            _write_atomic(plan, memoryview(serialized))
-            plans[name] = plan
-            if cache_path is not None:
-                # Saved after each graph so an interrupted build still keeps what it timed.
-                cache_path.parent.mkdir(parents=True, exist_ok=True)
-                _write_atomic(cache_path, memoryview(config.get_timing_cache().serialize()))
-            del parser, network
-            log(f"{name}: {plan} ({plan.stat().st_size / 2**20:.1f} MiB, {time.monotonic() - started:.0f} s)")
+                    onnx_path = prepare_plugin_graph(onnx_path, scratch, required=name == "interp")
+                started = time.monotonic()
+                builder = trt.Builder(logger)
+                network, parser = _parse(builder, logger, onnx_path, plugin)
+                config = builder.create_builder_config()
+                if workspace_mib is not None:
+                    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
+                if hardware_compat:
+                    config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+                if version_compatible:
+                    config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+                if builder_level is not None:
+                    config.builder_optimization_level = builder_level
+                _load_timing_cache(config, cache_path)
+                _add_profiles(builder, config, network, profiles, source.io)
+                serialized = builder.build_serialized_network(network, config)
+                if serialized is None:
+                    raise BuildError(f"TensorRT failed to build the {name} engine (see the messages above)")
+                plan = out_dir / PLAN_FILES[name]
+                _write_atomic(plan, memoryview(serialized))
+                plans[name] = plan
+                if cache_path is not None:
+                    # Saved after each graph so an interrupted build still keeps what it timed.
+                    cache_path.parent.mkdir(parents=True, exist_ok=True)
+                    _write_atomic(cache_path, memoryview(config.get_timing_cache().serialize()))
+                del parser, network
+                log(f"{name}: {plan} ({plan.stat().st_size / 2**20:.1f} MiB, {time.monotonic() - started:.0f} s)")
 
-    manifest = engine_manifest(source, plans, version_string(), gpu, profiles, onnx_sha,
-                               hardware_compat, version_compatible, builder_level)
-    write_manifest(out_dir, manifest)
-    return manifest
+        manifest = engine_manifest(source, plans, version_string(), gpu, profiles, onnx_sha,
+                                   hardware_compat, version_compatible, builder_level)
+        write_manifest(out_dir, manifest)
+        return manifest
+    except BaseException:
+        if created:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
 
 
 def version_string() -> str:

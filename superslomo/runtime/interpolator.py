@@ -8,6 +8,7 @@ synthesises the frames of pair k (both backends release the GIL while they compu
 
 from __future__ import annotations
 
+import numbers
 import queue
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -38,7 +39,13 @@ def schedule_times(times: Sequence[float], max_batch: int) -> list[list[float]]:
     """Split requested times into batches the interpolation graph can take at once."""
     if max_batch < 1:
         raise SloMoError(f"max_batch must be >= 1, got {max_batch}")
-    values = [float(t) for t in times]
+    if isinstance(times, (str, bytes)) or not isinstance(times, Iterable):
+        raise SloMoError(f"times must be a sequence of numbers, got {type(times).__name__}")
+    values = []
+    for t in times:
+        if not isinstance(t, numbers.Real):
+            raise SloMoError(f"times must be numbers, got {t!r}")
+        values.append(float(t))
     for t in values:
         if not (0.0 < t < 1.0):
             raise SloMoError(f"interpolation times must lie strictly between 0 and 1, got {t}")
@@ -63,7 +70,8 @@ def _check_finite(outputs: dict[str, np.ndarray], stage: str) -> None:
 class Interpolator:
     def __init__(self, backend: Backend, max_batch: int = 4, check_finite: bool = True) -> None:
         self.backend = backend
-        self.max_batch = max_batch
+        # An engine's profiles cap the batch; asking for more would fail at the first frame.
+        self.max_batch = min(max_batch, getattr(backend, "max_batch", max_batch))
         self.check_finite = check_finite
         self.uint8_io = backend.manifest.io == "uint8"
         self.multiple = backend.manifest.size_multiple
@@ -105,11 +113,15 @@ class Interpolator:
         return result
 
     # -- the two stages ------------------------------------------------------------------
-    def prepare(self, frame0: np.ndarray, frame1: np.ndarray) -> PreparedPair:
+    @staticmethod
+    def check_pair(frame0: np.ndarray, frame1: np.ndarray) -> None:
         check_frame(frame0, "frame0")
         check_frame(frame1, "frame1")
         if frame0.shape != frame1.shape:
             raise SloMoError(f"frames differ in size: {frame0.shape[1]}x{frame0.shape[0]} vs {frame1.shape[1]}x{frame1.shape[0]}")
+
+    def prepare(self, frame0: np.ndarray, frame1: np.ndarray) -> PreparedPair:
+        self.check_pair(frame0, frame1)
         g0, g1 = self._to_graph(frame0), self._to_graph(frame1)
         flows = self.backend.infer("flow", {"frame0": g0, "frame1": g1})
         if self.check_finite:
@@ -138,10 +150,11 @@ class Interpolator:
     ) -> list[np.ndarray]:
         """Frames at each of `times` (in (0,1)) between frame0 and frame1: HxWx3 uint8, or float32
         in [0,1] unclamped with `as_float` (for parity checks)."""
-        schedule_times(times, self.max_batch)  # validate before any compute
-        if not len(times):
+        values = [t for batch in schedule_times(times, self.max_batch) for t in batch]  # validated up front
+        if not values:
+            self.check_pair(frame0, frame1)  # no frames asked for, but bad ones are still refused
             return []
-        return self.synthesize(self.prepare(frame0, frame1), times, as_float)
+        return self.synthesize(self.prepare(frame0, frame1), values, as_float)
 
     # -- streaming ---------------------------------------------------------------------
     def run(self, frames: Iterable[np.ndarray], factor: int, pipelined: bool = True) -> Iterator[np.ndarray]:

@@ -138,6 +138,11 @@ def read_manifest(folder: str | os.PathLike, verify_files: bool = True) -> Manif
                     f"{file} does not match its manifest (sha256 differs): the folder was modified "
                     "after it was written; re-run the command that made it"
                 )
+            if manifest.kind == "onnx":
+                # The sha256 covers the graph file, not the external data files it may name.
+                from superslomo.runtime.external_data import check_external_data
+
+                check_external_data(file, folder)
     return manifest
 
 

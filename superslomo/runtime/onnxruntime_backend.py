@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from superslomo.errors import SloMoError
+from superslomo.runtime.external_data import check_external_data
 from superslomo.runtime.manifest import Manifest, read_manifest
 
 PLUGIN_DOMAIN = "superslomo"
@@ -95,6 +96,7 @@ class OnnxRuntimeBackend:
         self.sessions = {}
         for graph in ("flow", "interp"):
             path = self.manifest.graph_path(self.folder, graph)
+            check_external_data(path, self.folder)  # a manifest given by the caller was not checked
             source = _plugin_model_bytes(path) if plugin else str(path)
             try:
                 self.sessions[graph] = ort.InferenceSession(source, sess_options=options, providers=self.providers)

@@ -24,6 +24,7 @@ from superslomo.engine.profiles import Profile, ProfileError, Shape, choose_prof
 from superslomo.engine.version import INSTALL_HINT, TrtVersion, TensorRTUnavailable, import_tensorrt, versions_compatible
 from superslomo.errors import SloMoError
 from superslomo.runtime.backend import FLOW_INPUTS, FLOW_OUTPUTS, INTERP_INPUTS, INTERP_OUTPUTS
+from superslomo.runtime.interpolator import schedule_times
 from superslomo.runtime.manifest import GRAPHS, Manifest, ManifestError, read_manifest
 
 if TYPE_CHECKING:
@@ -104,17 +105,6 @@ def plan_buffers(graph: str, shape: Shape, io: str, dtypes: Mapping[str, Any]) -
                 raise ManifestError(f"the {graph} engine has no tensor {name!r}; rebuild it from a current export")
             specs.append(BufferSpec(name, tensor_shape(name, shape, io), np.dtype(dtypes[name]), is_input))
     return specs
-
-
-def batch_times(times: Sequence[float], max_batch: int) -> list[list[float]]:
-    """Split the time steps of one pair into batches no larger than the profile's max batch."""
-    if max_batch < 1:
-        raise ProfileError(f"max batch must be at least 1, got {max_batch}")
-    values = [float(t) for t in times]
-    for t in values:
-        if not 0.0 < t < 1.0:
-            raise SloMoError(f"interpolation times must lie strictly between 0 and 1, got {t}")
-    return [values[i:i + max_batch] for i in range(0, len(values), max_batch)]
 
 
 def input_shape_of(graph: str, inputs: Mapping[str, np.ndarray], io: str) -> Shape:
@@ -324,9 +314,12 @@ class TensorRTBackend:
 
     name = "tensorrt"
 
-    def __init__(self, folder: str | Path, device: int = 0, cuda_graphs: bool = False) -> None:
+    def __init__(self, folder: str | Path, manifest: Manifest | None = None, device: int = 0,
+                 cuda_graphs: bool = False) -> None:
         self.folder = Path(folder)
-        self.manifest = read_manifest(self.folder)
+        # The loader has already read (and hashed) the manifest; reading it again costs a full pass
+        # over both plans.
+        self.manifest = manifest if manifest is not None else read_manifest(self.folder)
         import_tensorrt()  # a clear message when TensorRT is missing
         import tensorrt as trt
 
@@ -383,7 +376,7 @@ class TensorRTBackend:
         """
         cudart = import_cudart()
         flow = self.engines["flow"]
-        batches = batch_times(times, self.max_batch)
+        batches = schedule_times(times, self.max_batch)
         pending: tuple[Any, ...] | None = None
         slot_used: dict[int, Any] = {}
         for index, (frame0, frame1) in enumerate(pairs):

@@ -52,6 +52,16 @@ def audio_codec_name(stream) -> str:
     return {"mp3float": "mp3", "mp3adufloat": "mp3", "aac_fixed": "aac", "libopus": "opus"}.get(name, name)
 
 
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
+
+
+def check_preset(codec: str, preset: str) -> None:
+    """x264/x265 refuse an unknown preset only when the encoder opens, with an errno; say it first."""
+    if codec in ("libx264", "libx265") and preset not in X264_PRESETS:
+        raise SloMoError(f"unknown --preset {preset!r} for {codec}; choose one of {', '.join(X264_PRESETS)}")
+
+
 def check_output_path(output: Path, input_path: Path) -> None:
     container_format(output)
     try:

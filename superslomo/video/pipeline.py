@@ -34,6 +34,7 @@ from superslomo.video.encode import (
     AudioSource,
     VideoWriter,
     check_output_path,
+    check_preset,
 )
 from superslomo.video.scenes import DEFAULT_THRESHOLD, SceneDetector
 from superslomo.video.timing import Slot, Timeline, parse_rate
@@ -161,6 +162,7 @@ def validate(input_path: Path, output_path: Path, options: Options) -> VideoInfo
         raise SloMoError(f"--scene-threshold must be between 0 and 1 (1 disables), got {options.scene_threshold}")
     if options.crf is not None and not 0 <= options.crf <= 51:
         raise SloMoError(f"--crf must be between 0 and 51, got {options.crf:g}")
+    check_preset(options.codec, options.preset)
     info = probe(input_path, options.max_size)
     if info.duration is not None and options.start >= info.duration:
         raise SloMoError(f"--start {options.start:g}s is past the end of {input_path} ({info.duration:.2f}s)")
