@@ -29,12 +29,9 @@ def main() -> None:
     from superslomo.runtime import Interpolator
     from superslomo.video.frames import iter_source_frames
 
-    folder = args.model
-    if folder is None or folder.is_file():
-        from superslomo.export.cache import onnx_folder_for
-        from superslomo.video.models import default_model
+    from superslomo.export.cache import model_folder
 
-        folder = onnx_folder_for(folder or default_model())
+    folder = model_folder(args.model)
     width, height = (int(v) for v in args.size.split("x"))
     frames = [np.asarray(Image.fromarray(f).resize((width, height), Image.BILINEAR))
               for f in iter_source_frames(args.frames, max_frames=args.count)]

@@ -1,6 +1,6 @@
 """End-to-end `slomo interpolate` throughput next to model-only throughput on the same frames.
 
-    python benchmarks/video_throughput.py CLIP --model DIR [--factor 4] [--duration 2] [--backend auto]
+    python benchmarks/video_throughput.py CLIP [--model DIR|CKPT] [--factor 4] [--duration 2] [--backend auto]
 
 Model-only: the clip's frames are decoded into memory first, then every pair goes through
 prepare + synthesize back to back (no decode, no scene detection, no encode). End-to-end: the
@@ -23,7 +23,7 @@ from superslomo.video.pipeline import Options, interpolate_video
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("clip", type=Path)
-    parser.add_argument("--model", type=Path, required=True, help="exported model folder")
+    parser.add_argument("--model", type=Path, default=None, help="model folder or checkpoint (default: shipped)")
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--factor", type=int, default=4)
     parser.add_argument("--start", type=float, default=0.0)
@@ -31,7 +31,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
 
-    interp = Interpolator.from_dir(args.model, backend=args.backend)
+    from superslomo.export.cache import model_folder
+
+    interp = Interpolator.from_dir(model_folder(args.model), backend=args.backend)
     info = probe(args.clip)
     frames = [d.image for d in decode_frames(info, args.start, args.duration)]
     times = factor_times(args.factor)

@@ -114,7 +114,9 @@ def parse_size_list(text: str) -> tuple[tuple[int, int], ...]:
 
 
 def parse_backend_list(text: str) -> tuple[str, ...]:
-    return tuple(b.strip() for b in text.split(",") if b.strip())
+    """The named backends, with PyTorch eager fp32 first: every ratio is to it."""
+    named = tuple(b.strip() for b in text.split(",") if b.strip())
+    return named if not named or "torch" in named else ("torch", *named)
 
 
 # -- statistics ----------------------------------------------------------------------------

@@ -52,3 +52,12 @@ def onnx_folder_for(checkpoint: str | os.PathLike, precision: str = "fp32") -> P
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return folder
+
+
+def model_folder(model: str | os.PathLike | None = None) -> Path:
+    """A runnable model folder for `model`: the folder itself, a checkpoint's cached ONNX export,
+    or (None) the shipped model's."""
+    from superslomo.video.models import default_model
+
+    path = Path(model) if model is not None else default_model()
+    return onnx_folder_for(path) if path.is_file() else path
