@@ -220,15 +220,20 @@ def test_polygraphy_comparison_catches_a_perturbed_weight(small_model, tmp_path)
 
 
 def test_cli_export_writes_graphs_and_manifest(small_model, tmp_path):
+    from conftest import public_format_checkpoint
+
     from superslomo.model import save_checkpoint
 
+    # The public training script's format (two state dicts, datetime metadata), as users have it.
+    public = public_format_checkpoint(small_model, tmp_path / "SuperSloMo.ckpt")
     save_checkpoint(small_model, tmp_path / "m.safetensors")
     out = tmp_path / "graphs"
-    result = subprocess.run([sys.executable, "-m", "superslomo.cli", "export", str(tmp_path / "m.safetensors"),
+    result = subprocess.run([sys.executable, "-m", "superslomo.cli", "export", str(public),
                              "-o", str(out), "--io", "uint8"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     manifest = read_manifest(out)
     assert manifest.io == "uint8" and manifest.source["sha256"] and manifest.source["width"] == 4
+    assert manifest.source["checkpoint"] == "SuperSloMo.ckpt"
     assert sorted(p.name for p in out.iterdir()) == ["flow.onnx", "interp.onnx", "manifest.json"]
     bad = subprocess.run([sys.executable, "-m", "superslomo.cli", "export", str(tmp_path / "m.safetensors"),
                           "-o", str(tmp_path / "o2"), "--warp", "magic"], capture_output=True, text=True)
