@@ -13,6 +13,18 @@ def slomo(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "superslomo.cli", *args], capture_output=True, text=True, timeout=120)
 
 
+def placeholder_onnx_folder(folder, warp: str) -> None:
+    """An export folder whose graphs are ModelProtos holding only ir_version 8: well-formed enough
+    for the folder checks, so what the command trips on is what the test is about."""
+    from superslomo.runtime.manifest import GraphEntry, Manifest, sha256_of, write_manifest
+
+    graphs = {}
+    for g in ("flow", "interp"):
+        (folder / f"{g}.onnx").write_bytes(b"\x08\x08")
+        graphs[g] = GraphEntry(file=f"{g}.onnx", sha256=sha256_of(folder / f"{g}.onnx"), inputs=[], outputs=[])
+    write_manifest(folder, Manifest(kind="onnx", precision="fp32", warp=warp, io="float32", opset=17, graphs=graphs))
+
+
 @pytest.mark.parametrize(
     "args, needle",
     [
@@ -38,16 +50,14 @@ def test_missing_onnx_folder_is_a_one_line_error(tmp_path):
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
 def test_without_tensorrt_the_error_names_the_extra(tmp_path):
-    from superslomo.runtime.manifest import GraphEntry, Manifest, sha256_of, write_manifest
-
-    graphs = {}
-    for g in ("flow", "interp"):
-        # A ModelProto holding only ir_version 8: well-formed enough for the folder checks, so the
-        # missing TensorRT is what the command trips on.
-        (tmp_path / f"{g}.onnx").write_bytes(b"\x08\x08")
-        graphs[g] = GraphEntry(file=f"{g}.onnx", sha256=sha256_of(tmp_path / f"{g}.onnx"), inputs=[], outputs=[])
-    write_manifest(tmp_path, Manifest(kind="onnx", precision="fp32", warp="gridsample", io="float32", opset=17,
-                                      graphs=graphs))
+    placeholder_onnx_folder(tmp_path, warp="gridsample")
     result = slomo("build-engine", str(tmp_path), "-o", str(tmp_path / "eng"))
     assert result.returncode == 2
     assert "superslomo-trt[tensorrt]" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_plugin_folder_refuses_hardware_compat_before_any_gpu_work(tmp_path):
+    placeholder_onnx_folder(tmp_path, warp="plugin")
+    result = slomo("build-engine", str(tmp_path), "-o", str(tmp_path / "eng"), "--hardware-compat")
+    assert result.returncode == 2 and "--warp gridsample for portable engines" in result.stderr
+    assert result.stderr.count("\n") == 1 and not (tmp_path / "eng").exists()

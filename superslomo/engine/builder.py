@@ -168,6 +168,11 @@ def build_engines(
         raise BuildError(f"{onnx_dir} holds {source.kind} files; build-engine needs an ONNX folder from `slomo export`")
     if out_dir.resolve() == onnx_dir.resolve():
         raise BuildError("the engine folder must differ from the ONNX folder (both have a manifest.json)")
+    if source.warp == "plugin" and hardware_compat:
+        # The plugin's PTX is compiled by Triton for the building GPU (sm_90a-style targets on
+        # Hopper), so a "runs on any Ampere+" plan would carry a kernel that other GPUs reject.
+        raise BuildError("--hardware-compat cannot be combined with a --warp plugin folder (its kernel is "
+                         "compiled for this GPU); export with --warp gridsample for portable engines")
     cache_path = Path(timing_cache) if timing_cache is not None else None
 
     version = tensorrt_version(import_tensorrt())

@@ -118,6 +118,9 @@ def kernel_signature(image_type: str) -> dict[str, str]:
         "height": "i32",
         "width": "i32",
         "out_ptr": f"*{image_type}",
+        # Listed although it is also passed in `constexprs`: Triton releases between about 3.3 and
+        # 3.8 read argument types positionally from the signature and need every argument in it.
+        "BLOCK": "constexpr",
     }
 
 
