@@ -302,8 +302,9 @@ def eval_command(
 def calibrate_command(
     inputs: list[Path] = typer.Argument(..., help="Videos and/or folders of consecutive frames (your footage)."),
     output: Path = typer.Option(..., "-o", "--output", help="Calibration set to write (.npz)."),
-    model: Path = typer.Option(..., "--model", "-m", help="fp32 ONNX folder (slomo export) whose flow graph "
-                               "computes the interpolation graph's flow inputs; a checkpoint is exported first."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", help="fp32 ONNX folder (slomo export) whose flow "
+                                         "graph computes the interpolation graph's flow inputs; a checkpoint is "
+                                         "exported first (cached); default: the shipped weights."),
     pairs: int = typer.Option(256, "--pairs", help="Frame pairs to sample, spread over all inputs."),
     size: str = typer.Option("448x256", "--size", help="WIDTHxHEIGHT (multiples of 32): frames are scaled to fit "
                              "and edge-padded. Prefer the size you will run at."),
@@ -312,11 +313,13 @@ def calibrate_command(
                                           "a pair is a scene cut and rejected."),
 ) -> None:
     """Sample frame pairs from footage into a calibration set for `slomo quantize`."""
-    from superslomo.calibration.calibset import build_calibration_set, fp32_model_folder
+    from superslomo.calibration.calibset import build_calibration_set
+    from superslomo.export.cache import model_folder
 
-    with fp32_model_folder(model) as folder:
-        meta = build_calibration_set(inputs, output, folder, pairs=pairs, size=_size(size), seed=seed,
-                                     scene_threshold=scene_threshold)
+    if model is not None and not model.exists():
+        raise SloMoError(f"model not found: {model} (give an fp32 folder from slomo export, or a checkpoint)")
+    meta = build_calibration_set(inputs, output, model_folder(model), pairs=pairs, size=_size(size), seed=seed,
+                                 scene_threshold=scene_threshold)
     rejected = meta["rejected"]
     typer.echo(f"wrote {output}: {pairs} pairs at {size} from {len(inputs)} input(s) "
                f"(rejected {rejected['scene_cut']} scene-cut and {rejected['duplicate']} repeated-frame triplets)")

@@ -15,13 +15,12 @@ end, so a 256-pair set never sits in RAM; the .npz appears only complete (temp n
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -231,24 +230,3 @@ def build_calibration_set(
         if bar is not None:
             bar.close()
     return meta
-
-
-@contextlib.contextmanager
-def fp32_model_folder(model: str | os.PathLike) -> Iterator[Path]:
-    """An fp32 ONNX folder for `model`: the folder itself, or a checkpoint exported to a
-    temporary one (needs PyTorch) that is removed afterwards."""
-    path = Path(model)
-    if path.is_dir():
-        yield path
-        return
-    if not path.is_file():
-        raise SloMoError(f"model not found: {path} (give an fp32 folder from slomo export, or a checkpoint)")
-    try:
-        from superslomo.export import ExportOptions, export_model
-        from superslomo.model.checkpoint import file_sha256, load_checkpoint
-    except ImportError:
-        raise SloMoError("a checkpoint needs PyTorch to export; pass an exported fp32 folder instead") from None
-    with tempfile.TemporaryDirectory(prefix="slomo-calib-") as folder:
-        export_model(load_checkpoint(path), folder, ExportOptions(),
-                     source={"checkpoint": path.name, "sha256": file_sha256(path)})
-        yield Path(folder)
