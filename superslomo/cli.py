@@ -367,6 +367,8 @@ def train_command(
     crop: int = typer.Option(128, help="Random crop size in pixels (a multiple of 32)."),
     steps: int = typer.Option(10000, help="Total optimisation steps (a resumed run continues its count)."),
     batch: int = typer.Option(4, help="Samples per step."),
+    static_fraction: float = typer.Option(0.0, "--static-fraction", help="Share of samples that repeat one frame "
+                                          "three times (teaches zero flow on still content)."),
     max_side: int = typer.Option(640, "--max-side", help="Downscale training frames (by an integer factor) until "
                                  "their longer side is at most this; sets the motion scale the model learns."),
     learning_rate: float = typer.Option(1e-4, "--lr", help="Adam learning rate."),
@@ -382,6 +384,8 @@ def train_command(
         raise SloMoError(f"--crop must be a positive multiple of 32, got {crop}")
     if steps < 1 or batch < 1 or width < 1:
         raise SloMoError("--steps, --batch and --width must be positive")
+    if not 0.0 <= static_fraction <= 1.0:
+        raise SloMoError(f"--static-fraction must be between 0 and 1, got {static_fraction}")
     if max_side < crop:
         raise SloMoError(f"--max-side ({max_side}) must be at least --crop ({crop})")
     if not (math.isfinite(learning_rate) and learning_rate > 0):
@@ -397,7 +401,7 @@ def train_command(
         raise SloMoError(f"validation data not found: {validation}")
     history = train(TrainConfig(
         data=[str(p) for p in data], output=str(output), width=width, crop=crop, steps=steps, batch=batch,
-        learning_rate=learning_rate, max_side=max_side, validation=str(validation) if validation else None,
+        learning_rate=learning_rate, max_side=max_side, static_fraction=static_fraction, validation=str(validation) if validation else None,
         resume=str(resume) if resume else None, threads=threads,
         vgg16_weights=str(vgg16_weights) if vgg16_weights else None,
     ))

@@ -34,6 +34,17 @@ def test_frame_pool_samples_windows_with_matching_t(tmp_path):
         assert min(abs(t - v) for v in (1 / 3, 2 / 3, 0.5)) < 1e-9, t
 
 
+@pytest.mark.parametrize("fraction", [0.0, 0.5])
+def test_static_fraction_repeats_one_frame_in_that_share_of_samples(tmp_path, fraction):
+    pool = FramePool([str(_clip(tmp_path / "clip"))], crop=64, max_gap=3, max_side=640, per_source=100, seed=0,
+                     static_fraction=fraction)
+    static = 0
+    for _ in range(200):
+        f0, ft, f1, _t = pool.sample()
+        static += bool(np.array_equal(f0, ft) and np.array_equal(ft, f1))
+    assert abs(static / 200 - fraction) < 0.1  # the clip moves every frame: only the repeats are still
+
+
 def test_training_reduces_the_loss_and_resumes(tmp_path):
     torch.manual_seed(0)
     clip = _clip(tmp_path / "clip")
