@@ -368,7 +368,7 @@ def train_command(
     steps: int = typer.Option(10000, help="Total optimisation steps (a resumed run continues its count)."),
     batch: int = typer.Option(4, help="Samples per step."),
     static_fraction: float = typer.Option(0.0, "--static-fraction", help="Share of samples that repeat one frame "
-                                          "three times (teaches zero flow on still content)."),
+                                          "three times (teaches the identity warp on still content)."),
     max_side: int = typer.Option(640, "--max-side", help="Downscale training frames (by an integer factor) until "
                                  "their longer side is at most this; sets the motion scale the model learns."),
     learning_rate: float = typer.Option(1e-4, "--lr", help="Adam learning rate."),

@@ -74,9 +74,12 @@ class FramePool:
     def __init__(self, sources: Sequence[str], crop: int, max_gap: int, max_side: int, per_source: int, seed: int,
                  static_fraction: float = 0.0):
         self.crop, self.max_gap = crop, max_gap
-        # Some samples show one frame three times: still content must give zero flow, or every
-        # static region is resampled at sub-pixel offsets and blurred (measured: a width-16 model
-        # lost 4-8 dB to plain blending on near-static UCF101 triplets).
+        # Some samples show one frame three times, to teach the identity warp on still content.
+        # Under the reference warp (x/W normalisation with align_corners=True) that is not zero
+        # flow but a ramp from 0 px at the left edge to 1 px at the right (likewise in y); a
+        # briefly trained model that has not learnt it resamples still regions at sub-pixel
+        # offsets (measured: the width-16 model gave a mean flow of +0.5/+0.6 px on identical
+        # inputs and lost 4-8 dB to plain blending on near-static UCF101 triplets).
         self.static_fraction = static_fraction
         self.rng = np.random.default_rng(seed)
         self.clips: list[np.ndarray] = []
