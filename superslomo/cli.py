@@ -364,7 +364,9 @@ def train_command(
     data: list[Path] = typer.Option(..., "--data", help="Videos and/or frame folders (repeat the option)."),
     output: Path = typer.Option(..., "-o", "--output", help="Output .safetensors checkpoint (saved periodically)."),
     width: int = typer.Option(16, help="Base channel count (32 = the paper's network)."),
-    crop: int = typer.Option(128, help="Random crop size in pixels (a multiple of 32)."),
+    crop: int = typer.Option(128, help="Random crop size in pixels (a multiple of 32); the height with --crop-width."),
+    crop_width: Optional[int] = typer.Option(None, "--crop-width", help="Crop width (a multiple of 32) for wide "
+                                             "crops; default: square."),
     steps: int = typer.Option(10000, help="Total optimisation steps (a resumed run continues its count)."),
     batch: int = typer.Option(4, help="Samples per step."),
     static_fraction: float = typer.Option(0.0, "--static-fraction", help="Share of samples that repeat one frame "
@@ -382,12 +384,14 @@ def train_command(
 
     if crop % 32 or crop < 32:
         raise SloMoError(f"--crop must be a positive multiple of 32, got {crop}")
+    if crop_width is not None and (crop_width % 32 or crop_width < 32):
+        raise SloMoError(f"--crop-width must be a positive multiple of 32, got {crop_width}")
     if steps < 1 or batch < 1 or width < 1:
         raise SloMoError("--steps, --batch and --width must be positive")
     if not 0.0 <= static_fraction <= 1.0:
         raise SloMoError(f"--static-fraction must be between 0 and 1, got {static_fraction}")
-    if max_side < crop:
-        raise SloMoError(f"--max-side ({max_side}) must be at least --crop ({crop})")
+    if max_side < max(crop, crop_width or crop):
+        raise SloMoError(f"--max-side ({max_side}) must be at least the crop ({max(crop, crop_width or crop)})")
     if not (math.isfinite(learning_rate) and learning_rate > 0):
         raise SloMoError(f"--lr must be a positive number, got {learning_rate}")
     if threads is not None and threads < 1:
@@ -400,7 +404,7 @@ def train_command(
     if validation is not None and not validation.exists():  # found at the first validation, steps later
         raise SloMoError(f"validation data not found: {validation}")
     history = train(TrainConfig(
-        data=[str(p) for p in data], output=str(output), width=width, crop=crop, steps=steps, batch=batch,
+        data=[str(p) for p in data], output=str(output), width=width, crop=crop, crop_width=crop_width, steps=steps, batch=batch,
         learning_rate=learning_rate, max_side=max_side, static_fraction=static_fraction, validation=str(validation) if validation else None,
         resume=str(resume) if resume else None, threads=threads,
         vgg16_weights=str(vgg16_weights) if vgg16_weights else None,

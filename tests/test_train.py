@@ -26,11 +26,12 @@ def _clip(folder, count=8, size=(96, 128)):
     return folder
 
 
-def test_frame_pool_samples_windows_with_matching_t(tmp_path):
-    pool = FramePool([str(_clip(tmp_path / "clip"))], crop=64, max_gap=3, max_side=640, per_source=100, seed=0)
+@pytest.mark.parametrize("crop, shape", [(64, (64, 64, 3)), ((64, 96), (64, 96, 3))])
+def test_frame_pool_samples_windows_with_matching_t(tmp_path, crop, shape):
+    pool = FramePool([str(_clip(tmp_path / "clip"))], crop=crop, max_gap=3, max_side=640, per_source=100, seed=0)
     for _ in range(20):
         f0, ft, f1, t = pool.sample()
-        assert f0.shape == ft.shape == f1.shape == (64, 64, 3)
+        assert f0.shape == ft.shape == f1.shape == shape
         assert min(abs(t - v) for v in (1 / 3, 2 / 3, 0.5)) < 1e-9, t
 
 

@@ -41,6 +41,7 @@ class TrainConfig:
     output: str
     width: int = 16
     crop: int = 128
+    crop_width: int | None = None  # wider than tall, like video; default: square crops
     steps: int = 10000
     batch: int = 4
     learning_rate: float = 1e-4
@@ -71,9 +72,14 @@ def _downscale(frame: np.ndarray, max_side: int) -> np.ndarray:
 class FramePool:
     """Runs of consecutive frames held in memory, sampled as (I0, It, I1, t) crops."""
 
-    def __init__(self, sources: Sequence[str], crop: int, max_gap: int, max_side: int, per_source: int, seed: int,
+    def __init__(self, sources: Sequence[str], crop: int | tuple[int, int], max_gap: int, max_side: int, per_source: int,
+                 seed: int,
                  static_fraction: float = 0.0):
-        self.crop, self.max_gap = crop, max_gap
+        # (height, width). Wide crops matter for this network: the reference warp's identity is a
+        # 0..1 px ramp across the whole image (see static_fraction), which it learns only over
+        # the extent it is trained on.
+        self.crop_h, self.crop_w = (crop, crop) if isinstance(crop, int) else crop
+        self.max_gap = max_gap
         # Some samples show one frame three times, to teach the identity warp on still content.
         # Under the reference warp (x/W normalisation with align_corners=True) that is not zero
         # flow but a ramp from 0 px at the left edge to 1 px at the right (likewise in y); a
@@ -88,7 +94,7 @@ class FramePool:
             if len(frames) < 3:
                 continue
             h, w = frames[0].shape[:2]
-            if h < crop or w < crop:
+            if h < self.crop_h or w < self.crop_w:
                 continue
             self.clips.append(np.stack(frames))
         if not self.clips:
@@ -103,9 +109,9 @@ class FramePool:
             start = int(self.rng.integers(0, len(clip) - gap))
             k = int(self.rng.integers(1, gap))
             h, w = clip.shape[1:3]
-            y = int(self.rng.integers(0, h - self.crop + 1))
-            x = int(self.rng.integers(0, w - self.crop + 1))
-            window = clip[start : start + gap + 1, y : y + self.crop, x : x + self.crop]
+            y = int(self.rng.integers(0, h - self.crop_h + 1))
+            x = int(self.rng.integers(0, w - self.crop_w + 1))
+            window = clip[start : start + gap + 1, y : y + self.crop_h, x : x + self.crop_w]
             f0, ft, f1 = window[0], window[k], window[gap]
             if self.static_fraction and self.rng.random() < self.static_fraction:
                 f0 = ft = f1 = window[k]
@@ -212,7 +218,7 @@ def train(config: TrainConfig) -> dict:
         history["samples"] = int(meta.get("samples", 0))
         if meta.get("validation"):
             history["validation"].append(meta["validation"])
-    pool = FramePool(config.data, config.crop, config.max_gap, config.max_side, config.frames_per_source,
+    pool = FramePool(config.data, (config.crop, config.crop_width or config.crop), config.max_gap, config.max_side, config.frames_per_source,
                      config.seed + history["steps"], config.static_fraction)
 
     def save() -> None:
@@ -220,7 +226,7 @@ def train(config: TrainConfig) -> dict:
             "trained_steps": history["steps"],
             "train_seconds": round(history["seconds"], 1),
             "samples": history["samples"],
-            "crop": config.crop,
+            "crop": [config.crop, config.crop_width or config.crop],
             "batch": config.batch,
             "learning_rate": config.learning_rate,
             "max_side": config.max_side,
