@@ -69,7 +69,9 @@ def test_trained_int8_agrees_with_fp32_on_real_frames(tmp_path):
     fp32 = tmp_path / "fp32"
     export_model(model, fp32, source={"checkpoint": snapshot.name, "sha256": file_sha256(snapshot)})
     calib = tmp_path / "calib.npz"
-    build_calibration_set([frames, clip], calib, fp32, pairs=8, size=(224, 128), progress=False)
+    # 448x256, the default calibration size: at 224x128 the flows shrink with the frames and 8
+    # pairs left the trained flow graph 1.3 dB down (measured), a set too small to judge INT8.
+    build_calibration_set([frames, clip], calib, fp32, pairs=16, size=(448, 256), progress=False)
     result = quantize_model(fp32, calib, tmp_path / "int8", max_drop_db=0.5, eval_count=8)
     both = result.report["settings"]["both"]
     # Agreement with fp32 on real frames, and the gate's own number.
