@@ -45,7 +45,7 @@ def _open(path: Path):
     try:
         return av.open(str(path), metadata_errors="ignore")
     except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError) as error:
-        raise SloMoError(f"cannot open {path} as a video: {_reading_error(error)}") from None
+        raise SloMoError(f"cannot open {path} as a video: {reading_error(error)}") from None
 
 
 def _short(error: BaseException) -> str:
@@ -53,7 +53,7 @@ def _short(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
-def _reading_error(error: BaseException) -> str:
+def reading_error(error: BaseException) -> str:
     """Why a file could not be read, for a message that already names the file: FFmpeg's own
     text ("[Errno 1094995529] Invalid data ...: 'path'") repeats the path after a bare number."""
     strerror = getattr(error, "strerror", None)
@@ -155,4 +155,4 @@ def decode_frames(info: VideoInfo, start: float = 0.0, duration: float | None = 
         except av.error.FFmpegError as error:
             # A damaged tail is common in real footage: keep what decoded, stop there.
             if count == 0:
-                raise SloMoError(f"cannot decode video {info.path}: {_reading_error(error)}") from None
+                raise SloMoError(f"cannot decode video {info.path}: {reading_error(error)}") from None

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from superslomo.errors import SloMoError
+from superslomo.video.decode import reading_error
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".gif"}
@@ -75,12 +76,10 @@ def iter_video_frames(path: str | os.PathLike, max_frames: int | None = None) ->
     path = Path(path)
     if not path.is_file():
         raise SloMoError(f"video not found: {path}")
-    from superslomo.video.decode import _reading_error
-
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as error:
-        raise SloMoError(f"cannot open video {path}: {_reading_error(error)}") from None
+        raise SloMoError(f"cannot open video {path}: {reading_error(error)}") from None
     with container:
         if not container.streams.video:
             raise SloMoError(f"{path} has no video stream")
@@ -95,7 +94,7 @@ def iter_video_frames(path: str | os.PathLike, max_frames: int | None = None) ->
                     return
         except av.error.FFmpegError as error:
             if count == 0:
-                raise SloMoError(f"cannot decode video {path}: {_reading_error(error)}") from None
+                raise SloMoError(f"cannot decode video {path}: {reading_error(error)}") from None
 
 
 def iter_source_frames(path: str | os.PathLike, max_frames: int | None = None) -> Iterator[np.ndarray]:
