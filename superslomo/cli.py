@@ -266,7 +266,10 @@ def parity_command(
 @app.command("eval")
 def eval_command(
     data: Path = typer.Option(..., "--data", help="Triplets: ucf (<n>/frame0,1,2), middlebury (<seq>/frame10,"
-                              "frame10i11,frame11), or a frame folder or clip (every other frame held out)."),
+                              "frame10i11,frame11; or the root of other-data/ + other-gt-interp/ or input/ + "
+                              "gt/), or a frame folder or clip (every other frame held out)."),
+    gt: Optional[Path] = typer.Option(None, "--gt", help="Ground truth (<seq>/frame10i11) when --data holds only "
+                                      "the <seq>/frame10,frame11 inputs."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model folder or checkpoint; default: the "
                                          "shipped demo model."),
     layout: str = typer.Option("auto", "--layout", help="auto | middlebury | ucf | frames."),
@@ -275,20 +278,23 @@ def eval_command(
                                              "(e.g. the fp32 folder when --model is INT8)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use at most this many triplets."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write the JSON report here."),
+    no_minterpolate: bool = typer.Option(False, "--no-minterpolate", help="Skip the ffmpeg minterpolate "
+                                         "baseline (motion-compensated; the linear blend is always shown)."),
 ) -> None:
-    """Interpolation quality (PSNR, SSIM, IE) on triplet data sets, next to the linear-blend baseline."""
+    """Interpolation quality (PSNR, SSIM, IE) on triplet data sets, next to the linear blend and ffmpeg's
+    motion-compensated minterpolate."""
     from superslomo.eval.quality import check_eval_options, run_eval, summary_lines
     from superslomo.video.models import default_model
 
     if backend not in ("auto", "onnxruntime", "tensorrt", "torch"):
         raise SloMoError(f"unknown backend {backend!r}; choose auto, onnxruntime, tensorrt or torch")
-    check_eval_options(data, layout, limit, report)
+    check_eval_options(data, layout, limit, report, gt)
     interp, label = _open_interpolator(model, backend)
     ref = _open_interpolator(reference, "auto")[0] if reference is not None else None
     try:
         result = run_eval(data, interp, layout=layout, limit=limit, reference=ref, report=report,
                           model_label=str(model) if model is not None else f"{default_model()} (default)",
-                          backend_label=label)
+                          backend_label=label, gt=gt, minterpolate=not no_minterpolate)
     finally:
         interp.close()  # type: ignore[attr-defined]
         if ref is not None:

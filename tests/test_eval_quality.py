@@ -1,4 +1,5 @@
-"""`slomo eval`: quality on triplet data sets next to the linear blend; clear errors for bad input."""
+"""`slomo eval`: quality on triplet data sets next to the linear blend and ffmpeg's minterpolate;
+clear errors for bad input."""
 
 from __future__ import annotations
 
@@ -50,15 +51,18 @@ def _middlebury_set(root: Path, rng: np.random.Generator) -> Path:
     return root
 
 
-def test_eval_reproduces_the_blend_baseline_on_ucf101():
+def test_eval_reproduces_the_baselines_on_ucf101():
     from superslomo.eval.quality import run_eval
     from superslomo.video.frames import read_image
 
     data = shared_data("ucf101_adacof")
-    result = run_eval(data, None)  # the baseline over the whole set; the model is tested below
+    result = run_eval(data, None)  # the baselines over the whole set; the model is tested below
     assert result["layout"] == "ucf" and result["count"] == 21 and len(result["items"]) == 21
     assert 30.3 < result["baseline"]["psnr"] < 30.7  # the published ~30.5 dB of blending on this set
     assert 0.85 < result["baseline"]["ssim"] < 0.95 and 5 < result["baseline"]["ie"] < 15
+    # ffmpeg's minterpolate on this set, as measured with the ffmpeg command line: ~33.0 dB, SSIM 0.952.
+    assert 32.7 < result["minterpolate"]["psnr"] < 33.3 and 0.945 < result["minterpolate"]["ssim"] < 0.96
+    assert all("minterpolate" in item for item in result["items"])
     # Item figures are the metrics of the blend, recomputed here independently of the command.
     first = result["items"][0]
     folder = data / first["name"]
@@ -81,6 +85,19 @@ def test_eval_command_reports_model_and_baseline(checkpoint, tmp_path, capsys):
     # A random-weight model is far from the ground truth; blending is not.
     assert result["psnr"] < result["baseline"]["psnr"]
     assert "linear blend" in out and "gain over blend" in out
+    assert "ffmpeg minterpolate" in out and "gain over minterpolate" in out
+    assert result["minterpolate"]["psnr"] == pytest.approx(np.mean([i["minterpolate"]["psnr"] for i in result["items"]]))
+
+
+def test_eval_no_minterpolate_leaves_it_out(checkpoint, tmp_path, capsys):
+    data = _middlebury_set(tmp_path / "mb", np.random.default_rng(2))
+    report = tmp_path / "eval.json"
+    code, out, err = run_cli(capsys, "eval", "--data", str(data), "--model", str(checkpoint), "--no-minterpolate",
+                             "--report", str(report))
+    assert code == 0, err
+    result = json.loads(report.read_text())
+    assert "minterpolate" not in result and all("minterpolate" not in item for item in result["items"])
+    assert "ffmpeg minterpolate" not in out and "gain over minterpolate" not in out and "linear blend" in out
 
 
 def test_eval_rejects_an_unknown_layout_before_loading_a_model(tmp_path, capsys):
