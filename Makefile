@@ -35,7 +35,7 @@ gpu-bench: setup
 
 bench: setup
 	mkdir -p out/bench
-	$(BIN)/slomo bench --calib-data demo/big_buck_bunny_bird.mp4 --json out/bench/rows.json
+	$(BIN)/slomo bench --data demo/big_buck_bunny_bird.mp4 --json out/bench/rows.json
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

@@ -79,12 +79,12 @@ def side_by_side(panels: list[tuple[str, np.ndarray]], window: tuple[int, int, i
 
     top, left, height, width = window
     frame_h, frame_w = panels[0][1].shape[:2]
-    gap, label_h = 6, 26
+    gap, label_h = 6, 34
     zoom_h, zoom_w = height * ZOOM, width * ZOOM
     columns = max(frame_w, zoom_w)
     canvas = Image.new("RGB", (len(panels) * (columns + gap) - gap, label_h + frame_h + gap + zoom_h), "white")
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default(size=16)
+    font = ImageFont.load_default(size=26)  # still legible when the picture is shown at half size
     for i, (label, image) in enumerate(panels):
         x = i * (columns + gap)
         draw.text((x + 4, 4), label, fill="black", font=font)

@@ -222,7 +222,7 @@ def _tensorrt_missing() -> bool:
 INTERP = "interpolate {clip} -o {out}/o.mp4 --model {onnx}"
 PARITY = "parity {onnx} --against {ckpt}"
 EVAL = "eval --model {onnx} --data"
-CALIBRATE = "calibrate {clip} -o {out}/c.npz --model {onnx} --pairs 2 --size 64x64"
+CALIBRATE = "calibrate --data {clip} -o {out}/c.npz --model {onnx} --pairs 2 --size 64x64"
 QUANTIZE = "quantize {onnx} -o {out}/int8 --calib"
 BUILD = "build-engine {onnx} -o {out}/engines"
 BENCH = "bench --backends onnxruntime --sizes 64x64 --workdir {out}/bench"
@@ -309,7 +309,7 @@ CASES = [
     bad("build-engine altered graph", "build-engine {graph_altered} -o {out}/engines", 2,
         "does not match its manifest"),
     bad("parity external data escapes", "parity {external_escape} --against {ckpt}", 2, "outside its folder"),
-    bad("calibrate manifest escapes", "calibrate {clip} -o {out}/c.npz --model {manifest_escapes}", 2,
+    bad("calibrate manifest escapes", "calibrate --data {clip} -o {out}/c.npz --model {manifest_escapes}", 2,
         "plain file name"),
     # -- parity -------------------------------------------------------------------------------
     bad("parity grey frames", PARITY + " --frames {grey_0} --frames {grey_1}", 0, "parity: pass"),
@@ -342,11 +342,11 @@ CASES = [
     bad("calibrate size 0x0", CALIBRATE + " --size 0x0", 2, "size must be positive"),
     bad("calibrate size not multiple of 32", CALIBRATE + " --size 70x64", 2, "multiples of 32"),
     bad("calibrate pairs 0", CALIBRATE + " --pairs 0", 2, "--pairs must be"),
-    bad("calibrate one-frame video", "calibrate {one_frame} -o {out}/c.npz --model {onnx} --pairs 2 --size 64x64",
+    bad("calibrate one-frame video", "calibrate --data {one_frame} -o {out}/c.npz --model {onnx} --pairs 2 --size 64x64",
         2, "hold 0 frame triplets"),
-    bad("calibrate text as video", "calibrate {text_video} -o {out}/c.npz --model {onnx} --pairs 2 --size 64x64",
+    bad("calibrate text as video", "calibrate --data {text_video} -o {out}/c.npz --model {onnx} --pairs 2 --size 64x64",
         2, "cannot open"),
-    bad("calibrate wrong suffix", "calibrate {clip} -o {out}/c.bin --model {onnx} --pairs 2 --size 64x64", 2,
+    bad("calibrate wrong suffix", "calibrate --data {clip} -o {out}/c.bin --model {onnx} --pairs 2 --size 64x64", 2,
         "must be a .npz file"),
     # -- quantize -----------------------------------------------------------------------------
     bad("quantize empty calib", QUANTIZE + " {empty}", 2, "is not a calibration set"),

@@ -218,7 +218,7 @@ def test_tiny_run_writes_rows_and_skips_with_reasons(tmp_path, monkeypatch, caps
                                                   and t["width"] == r["width"]) / r["per_frame_ms"])
     reasons = {r["backend"]: r["skipped"] for r in rows if r["skipped"]}
     assert "no CUDA device" in reasons["tensorrt-fp16"]
-    assert "--calib-data" in reasons["onnxruntime-int8"]
+    assert "--data" in reasons["onnxruntime-int8"]
     assert "CUDAExecutionProvider" in reasons["onnxruntime-cuda"]
     assert "random weights, width 2" in text and "skipped: no CUDA device" in text
     assert "target onnxruntime >= 1.5x torch at 1280x720: not measured" in text

@@ -310,15 +310,15 @@ def test_cli_calibrate_and_quantize_errors_are_one_line(clips, fp32_dir, calib_p
     def run(*args):
         return subprocess.run([sys.executable, "-m", "superslomo.cli", *map(str, args)], capture_output=True, text=True)
 
-    result = run("calibrate", tmp_path / "nope.mp4", "-o", tmp_path / "c.npz", "--model", fp32_dir)
+    result = run("calibrate", "--data", tmp_path / "nope.mp4", "-o", tmp_path / "c.npz", "--model", fp32_dir)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "not found" in result.stderr
-    result = run("calibrate", clips["frames"], "-o", tmp_path / "c.npz", "--model", fp32_dir, "--size", "96by64")
+    result = run("calibrate", "--data", clips["frames"], "-o", tmp_path / "c.npz", "--model", fp32_dir, "--size", "96by64")
     assert result.returncode == 2 and "WIDTHxHEIGHT" in result.stderr
     result = run("quantize", fp32_dir, "--calib", calib_path, "-o", tmp_path / "q", "--max-drop-db", "-1000",
                  "--graphs", "flow", "--eval-pairs", "1", "--method", "max")
     assert result.returncode == 1 and "nothing was written" in result.stderr and result.stderr.count("\n") == 1
     assert not (tmp_path / "q").exists()
-    result = run("calibrate", clips["frames"], "-o", tmp_path / "c.npz", "--model", fp32_dir, "--pairs", "3",
+    result = run("calibrate", "--data", clips["frames"], "-o", tmp_path / "c.npz", "--model", fp32_dir, "--pairs", "3",
                  "--size", "96x64")
     assert result.returncode == 0, result.stderr
     assert "3 pairs" in result.stdout and len(CalibSet(tmp_path / "c.npz")) == 3

@@ -296,7 +296,7 @@ def prepare_models(options: BenchOptions, say: Callable[[str], None] = print) ->
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 prepared.skips[backend] = "onnxruntime has no CUDAExecutionProvider here (pip install onnxruntime-gpu)"
         if precision == "int8" and backend not in prepared.skips and not options.calib_data:
-            prepared.skips[backend] = "no calibration footage: pass --calib-data CLIP (a few real frame pairs)"
+            prepared.skips[backend] = "no calibration footage: pass --data CLIP (a few real frame pairs)"
     runnable = [b for b in options.backends if b not in prepared.skips]
     wanted = {BACKENDS[b][1] for b in runnable if BACKENDS[b][0] != "torch"}
     if wanted:

@@ -8,6 +8,7 @@ import io
 import logging
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,13 +71,18 @@ def _dynamic_shapes(io: str, names: tuple[str, ...]):
     return {name: table[name] for name in names}
 
 
+def _quiet(line: str) -> None:
+    pass
+
+
 def _export_one(module: torch.nn.Module, args: tuple, names: tuple[str, ...], outputs: tuple[str, ...],
-                path: Path, options: ExportOptions) -> None:
+                path: Path, options: ExportOptions, say: Callable[[str], None] = _quiet) -> None:
     import onnx
 
     from superslomo.export.warp_lowering import LOWERINGS
 
     lowering = "gridsample-fp16-coords" if options.fp16_coordinates else options.warp
+    say(f"exporting {path.name} (opset {options.opset}, warp {options.warp}, io {options.io}) ...")
     # The exporter logs opset-conversion and torchvision notices at WARNING on every call.
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     logging.getLogger("onnxscript").setLevel(logging.ERROR)
@@ -100,6 +106,7 @@ def _export_one(module: torch.nn.Module, args: tuple, names: tuple[str, ...], ou
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         onnx.save_model(model, str(tmp))
+        say(f"checking {path.name} (ONNX checker, shape inference) ...")
         check_graph(tmp, plugin=options.warp == "plugin")
         os.replace(tmp, path)
     finally:
@@ -138,8 +145,13 @@ def export_model(
     out_dir: str | os.PathLike,
     options: ExportOptions | None = None,
     source: dict | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> Manifest:
-    """Write flow.onnx, interp.onnx and manifest.json into out_dir (each by temp file + rename)."""
+    """Write flow.onnx, interp.onnx and manifest.json into out_dir (each by temp file + rename).
+
+    `say` gets a line as each step starts (the caller decides where it goes and stamps the time);
+    None: silent."""
+    say = say or _quiet
     options = options or ExportOptions()
     options.validate()
     out = Path(out_dir)
@@ -148,14 +160,16 @@ def export_model(
     out.mkdir(parents=True, exist_ok=True)
     model = copy.deepcopy(model).eval().float()
     if options.precision == "fp16":
+        say("converting the U-Nets to fp16 (warp coordinates and I/O stay fp32) ...")
         model.flow_net.half()
         model.interp_net.half()
     frame0, frame1, flow01, flow10, t = _example_inputs(options.io)
     graphs = {}
     with torch.no_grad():
-        _export_one(FlowGraph(model, options.io), (frame0, frame1), FLOW_INPUTS, FLOW_OUTPUTS, out / "flow.onnx", options)
+        _export_one(FlowGraph(model, options.io), (frame0, frame1), FLOW_INPUTS, FLOW_OUTPUTS, out / "flow.onnx",
+                    options, say)
         _export_one(InterpGraph(model, options.io), (frame0, frame1, flow01, flow10, t), INTERP_INPUTS, INTERP_OUTPUTS,
-                    out / "interp.onnx", options)
+                    out / "interp.onnx", options, say)
     for name, inputs, outputs in (("flow", FLOW_INPUTS, FLOW_OUTPUTS), ("interp", INTERP_INPUTS, INTERP_OUTPUTS)):
         graphs[name] = GraphEntry(file=f"{name}.onnx", sha256=sha256_of(out / f"{name}.onnx"),
                                   inputs=list(inputs), outputs=list(outputs), precision=options.precision)
