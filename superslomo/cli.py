@@ -20,11 +20,32 @@ from superslomo.errors import Interrupted, SloMoError
 
 app = typer.Typer(
     name="slomo",
-    help="Super SloMo frame interpolation: export to ONNX, build TensorRT engines, interpolate videos.",
+    help="Super SloMo frame interpolation: export to ONNX, build TensorRT engines, interpolate videos.\n\n"
+    "Sizes: video frames are WIDTHxHEIGHT (1280x720), as video people write them; TensorRT engine "
+    "shapes are NxHxW (batch x height x width, 1x736x1280), as tensors are laid out.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain click help: rich mode labels every flag `<bool>`, and -h is what terminal users type.
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from superslomo import __version__
+
+        typer.echo(f"slomo (superslomo-trt) {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", "-V", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """The root command: --version and help; the work is in the subcommands."""
 
 
 def echo_json(data: object) -> None:
@@ -33,7 +54,7 @@ def echo_json(data: object) -> None:
 
 @app.command()
 def info(
-    checkpoint: Path = typer.Argument(..., help="A public-format (.ckpt/.pth) or safetensors checkpoint."),
+    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT", help="A public-format (.ckpt/.pth) or safetensors checkpoint."),
     as_json: bool = typer.Option(False, "--json", help="Print the facts as JSON."),
 ) -> None:
     """Print a checkpoint's format, width, parameter count, sha256 and metadata."""
@@ -64,7 +85,7 @@ def info(
 
 @app.command()
 def convert(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint to convert (public format or safetensors)."),
+    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT", help="Checkpoint to convert (public format or safetensors)."),
     output: Path = typer.Option(..., "-o", "--output", help="Output .safetensors file."),
     fp16: bool = typer.Option(False, "--fp16", help="Store weights as float16 (half the size)."),
 ) -> None:
@@ -137,8 +158,12 @@ def _size(text: str) -> tuple[int, int]:
 
 @app.command()
 def interpolate(
-    input: Path = typer.Argument(..., help="Source video (any format PyAV/FFmpeg reads)."),
-    output: Path = typer.Option(..., "-o", "--output", help="Output video: .mp4, .mkv, .mov or .webm."),
+    input: Path = typer.Argument(..., help="Source video (any format PyAV/FFmpeg reads), a folder of frames "
+                                 "(in number order) or a frame pattern such as frames/%04d.png."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output video (.mp4, .mkv, .mov, .webm), or an image "
+                                "sequence: a pattern such as out/%05d.png (.png, .jpg, .tif, .bmp, .webp), or a "
+                                "folder (existing, or a name without a suffix) that gets %06d.png. Frames are "
+                                "numbered from 1; sequences carry no audio."),
     factor: Optional[int] = typer.Option(None, "--factor", "-n", help="N: N-1 new frames per pair (default 2). "
                                          "Output rate = source rate x N, same duration."),
     slowmo: bool = typer.Option(False, "--slowmo", help="Keep the source frame rate: the video becomes N times "
@@ -162,26 +187,32 @@ def interpolate(
     no_audio: bool = typer.Option(False, "--no-audio", help="Drop the audio. Otherwise it is copied unchanged "
                                   "(re-encoded only where the container cannot hold its codec)."),
     max_size: str = typer.Option("7680x4320", "--max-size", help="Refuse larger videos before decoding."),
+    input_fps: Optional[str] = typer.Option(None, "--input-fps", help="Frame rate of an image-sequence input "
+                                            "(default 25, as FFmpeg's); a video's own rate is used otherwise."),
+    overwrite: bool = typer.Option(False, "--overwrite", "-y", help="Replace an existing output (as ffmpeg -y); "
+                                   "otherwise it is refused. For a sequence: every frame under its pattern."),
 ) -> None:
-    """Interpolate a video: smoother (default, same duration), slower (--slowmo) or at any --fps."""
-    from superslomo.video.pipeline import Options, interpolate_video, validate
+    """Interpolate a video: smoother (default, same duration), slower (--slowmo) or at any --fps.
+    N frames in give N x factor out (the last one held for its duration)."""
+    from superslomo.video.pipeline import Options, claim_output, interpolate_video, validate
 
     options = Options(factor=factor, slowmo=slowmo, fps=fps, scene_threshold=scene_threshold, crf=crf,
                       codec=codec, preset=preset, start=start, duration=duration, audio=not no_audio,
-                      max_size=_size(max_size))
+                      max_size=_size(max_size), overwrite=overwrite, input_fps=input_fps)
     if backend not in ("auto", "onnxruntime", "tensorrt", "torch"):
         raise SloMoError(f"unknown backend {backend!r}; choose auto, onnxruntime, tensorrt or torch")
     validate(input, output, options)  # bad input fails before a model is loaded
-    interp, label = _open_interpolator(model, backend)
-    typer.echo(f"backend: {label}", err=True)
-    with interp:
-        summary = interpolate_video(input, output, interp, label.split(",")[0], options)
+    with claim_output(output) as claim:  # and so does a second run on the same output
+        interp, label = _open_interpolator(model, backend)
+        typer.echo(f"backend: {label}", err=True)
+        with interp:
+            summary = interpolate_video(input, output, interp, label.split(",")[0], options, claim=claim)
     typer.echo(summary.line())
 
 
 @app.command("export")
 def export_command(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint (public .ckpt or safetensors)."),
+    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT", help="Checkpoint (public .ckpt or safetensors)."),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder for flow.onnx, interp.onnx, manifest.json."),
     opset: int = typer.Option(17, help="ONNX opset, 16..19 (20+ is refused: TensorRT parser GridSample bug)."),
     warp: str = typer.Option("gridsample", help="gridsample (standard ONNX) or plugin (superslomo::BackWarp node)."),
@@ -197,19 +228,27 @@ def export_command(
     options = ExportOptions(opset=opset, warp=warp, precision=precision, io=io)
     options.validate()  # before loading anything heavy
     began = time.perf_counter()
+
+    def say(line: str) -> None:  # progress on stderr, so stdout holds only the summary
+        typer.echo(f"[{time.perf_counter() - began:5.1f} s] {line}", err=True)
+
+    say(f"loading {checkpoint} ...")
     model = load_checkpoint(checkpoint)
-    export_model(model, output, options, source={"checkpoint": checkpoint.name, "sha256": file_sha256(checkpoint)})
+    export_model(model, output, options, source={"checkpoint": checkpoint.name, "sha256": file_sha256(checkpoint)},
+                 say=say)
     typer.echo(f"wrote {output}/flow.onnx, interp.onnx, manifest.json ({precision}, warp {warp}, io {io}, "
                f"opset {opset}) in {time.perf_counter() - began:.1f} s")
 
 
 @app.command("build-engine")
 def build_engine_command(
-    onnx_dir: Path = typer.Argument(..., help="Folder from `slomo export` / `quantize` (flow.onnx, interp.onnx)."),
+    onnx_dir: Path = typer.Argument(..., metavar="ONNX_DIR", help="Folder from `slomo export` / `quantize` (flow.onnx, interp.onnx)."),
     output: Path = typer.Option(..., "-o", "--output", help="Engine folder: flow.plan, interp.plan, manifest.json."),
-    min_shape: str = typer.Option("1x64x64", "--min", help="Smallest engine shape, NxHxW (H, W multiples of 32)."),
-    opt_shape: str = typer.Option("1x736x1280", "--opt", help="Shape TensorRT tunes for, NxHxW."),
-    max_shape: str = typer.Option("4x1088x1920", "--max", help="Largest engine shape, NxHxW."),
+    min_shape: str = typer.Option("1x64x64", "--min", metavar="NxHxW", help="Smallest engine shape: batch x "
+                                  "height x width, as tensors are laid out (H, W multiples of 32)."),
+    opt_shape: str = typer.Option("1x736x1280", "--opt", metavar="NxHxW", help="Shape TensorRT tunes for "
+                                  "(1x736x1280 = one 1280x720 frame, padded to a multiple of 32)."),
+    max_shape: str = typer.Option("4x1088x1920", "--max", metavar="NxHxW", help="Largest engine shape."),
     profiles: int = typer.Option(1, "--profiles", help="Split min..max into this many nested profiles."),
     timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Timing cache file, reused and updated."),
     workspace: Optional[int] = typer.Option(None, "--workspace", help="Builder workspace limit in MiB."),
@@ -232,30 +271,35 @@ def build_engine_command(
 
 @app.command("parity")
 def parity_command(
-    folder: Path = typer.Argument(..., help="Model folder: ONNX graphs (slomo export/quantize) or engines (build-engine)."),
+    folder: Path = typer.Argument(..., metavar="MODEL_DIR", help="Model folder: ONNX graphs (slomo export/quantize) "
+                                  "or engines (build-engine)."),
     against: Path = typer.Option(..., "--against", help="The checkpoint the folder was made from (PyTorch reference)."),
     backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | tensorrt."),
-    frames: Optional[list[Path]] = typer.Option(None, "--frames", help="Real frames: images, frame folders or videos "
-                                                "(repeat the option); consecutive frames make pairs. Default: seeded "
-                                                "random pairs."),
-    sizes: Optional[str] = typer.Option(None, "--sizes", help="WIDTHxHEIGHT[,...] to run at (frames are resized). "
+    data: Optional[list[Path]] = typer.Option(None, "--data", help="Real frames: images, frame folders, videos or "
+                                              "triplet data sets (repeat the option); consecutive frames make pairs. "
+                                              "Default: seeded random pairs."),
+    sizes: Optional[str] = typer.Option(None, "--sizes", metavar="WxH[,WxH...]", help="Sizes to run at, "
+                                        "WIDTHxHEIGHT (frames are resized). "
                                         "Default: 448x256, or the frames' own size."),
     atol: Optional[float] = typer.Option(None, "--atol", help="Absolute tolerance on every output (default fp32: 1e-4)."),
     rtol: Optional[float] = typer.Option(None, "--rtol", help="Relative tolerance on every output (default fp32: 1e-4)."),
     min_psnr: Optional[float] = typer.Option(None, "--min-psnr", help="Gate on frame PSNR in dB instead of tolerances "
                                              "(default fp16: 40, int8: 30)."),
-    pairs: int = typer.Option(2, "--pairs", help="How many pairs to take from --frames."),
+    pairs: int = typer.Option(2, "--pairs", help="How many pairs to take from --data."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random pairs."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write the JSON report here."),
     junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML here (one test per case and output)."),
 ) -> None:
-    """Check exported graphs or engines against the PyTorch model: exit 0 pass, 1 drift, 2 usage error."""
+    """Check exported graphs or engines against the PyTorch model: exit 0 pass, 1 drift, 2 usage error.
+
+    An fp16 ONNX folder on the CPU is checked with fp16 storage emulated (weights and activations
+    rounded to fp16 between ops); fp16 arithmetic and TensorRT's kernels need a GPU engine."""
     from superslomo.eval.parity import parse_sizes, raise_if_failed, run_parity, summary_lines
     from superslomo.runtime.loader import BACKENDS
 
     if backend not in BACKENDS:
         raise SloMoError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    result = run_parity(folder, against, backend=backend, frames=frames, sizes=parse_sizes(sizes) if sizes else None,
+    result = run_parity(folder, against, backend=backend, frames=data, sizes=parse_sizes(sizes) if sizes else None,
                         atol=atol, rtol=rtol, min_psnr=min_psnr, seed=seed, pairs=pairs, report=report, junit=junit)
     for line in summary_lines(result):
         typer.echo(line)
@@ -306,13 +350,14 @@ def eval_command(
 
 @app.command("calibrate")
 def calibrate_command(
-    inputs: list[Path] = typer.Argument(..., help="Videos and/or folders of consecutive frames (your footage)."),
+    data: list[Path] = typer.Option(..., "--data", help="Your footage: a video or a folder of consecutive frames "
+                                    "(repeat the option for more)."),
     output: Path = typer.Option(..., "-o", "--output", help="Calibration set to write (.npz)."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", help="fp32 ONNX folder (slomo export) whose flow "
                                          "graph computes the interpolation graph's flow inputs; a checkpoint is "
                                          "exported first (cached); default: the shipped weights."),
     pairs: int = typer.Option(256, "--pairs", help="Frame pairs to sample, spread over all inputs."),
-    size: str = typer.Option("448x256", "--size", help="WIDTHxHEIGHT (multiples of 32): frames are scaled to fit "
+    size: str = typer.Option("448x256", "--size", metavar="WIDTHxHEIGHT", help="Multiples of 32: frames are scaled to fit "
                              "and edge-padded. Prefer the size you will run at."),
     seed: int = typer.Option(0, "--seed", help="Same inputs + seed = the same set."),
     scene_threshold: float = typer.Option(0.35, "--scene-threshold", help="Colour-histogram change above which "
@@ -324,16 +369,16 @@ def calibrate_command(
 
     if model is not None and not model.exists():
         raise SloMoError(f"model not found: {model} (give an fp32 folder from slomo export, or a checkpoint)")
-    meta = build_calibration_set(inputs, output, model_folder(model), pairs=pairs, size=_size(size), seed=seed,
+    meta = build_calibration_set(data, output, model_folder(model), pairs=pairs, size=_size(size), seed=seed,
                                  scene_threshold=scene_threshold)
     rejected = meta["rejected"]
-    typer.echo(f"wrote {output}: {pairs} pairs at {size} from {len(inputs)} input(s) "
+    typer.echo(f"wrote {output}: {pairs} pairs at {size} from {len(data)} input(s) "
                f"(rejected {rejected['scene_cut']} scene-cut and {rejected['duplicate']} repeated-frame triplets)")
 
 
 @app.command("quantize")
 def quantize_command(
-    model: Path = typer.Argument(..., help="fp32 ONNX folder (slomo export, --warp gridsample)."),
+    model: Path = typer.Argument(..., metavar="ONNX_DIR", help="fp32 ONNX folder (slomo export, --warp gridsample)."),
     calib: Path = typer.Option(..., "--calib", help="Calibration set from `slomo calibrate --model` this folder."),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder: INT8 graphs, manifest, accuracy.json."),
     method: str = typer.Option("percentile", "--method", help="Activation ranges: entropy | max | percentile "
@@ -426,7 +471,8 @@ def bench_command(
                                  help="Comma list of torch, onnxruntime, onnxruntime-fp16, onnxruntime-int8, "
                                  "onnxruntime-cuda, tensorrt-fp32, tensorrt-fp16, tensorrt-int8 (torch, eager "
                                  "fp32, is the baseline of every ratio)."),
-    sizes: str = typer.Option("448x256,1280x720", "--sizes", help="WIDTHxHEIGHT[,...]"),
+    sizes: str = typer.Option("448x256,1280x720", "--sizes", metavar="WxH[,WxH...]", help="Frame sizes to time, "
+                              "WIDTHxHEIGHT."),
     times: int = typer.Option(1, "--times", help="1, 3 or 7 frames per timed interpolation call (2x/4x/8x)."),
     warmup: int = typer.Option(1, "--warmup", help="Untimed iterations first."),
     iters: int = typer.Option(5, "--iters", help="Timed iterations (each visits every backend once)."),
@@ -435,8 +481,8 @@ def bench_command(
     width: Optional[int] = typer.Option(None, "--width", help="Time random weights at this network width instead "
                                         "(32 = the paper's; timings do not depend on the weights)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for every backend (default: all)."),
-    calib_data: Optional[list[Path]] = typer.Option(None, "--calib-data", help="Footage (clip or frame folder) "
-                                                    "for the INT8 calibration set; repeat for more."),
+    data: Optional[list[Path]] = typer.Option(None, "--data", help="Footage (a video or a frame folder) for the "
+                                              "INT8 calibration set; repeat for more."),
     calib_pairs: int = typer.Option(8, "--calib-pairs", help="Frame pairs in the INT8 calibration set."),
     workdir: Path = typer.Option(Path("out/bench"), "--workdir", help="Exported/quantized folders, reused."),
     peak_gflops: Optional[float] = typer.Option(None, "--peak-gflops", help="CPU peak (default: measured)."),
@@ -448,7 +494,7 @@ def bench_command(
 
     options = BenchOptions(backends=parse_backend_list(backends), sizes=parse_size_list(sizes), times=times,
                            warmup=warmup, iters=iters, threads=threads, model=model, model_width=width,
-                           calib_data=tuple(calib_data or ()), calib_pairs=calib_pairs, workdir=workdir,
+                           calib_data=tuple(data or ()), calib_pairs=calib_pairs, workdir=workdir,
                            peak_gflops=peak_gflops)
     options.validate()
     if as_json is not None and not as_json.parent.is_dir():  # before minutes of timing, not after

@@ -103,6 +103,8 @@ def test_parity_passes_on_correct_export(exported, tmp_path, capsys):
     assert data["gate"] == {"mode": "tolerance", "atol": 1e-4, "rtol": 1e-4, "min_psnr": None,
                             "origin": "default for fp32"}
     assert data["checkpoint_matches_manifest"] is None  # exported in-process, no source sha recorded
+    # fp32 graphs run as exported: no fp16 emulation, nothing said about one.
+    assert data["backend"] == "onnxruntime" and data["emulation"] is None and "measured:" not in out
     for name in ("flow01", "flow10", "frame_t", "final"):
         output = data["outputs"][name]
         assert output["passed"] and output["max_abs"] < 1e-4 and output["atol"] == 1e-4
@@ -179,7 +181,7 @@ def test_parity_on_real_frames(exported, tmp_path, capsys):
     pair = shared_data("rife_demo")
     root, checkpoint = exported
     code, _out, err = run_cli(capsys, "parity", str(root / "fp32"), "--against", str(checkpoint),
-                             "--frames", str(pair / "I0_0.png"), "--frames", str(pair / "I0_1.png"),
+                             "--data", str(pair / "I0_0.png"), "--data", str(pair / "I0_1.png"),
                              "--sizes", "160x90", "--report", str(tmp_path / "r.json"))
     assert code == 0, err
     data = json.loads((tmp_path / "r.json").read_text())
@@ -194,7 +196,7 @@ def test_parity_on_real_frames(exported, tmp_path, capsys):
     (["--sizes", "96"], "WIDTHxHEIGHT"),
     (["--backend", "tvm"], "unknown backend"),
     (["--atol", "-1"], ">= 0"),
-    (["--frames", "/nonexistent/frames"], "not found"),
+    (["--data", "/nonexistent/frames"], "not found"),
 ])
 def test_parity_usage_errors_are_one_line_exit_2(exported, capsys, args, message):
     root, checkpoint = exported
@@ -257,3 +259,27 @@ def test_gate_defaults_and_inputs():
     a, b = random_cases([(96, 64)], seed=5), random_cases([(96, 64)], seed=5)
     assert np.array_equal(a[0].frame0, b[0].frame0) and a[0].frame0.shape == (64, 96, 3)
     assert not np.array_equal(a[0].frame0, a[0].frame1)  # there is motion to interpolate
+
+
+def test_frame_cases_take_each_sequence_of_a_data_set_as_its_own_pair(tmp_path):
+    """Chaining a ucf/Middlebury tree frame by frame would pair one sequence's last frame with the
+    next one's first: two unrelated shots. Each sequence must give its own (frame0, frame2) pair."""
+    from PIL import Image
+
+    from superslomo.eval.parity import frame_cases
+
+    rng = np.random.default_rng(0)
+    sizes = {"1": (40, 48), "2": (56, 64)}  # (height, width) differ per sequence: a cross pair cannot hide
+    written = {}
+    for name, (height, width) in sizes.items():
+        (tmp_path / name).mkdir()
+        for stem in ("frame0", "frame1", "frame2"):
+            image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            Image.fromarray(image).save(tmp_path / name / f"{stem}.png")
+            written[name, stem] = image
+    cases = frame_cases([tmp_path], pairs=5)
+    assert len(cases) == 2
+    for case, name in zip(cases, ("1", "2"), strict=True):
+        assert case.name.startswith(f"{name}[0]-{name}[1]")
+        assert np.array_equal(case.frame0, written[name, "frame0"])
+        assert np.array_equal(case.frame1, written[name, "frame2"])

@@ -134,28 +134,38 @@ def random_cases(sizes: Sequence[tuple[int, int]], seed: int = 0) -> list[Case]:
 
 def frame_cases(paths: Sequence[str | os.PathLike], sizes: Sequence[tuple[int, int]] | None = None,
                 pairs: int = 2) -> list[Case]:
-    """Consecutive pairs from the frames of the given images, frame folders and videos (in order),
-    at their own size or resized to each of `sizes`."""
-    from superslomo.video.frames import IMAGE_SUFFIXES, iter_source_frames, read_image
+    """Pairs from the given images, frame folders and videos (consecutive frames, in order) and
+    triplet data sets (each sequence's own pair), at their own size or resized to each of `sizes`."""
+    from superslomo.eval.datasets import iter_pairs
+    from superslomo.video.frames import IMAGE_SUFFIXES, iter_source_frames, list_frame_files, read_image
 
     if pairs < 1:
         raise SloMoError(f"--pairs must be >= 1, got {pairs}")
+    found: list[tuple[tuple[str, np.ndarray], tuple[str, np.ndarray]]] = []
     frames: list[tuple[str, np.ndarray]] = []
     for raw in paths:
         path = Path(raw)
         if not path.exists():
             raise SloMoError(f"frames not found: {path}")
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+        if path.is_dir() and not list_frame_files(path):
+            # A data set of sequences: chaining would pair one sequence's last frame with the next's first.
+            for name, frame0, frame1 in iter_pairs(path):
+                found.append(((f"{name}[0]", frame0), (f"{name}[1]", frame1)))
+                if len(found) >= pairs:
+                    break
+        elif path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
             frames.append((path.stem, read_image(path)))
         else:
             for index, frame in enumerate(iter_source_frames(path, max_frames=pairs + 1)):
                 frames.append((f"{path.stem}[{index}]", frame))
-        if len(frames) > pairs:
+        if len(found) + max(0, len(frames) - 1) >= pairs:
             break
-    if len(frames) < 2:
-        raise SloMoError("--frames needs at least two frames (two images, or a folder or video of them)")
+    found += list(pairwise(frames))
+    if not found:
+        raise SloMoError("--data needs at least two frames (two images, a folder or video of them, or a "
+                         "triplet data set)")
     cases = []
-    for (name0, f0), (name1, f1) in list(pairwise(frames))[:pairs]:
+    for (name0, f0), (name1, f1) in found[:pairs]:
         if sizes:
             for width, height in sizes:
                 cases.append(Case(f"{name0}-{name1}@{width}x{height}", _resize(f0, width, height),
@@ -357,7 +367,14 @@ def run_parity(folder: str | os.PathLike, checkpoint: str | os.PathLike, backend
     except ImportError:
         raise SloMoError("parity runs the PyTorch model: pip install 'superslomo-trt[torch]'") from None
     reference = TorchBackend.from_checkpoint(checkpoint)
-    test = open_backend(folder, backend=backend)
+    emulation = None
+    if manifest.precision == "fp16" and manifest.kind == "onnx" and backend in ("auto", "onnxruntime"):
+        # ONNX Runtime's CPU provider would run this graph in fp32 and measure nothing about fp16.
+        from superslomo.eval.fp16_emulation import open_emulated_backend
+
+        test, emulation = open_emulated_backend(folder, manifest)
+    else:
+        test = open_backend(folder, backend=backend)
     try:
         result = check_parity(test, reference, cases, gate, times)
     finally:
@@ -372,6 +389,7 @@ def run_parity(folder: str | os.PathLike, checkpoint: str | os.PathLike, backend
         # numbers will say so), but the report says it so nobody hunts for a numeric bug.
         "checkpoint_matches_manifest": None if exported_from is None else exported_from == checkpoint_sha,
         "inputs": "frames" if frames else f"random (seed {seed})",
+        "emulation": emulation,
     })
     if report is not None:
         from superslomo.eval.reports import write_json
@@ -415,6 +433,9 @@ def summary_lines(result: dict) -> list[str]:
             verdict = "ok (reported)"
         lines.append(f"  {name:8s} {_fmt(out['max_abs'], '10.3g')} {_fmt(out['mean_abs'], '10.3g')} "
                      f"{_fmt(out['psnr'], '8.2f')}  {verdict}")
+    emulation = result.get("emulation")
+    if emulation:
+        lines += [f"  measured: {emulation['measured']}", f"  not measured: {emulation['not_measured']}"]
     return lines
 
 
