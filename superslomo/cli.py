@@ -429,6 +429,9 @@ def train_command(
     resume: Optional[Path] = typer.Option(None, help="Continue from a checkpoint written by this command."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
     vgg16_weights: Optional[Path] = typer.Option(None, help="VGG16 weights for the perceptual loss (none are downloaded)."),
+    warp: Optional[str] = typer.Option(None, "--warp", metavar="exact|reference", help="Backward-warp convention, "
+                                       "recorded in the checkpoint: exact (zero flow = identity; the default for new "
+                                       "runs) or reference (the public weights'). A resumed run keeps its own."),
 ) -> None:
     """Train Super SloMo on frame runs (L1 + warping + smoothness losses, Adam, crops/flips/reversal)."""
     from superslomo.model.train import TrainConfig, train
@@ -449,6 +452,8 @@ def train_command(
         raise SloMoError(f"--threads must be >= 1, got {threads}")
     if output.suffix != ".safetensors":
         raise SloMoError(f"output must end in .safetensors: {output}")
+    if warp is not None and warp not in ("exact", "reference"):
+        raise SloMoError(f"unknown --warp {warp!r}; choose exact or reference")
     missing = [str(p) for p in data if not p.exists()]
     if missing:
         raise SloMoError(f"training data not found: {missing[0]}")
@@ -458,7 +463,7 @@ def train_command(
         data=[str(p) for p in data], output=str(output), width=width, crop=crop, crop_width=crop_width, steps=steps, batch=batch,
         learning_rate=learning_rate, max_side=max_side, static_fraction=static_fraction, validation=str(validation) if validation else None,
         resume=str(resume) if resume else None, threads=threads,
-        vgg16_weights=str(vgg16_weights) if vgg16_weights else None,
+        vgg16_weights=str(vgg16_weights) if vgg16_weights else None, warp=warp,
     ))
     last = history["validation"][-1] if history["validation"] else None
     summary = f"; validation PSNR {last['psnr']:.2f} dB (blend {last['blend_psnr']:.2f} dB)" if last else ""

@@ -3,7 +3,7 @@ variable frame rate, and the bad-input catalogue for videos."""
 
 from __future__ import annotations
 
-import os
+import itertools
 import signal
 import subprocess
 import sys
@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from videoclips import copy_cut, decode_all, make_clip, psnr, scene_frame, stream_facts
 
 from superslomo.errors import SloMoError
 from superslomo.runtime import Interpolator
 from superslomo.runtime.manifest import Manifest
 from superslomo.video.pipeline import Options, interpolate_video
 from superslomo.video.timing import Timeline
-from videoclips import decode_all, make_clip, psnr, scene_frame, stream_facts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,7 +78,7 @@ def test_timeline_visits_every_output_frame_once_and_snaps_to_originals():
     line = Timeline(Fraction(48), 1)  # 2x of 24 fps, with millisecond-rounded source times
     times = [Fraction(round(i * 1000 / 24), 1000) for i in range(10)]
     slots = []
-    for t0, t1 in zip(times, times[1:]):
+    for t0, t1 in itertools.pairwise(times):
         pair = line.slots(t0, t1)
         assert [s.t for s in pair] == [0.0, pytest.approx(0.5, abs=0.02)]
         slots += pair
@@ -141,7 +141,7 @@ def test_variable_frame_rate_becomes_constant_rate_in_sync(tmp_path):
     pts = [0, 40, 80, 150, 170, 210, 260, 300, 333, 380, 420, 460]
     src = make_clip(tmp_path / "vfr.mp4", frames=12, rate=25, pts=pts, time_base=Fraction(1, 1000), audio="aac")
     out = tmp_path / "out.mp4"
-    summary, _ = run(src, out, fps="50")
+    run(src, out, fps="50")
     facts = stream_facts(out)
     assert facts["rate"] == 50
     # Output frame j shows source time j/50: source frames at multiples of 20 ms are on that grid.
@@ -150,6 +150,35 @@ def test_variable_frame_rate_becomes_constant_rate_in_sync(tmp_path):
         assert psnr(result[j], source[i]) >= 40
     assert facts["frames"] == round(0.5 * 50)  # last frame held for its 40 ms
     assert abs(facts["audio"]["seconds"] - facts["video_end"]) <= 1 / 25
+
+
+def test_packet_copied_cut_keeps_nominal_rate_and_every_original(tmp_path):
+    # A cut by copying packets (as ffmpeg -c copy makes): with B-frames, the container's
+    # duration is a frame longer than its frames, so its average rate is 24 fps, not 25.
+    import av
+
+    whole = make_clip(tmp_path / "whole.mp4", frames=30, size=(64, 48), rate=25, preset="fast")
+    src = copy_cut(whole, tmp_path / "cut.mp4", 24 / 25)
+    with av.open(str(src)) as container:
+        assert container.streams.video[0].average_rate != 25, "the cut no longer shows the issue"
+    out = tmp_path / "out.mp4"
+    summary, _ = run(src, out, factor=4)
+    facts = stream_facts(out)
+    assert facts["rate"] == 100 and summary.notes == []
+    source, result = decode_all(src), decode_all(out)
+    assert facts["frames"] == 4 * len(source) == 96
+    for i, frame in enumerate(source):
+        assert psnr(result[4 * i], frame) >= 40, f"original {i} was replaced"
+
+
+def test_variable_rate_input_says_which_rate_it_chose(tmp_path):
+    pts = [0, 40, 80, 150, 170, 210, 260, 300, 333, 380, 420, 460]
+    src = make_clip(tmp_path / "vfr.mp4", frames=12, rate=25, pts=pts, time_base=Fraction(1, 1000))
+    notes = []
+    summary = interpolate_video(src, tmp_path / "o.mp4", Interpolator(BlendBackend()), "blend", Options(factor=2),
+                                progress=False, say=notes.append)
+    assert summary.out_rate == 48  # twice its average: 12 frames over 0.5 s
+    assert len(notes) == 1 and "variable frame rate" in notes[0] and summary.notes
 
 
 # -- sizes, audio -------------------------------------------------------------------------
@@ -268,7 +297,7 @@ def test_bad_inputs_get_one_line_errors_and_leave_nothing(tmp_path, checkpoint, 
     cases = _bad_inputs(tmp_path)
     before = {p.name for p in tmp_path.iterdir()}
     for name, (args, message) in cases.items():
-        code, out, err = cli(["interpolate", *args, "--model", str(checkpoint)], capsys)
+        code, _, err = cli(["interpolate", *args, "--model", str(checkpoint)], capsys)
         lines = [line for line in err.splitlines() if not line.startswith("backend:")]
         assert code == 2, f"{name}: exit {code}, stderr {err!r}"
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], f"{name}: {err!r}"

@@ -38,9 +38,12 @@ def make_clip(
     pts: list[int] | None = None,
     time_base: Fraction | None = None,
     broken_audio: bool = False,
+    preset: str = "ultrafast",
+    audio_rate: int | None = None,
 ) -> Path:
     """Write a clip. `pts` (in `time_base`) makes it variable-rate; `cut_at` splices a second
-    shot in from that frame; `audio` is an encoder name (aac, libmp3lame, libopus)."""
+    shot in from that frame; `audio` is an encoder name (aac, libmp3lame, libopus, libvorbis);
+    `preset` other than ultrafast gives B-frames (reordered timestamps, as real footage has)."""
     import av
 
     width, height = size
@@ -48,15 +51,20 @@ def make_clip(
         video = container.add_stream("libx264", rate=rate)
         video.width, video.height = width, height
         video.pix_fmt = "yuv444p" if width % 2 or height % 2 else "yuv420p"
-        video.options = {"crf": "8", "preset": "ultrafast"}
+        video.options = {"crf": "8", "preset": preset}
+        if preset != "ultrafast":  # x264 picks few B-frames on small clips: make them certain
+            video.options["x264-params"] = "bframes=2:b-adapt=0"
         if time_base is not None:
             video.codec_context.time_base = time_base
         astream = None
         sample_rate = 44100
         if audio:
-            sample_rate = 48000 if audio == "libopus" else 44100  # Opus only runs at 48 kHz
+            sample_rate = audio_rate or (48000 if audio == "libopus" else 44100)  # Opus only runs at 48 kHz
             astream = container.add_stream(audio, rate=sample_rate)
-            astream.layout = "mono"
+            # FFmpeg's own Vorbis encoder (the only one PyAV ships) is experimental and stereo-only.
+            astream.layout = "stereo" if audio == "vorbis" else "mono"
+            if audio == "vorbis":
+                astream.codec_context.options = {"strict": "experimental"}
         for i in range(frames):
             scene = 1 if cut_at is not None and i >= cut_at else 0
             image = scene_frame(i, width, height, scene)
@@ -74,9 +82,10 @@ def make_clip(
             for start in range(0, total, chunk):
                 n = min(chunk, total - start)
                 tone = (0.3 * np.sin(2 * np.pi * 440 * (start + np.arange(chunk)) / sample_rate)).astype(np.float32)
-                data = tone[None] if fmt.endswith("p") else tone[:, None].T
-                af = av.AudioFrame.from_ndarray(data.astype(np.float32), format="fltp" if fmt.endswith("p") else "flt",
-                                                layout="mono")
+                channels = astream.codec_context.channels
+                data = np.repeat(tone[None], channels, 0) if fmt.endswith("p") else np.repeat(tone[:, None], channels, 1)
+                af = av.AudioFrame.from_ndarray(data.reshape(channels, -1) if fmt.endswith("p") else data.reshape(1, -1),
+                                                format="fltp" if fmt.endswith("p") else "flt", layout=astream.layout.name)
                 af.sample_rate = sample_rate
                 af.pts = start
                 packets = astream.encode(af)
@@ -91,11 +100,32 @@ def make_clip(
     return path
 
 
-def decode_all(path: Path) -> list[np.ndarray]:
+def copy_cut(src: Path, dst: Path, seconds: float) -> Path:
+    """The first `seconds` of `src`'s video by copying packets, as `ffmpeg -t S -c copy` or any
+    cutter does: frames shown before `seconds` are kept, and with B-frames the container's
+    duration (so its average rate) comes out a frame off the frame count."""
     import av
 
-    with av.open(str(path)) as container:
-        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    with av.open(str(src)) as source, av.open(str(dst), "w") as out:
+        stream = source.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        for packet in source.demux(stream):
+            if packet.dts is None:
+                continue
+            if packet.dts * stream.time_base >= seconds:
+                break
+            if packet.pts * stream.time_base < seconds:
+                packet.stream = copy
+                out.mux(packet)
+    return dst
+
+
+def decode_all(path: Path) -> list[np.ndarray]:
+    """Every frame as RGB, converted as the project's decoder converts (so that a comparison with
+    frames from decode_frames measures the encoding, not two conversions)."""
+    from superslomo.video.frames import iter_video_frames
+
+    return list(iter_video_frames(path))
 
 
 def stream_facts(path: Path) -> dict:

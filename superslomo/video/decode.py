@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,6 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from superslomo.errors import SloMoError
+from superslomo.video.color import ColorModel, to_rgb
 
 # Above this many pixels a frame is refused before any decoding (issue 11): 8K UHD.
 DEFAULT_MAX_SIZE = (7680, 4320)
@@ -22,7 +25,7 @@ class VideoInfo:
     path: Path
     width: int
     height: int
-    rate: Fraction  # nominal frames per second (average over the stream where known)
+    rate: Fraction  # frames per second: the nominal rate, or the average for variable-rate input
     time_base: Fraction
     start_time: Fraction  # seconds; the origin of source times
     pix_fmt: str
@@ -33,6 +36,8 @@ class VideoInfo:
     frames: int  # as the container says; 0 when unknown
     duration: float | None  # seconds, as the container says
     has_audio: bool
+    variable_rate: bool = False  # timestamps are not on one frame grid (see source_rate)
+    files: tuple[Path, ...] = ()  # an image sequence's frames (sequence.py); empty for a video
 
 
 def _open(path: Path):
@@ -76,10 +81,8 @@ def probe(path: str | os.PathLike, max_size: tuple[int, int] = DEFAULT_MAX_SIZE)
             raise SloMoError(
                 f"{path} is {width}x{height}, larger than the limit {max_w}x{max_h} (raise it with --max-size)"
             )
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        if not rate or rate <= 0 or rate > 1000:
-            rate = Fraction(25)
         time_base = stream.time_base or Fraction(1, 1000)
+        rate, variable = source_rate(container, stream, Fraction(time_base))
         start = Fraction(stream.start_time) * time_base if stream.start_time is not None else Fraction(0)
         duration = float(container.duration) / 1e6 if container.duration else None
         return VideoInfo(
@@ -88,13 +91,63 @@ def probe(path: str | os.PathLike, max_size: tuple[int, int] = DEFAULT_MAX_SIZE)
             colorspace=int(ctx.colorspace or 2), color_range=int(ctx.color_range or 0),
             color_primaries=int(ctx.color_primaries or 2), color_trc=int(ctx.color_trc or 2),
             frames=int(stream.frames or 0), duration=duration, has_audio=bool(container.streams.audio),
+            variable_rate=variable,
         )
 
 
-def rgb_colorspace(info: VideoInfo) -> int | None:
-    """The YUV<->RGB matrix to use both ways (None = swscale's default, BT.601): the source's own
-    where it says one, so a decode/encode round trip leaves originals' colours unchanged."""
-    return {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}.get(info.colorspace)
+# Packets whose timestamps decide between the nominal and the average rate: about 4 s of video,
+# read (not decoded) in a few milliseconds.
+_RATE_PACKETS = 100
+
+
+def _valid_rate(rate) -> Fraction | None:
+    return Fraction(rate) if rate and 0 < rate <= 1000 else None
+
+
+def source_rate(container, stream, time_base: Fraction) -> tuple[Fraction, bool]:
+    """(frames per second, variable?) of a video stream.
+
+    The average rate is frames / duration, and a stream cut by copying packets (ffmpeg -c copy,
+    any cutter) has a duration a frame or two off its frame count: a 3 s cut of 25 fps video
+    says 24.67 fps, and an output grid at 4 x 24.67 misses half the originals (issue 14). So
+    the nominal rate (FFmpeg's guess from r_frame_rate) is used when the first timestamps sit on
+    its grid (whole multiples of one frame interval, the common step being one interval: dropped
+    frames are still constant rate); truly variable-rate input keeps its average rate, and its
+    frames are placed by timestamp as always."""
+    average = _valid_rate(stream.average_rate)
+    nominal = _valid_rate(stream.guessed_rate) or _valid_rate(stream.base_rate)
+    if nominal is None:
+        return average or Fraction(25), False
+    import av
+
+    times = []
+    # A damaged file stops the count early; decoding reports the damage, with the file's name.
+    with contextlib.suppress(av.error.FFmpegError, OSError):
+        for packet in container.demux(stream):
+            if packet.pts is not None:
+                times.append(packet.pts)
+            if len(times) >= _RATE_PACKETS:
+                break
+    times = sorted(set(times))
+    if len(times) < 3:
+        return nominal, False  # too few timestamps to tell: trust the header
+    steps = sorted(b - a for a, b in itertools.pairwise(times))
+    multiple = max(1, round(steps[len(steps) // 2] * time_base * nominal))
+    rate = nominal / multiple  # e.g. a field-rate header (50) on 25 fps frames
+    # Positions, not steps, are checked (rounding does not accumulate): within the time base
+    # plus a fraction of a frame, as writers round timestamps to milliseconds whatever their
+    # time base says.
+    slack = time_base + max(Fraction(1, 1600), 1 / (40 * rate))
+    offsets = [(t - times[0]) * time_base * rate for t in times]
+    if all(abs(x - round(x)) <= slack * rate for x in offsets):
+        return rate, False
+    return average or nominal, True
+
+
+def color_model(info: VideoInfo) -> ColorModel:
+    """The YUV<->RGB matrix and range to use both ways: the source's own where it says them, so a
+    decode/encode round trip leaves colours unchanged."""
+    return ColorModel.of(info.colorspace, info.color_range, info.pix_fmt)
 
 
 class Decoded(NamedTuple):
@@ -113,7 +166,7 @@ def decode_frames(info: VideoInfo, start: float = 0.0, duration: float | None = 
 
     from superslomo.video.frames import to_rgb8
 
-    colorspace = rgb_colorspace(info)
+    model = color_model(info)
     start_f = Fraction(start).limit_denominator(1_000_000)
     end = start_f + Fraction(duration).limit_denominator(1_000_000) if duration is not None else None
     interval = 1 / info.rate
@@ -148,8 +201,7 @@ def decode_frames(info: VideoInfo, start: float = 0.0, duration: float | None = 
                         f"{info.path}: frame size changes mid-stream ({info.width}x{info.height} -> "
                         f"{frame.width}x{frame.height}); that is not supported"
                     )
-                kwargs = {"src_colorspace": colorspace} if colorspace is not None else {}
-                image = frame.to_ndarray(format="rgb24", **kwargs)
+                image = to_rgb(frame, model)
                 count += 1
                 yield Decoded(to_rgb8(image, str(info.path)), when, frame)
         except av.error.FFmpegError as error:

@@ -3,7 +3,9 @@ renamed over the target only when everything succeeded."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import io
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -11,7 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from superslomo.errors import SloMoError
-from superslomo.video.decode import VideoInfo, _short, rgb_colorspace
+from superslomo.video.color import from_rgb, writable_format
+from superslomo.video.decode import VideoInfo, _short, color_model, reading_error
+from superslomo.video.publish import check_new, publish_file
 
 DEFAULT_CODEC = "libx264"
 # crf 14 from 640x360 up: originals come back at >= 40 dB PSNR on the real clips (tested; 16 was
@@ -62,7 +66,7 @@ def check_preset(codec: str, preset: str) -> None:
         raise SloMoError(f"unknown --preset {preset!r} for {codec}; choose one of {', '.join(X264_PRESETS)}")
 
 
-def check_output_path(output: Path, input_path: Path) -> None:
+def check_output_path(output: Path, input_path: Path, overwrite: bool = False) -> None:
     container_format(output)
     try:
         same = output.resolve() == input_path.resolve() or (output.exists() and output.samefile(input_path))
@@ -77,6 +81,7 @@ def check_output_path(output: Path, input_path: Path) -> None:
         raise SloMoError(f"output is a folder: {output}")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise SloMoError(f"cannot write to {folder} (permission denied)")
+    check_new(output, overwrite)
 
 
 def write_error(error: BaseException, output: Path) -> SloMoError:
@@ -86,6 +91,16 @@ def write_error(error: BaseException, output: Path) -> SloMoError:
     if code in (errno.EACCES, errno.EPERM, errno.EROFS):
         return SloMoError(f"cannot write {output}: permission denied")
     return SloMoError(f"writing {output} failed: {_short(error)}")
+
+
+def audio_rate(source: int, supported) -> int:
+    """The sample rate to re-encode at: the source's if the encoder takes it, else the nearest
+    rate above it (no detail lost), else the highest there is. Opus only runs at 48/24/16/12/8 kHz."""
+    rates = sorted(supported or [])
+    if not rates or source in rates:
+        return source
+    above = [rate for rate in rates if rate >= source]
+    return above[0] if above else rates[-1]
 
 
 class AudioSource:
@@ -143,21 +158,27 @@ class VideoWriter:
         crf: float | None = None,
         preset: str = DEFAULT_PRESET,
         audio: AudioSource | None = None,
+        overwrite: bool = False,
+        check_only: bool = False,
     ) -> None:
+        """`check_only`: set everything up in memory, open the encoders and write the header,
+        then stop: a combination FFmpeg refuses (a codec a container cannot hold, an audio rate
+        an encoder does not take) fails here, before a model is loaded."""
         import av
 
         self.output = output
         self.fmt = container_format(output)
-        self.temp = output.with_name(f".{output.stem}.partial{os.getpid()}{output.suffix}")
+        self.overwrite = overwrite
+        self.temp = None if check_only else output.with_name(f".{output.stem}.partial{os.getpid()}{output.suffix}")
         self.rate = rate
         self.count = 0
         self.audio = audio
         self.audio_mode = None
         self._audio_iter = None
         self._audio_pending = None
-        self._colorspace = rgb_colorspace(info)
+        self._color = color_model(info)
         try:
-            self.container = av.open(str(self.temp), "w", format=self.fmt)
+            self.container = av.open(io.BytesIO() if check_only else str(self.temp), "w", format=self.fmt)
         except (av.error.FFmpegError, OSError) as error:
             raise write_error(error, output) from None
         try:
@@ -165,9 +186,33 @@ class VideoWriter:
             self._setup_video(info, codec, self.crf, preset)
             if audio is not None:
                 self._setup_audio(audio)
+            self._start(info, codec)
         except BaseException:
             self.abort()
             raise
+        if check_only:
+            self.abort()
+
+    def _start(self, info: VideoInfo, codec: str) -> None:
+        import av
+
+        try:
+            self.video.codec_context.open()
+        except av.error.FFmpegError as error:
+            raise SloMoError(f"{codec} cannot encode {info.width}x{info.height} {self.pix_fmt} video "
+                             f"({reading_error(error)}); choose another --codec") from None
+        if self.audio_mode not in (None, "copy"):
+            try:
+                self.audio_out.codec_context.open()
+            except av.error.FFmpegError as error:
+                raise SloMoError(f"the source's audio cannot be {self.audio_mode} ({reading_error(error)}); "
+                                 "use --no-audio") from None
+        try:
+            self.container.start_encoding()
+        except av.error.FFmpegError as error:
+            what = f"{codec} video" + (f" with {audio_codec_name(self.audio.stream)} audio" if self.audio_mode else "")
+            raise SloMoError(f"{self.output.suffix} files cannot hold {what} ({reading_error(error)}); "
+                             "use .mkv or another --codec") from None
 
     def _setup_video(self, info: VideoInfo, codec: str, crf: float, preset: str) -> None:
         import av
@@ -184,12 +229,16 @@ class VideoWriter:
         stream.width, stream.height = info.width, info.height
         formats = [f.name for f in (encoder.video_formats or [])]
         odd = info.width % 2 or info.height % 2
-        # Keep the source's pixel format where the encoder takes it (4:2:2, 10-bit, full range);
-        # 4:2:0 cannot hold odd sizes, so those go 4:4:4 rather than losing a row or column.
-        pix_fmt = info.pix_fmt if info.pix_fmt in formats and not (odd and "420" in info.pix_fmt) else None
+        # Keep the source's pixel format where the encoder takes it (4:2:2, 10-bit, full range)
+        # and new frames can be written in it; 4:2:0 cannot hold odd sizes, so those go 4:4:4
+        # rather than losing a row or column.
+        usable = [f for f in formats if writable_format(f)] if formats else ["yuv420p"]
+        if not usable:
+            raise SloMoError(f"{codec} takes no planar YUV pixel format ({', '.join(formats)}); choose another --codec")
+        pix_fmt = info.pix_fmt if info.pix_fmt in usable and not (odd and "420" in info.pix_fmt) else None
         if pix_fmt is None:
             preferred = ["yuv444p", "yuv420p"] if odd else ["yuv420p", "yuv444p"]
-            pix_fmt = next((f for f in preferred if f in formats), formats[0] if formats else "yuv420p")
+            pix_fmt = next((f for f in preferred if f in usable), usable[0])
         stream.pix_fmt = pix_fmt
         ctx = stream.codec_context
         # Frames are numbered 0, 1, 2... in the encoder's time base; the muxer rescales packets.
@@ -197,7 +246,12 @@ class VideoWriter:
         ctx.time_base = self.frame_time_base
         for name in ("colorspace", "color_range", "color_primaries", "color_trc"):
             value = getattr(info, name)
-            if value and value != 2:  # 2 = unspecified: leave it so
+            unspecified = 2
+            if name == "color_range":
+                # Say the range the frames are written in (a yuvj source may not tag it); its
+                # "unspecified" is 0, and 2 means full range.
+                value, unspecified = (2 if self._color.full_range else value), 0
+            if value and value != unspecified:  # leave unspecified so
                 try:
                     setattr(ctx, name, value)
                 except (ValueError, AttributeError):
@@ -205,6 +259,12 @@ class VideoWriter:
         options = {}
         if encoder.name in ("libx264", "libx265"):
             options = {"crf": f"{crf:g}", "preset": preset}
+        elif encoder.name in ("libvpx-vp9", "libaom-av1", "libsvtav1"):
+            # Constant quality as with x264 (their crf scales run to 63); libvpx needs the bit
+            # rate at 0 for it, or it aims at its 256 kb/s default.
+            options = {"crf": f"{max(crf, 1):g}"}
+            if encoder.name != "libsvtav1":
+                options["b"] = "0"
         stream.options = options
         stream.thread_type = "AUTO"
         self.video = stream
@@ -217,19 +277,26 @@ class VideoWriter:
             self.audio_out = self.container.add_stream_from_template(audio.stream)
             self.audio_mode = "copy"
         else:
-            target = _AUDIO_FALLBACK.get(self.fmt, "aac")
-            ctx = audio.stream.codec_context
-            self.audio_out = self.container.add_stream(target, rate=ctx.sample_rate)
-            self.audio_out.layout = ctx.layout.name if ctx.layout else "stereo"
-            self.audio_out.bit_rate = max(ctx.bit_rate or 0, 128_000)
-            self.audio_mode = f"re-encoded {name} as {target.replace('lib', '')}"
             import av
 
+            target = _AUDIO_FALLBACK.get(self.fmt, "aac")
+            ctx = audio.stream.codec_context
+            encoder = av.codec.Codec(target, "w")
+            rate = audio_rate(ctx.sample_rate, encoder.audio_rates)
+            channels = ctx.channels or 2
+            layout = ctx.layout.name if ctx.layout and channels else "stereo"
+            if target == "libopus" and channels > 2:
+                layout = "stereo"  # libopus takes more channels only with a mapping family: keep it simple
+            self.audio_out = self.container.add_stream(target, rate=rate)
+            self.audio_out.layout = layout
+            self.audio_out.bit_rate = max(ctx.bit_rate or 0, 128_000)
+            changes = [f"{ctx.sample_rate / 1000:g} -> {rate / 1000:g} kHz"] if rate != ctx.sample_rate else []
+            changes += [f"{ctx.layout.name} -> {layout}"] if ctx.layout and layout != ctx.layout.name else []
+            self.audio_mode = f"re-encoded {name} as {target.replace('lib', '')}" + (
+                f" ({', '.join(changes)})" if changes else "")
             self._resampler = av.AudioResampler(
-                format=self.audio_out.codec_context.codec.audio_formats[0].name,
-                layout=self.audio_out.layout.name, rate=ctx.sample_rate,
+                format=encoder.audio_formats[0].name, layout=layout, rate=rate,
             )
-            self._next_sample = 0
         self._audio_iter = audio.packets()
 
     # -- writing -----------------------------------------------------------------------
@@ -267,7 +334,16 @@ class VideoWriter:
                 for frame in frames:
                     for converted in self._resampler.resample(frame):
                         converted.pts = None
-                        self._mux(self.audio_out.encode(converted))
+                        self._mux(self._encode_audio(converted))
+
+    def _encode_audio(self, frame):
+        import av
+
+        try:
+            return self.audio_out.encode(frame)
+        except av.error.FFmpegError as error:
+            raise SloMoError(f"the source's audio cannot be {self.audio_mode} ({reading_error(error)}); "
+                             "use --no-audio") from None
 
     def write(self, frame) -> None:
         """One output frame: an RGB array (a new frame), or a decoded av.VideoFrame (an original,
@@ -275,12 +351,18 @@ class VideoWriter:
         starts)."""
         import av
 
+        if not isinstance(frame, np.ndarray) and frame.format.is_rgb:
+            frame = frame.to_ndarray(format="rgb24")  # an RGB source: its originals take the exact path too
         if isinstance(frame, np.ndarray):
-            image = av.VideoFrame.from_ndarray(frame, format="rgb24")
-            kwargs = {"dst_colorspace": self._colorspace} if self._colorspace is not None else {}
-            image = image.reformat(format=self.pix_fmt, **kwargs)
+            # The exact inverse of the decoder's conversion (see color.py): new frames must land
+            # on the same levels as the originals around them.
+            image = from_rgb(frame, self.pix_fmt, self._color)
         else:
-            image = frame if frame.format.name == self.pix_fmt else frame.reformat(format=self.pix_fmt)
+            image = frame
+            if frame.format.name != self.pix_fmt:
+                # Repack only (chroma layout, bit depth): the range stays what the source's is.
+                same = "JPEG" if self._color.full_range else "MPEG"
+                image = frame.reformat(format=self.pix_fmt, src_color_range=same, dst_color_range=same)
             # The source's frame types would otherwise force x264's I/P/B decisions.
             image.pict_type = av.video.frame.PictureType.NONE
         image.pts = self.count
@@ -302,7 +384,10 @@ class VideoWriter:
             self._mux(self.video.encode(None))
             self._audio_until(audio_end)
             if self.audio_mode and self.audio_mode != "copy":
-                self._mux(self.audio_out.encode(None))
+                for converted in self._resampler.resample(None):  # what the resampler still holds
+                    converted.pts = None
+                    self._mux(self._encode_audio(converted))
+                self._mux(self._encode_audio(None))
             self.container.close()
         except av.error.FFmpegError as error:
             self.abort()
@@ -311,18 +396,21 @@ class VideoWriter:
             self.abort()
             raise
         try:
-            os.replace(self.temp, self.output)
+            publish_file(self.temp, self.output, self.overwrite)
         except OSError as error:
             self.abort()
             raise write_error(error, self.output) from None
+        except BaseException:
+            self.abort()
+            raise
         return self.output
 
     def abort(self) -> None:
-        try:
+        import av
+
+        # Closing a half-written file may fail too; the file goes anyway.
+        with contextlib.suppress(av.error.FFmpegError, OSError, ValueError):
             self.container.close()
-        except Exception:  # closing a half-written file may fail too; the file goes anyway
-            pass
-        try:
-            self.temp.unlink()
-        except FileNotFoundError:
-            pass
+        if self.temp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.temp.unlink()

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from superslomo.errors import SloMoError
+from superslomo.video.color import ColorModel, to_rgb
 from superslomo.video.decode import reading_error
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
@@ -85,10 +86,12 @@ def iter_video_frames(path: str | os.PathLike, max_frames: int | None = None) ->
             raise SloMoError(f"{path} has no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        ctx = stream.codec_context
+        model = ColorModel.of(int(ctx.colorspace or 2), int(ctx.color_range or 0), ctx.format.name if ctx.format else "")
         count = 0
         try:
             for frame in container.decode(stream):
-                yield frame.to_ndarray(format="rgb24")
+                yield to_rgb(frame, model)
                 count += 1
                 if max_frames is not None and count >= max_frames:
                     return

@@ -36,7 +36,18 @@ from superslomo.video.encode import (
     check_output_path,
     check_preset,
 )
+from superslomo.video.publish import OutputLock
 from superslomo.video.scenes import DEFAULT_THRESHOLD, SceneDetector
+from superslomo.video.sequence import (
+    DEFAULT_RATE,
+    SequenceWriter,
+    check_sequence_output,
+    claim_sequence,
+    is_sequence_input,
+    is_sequence_output,
+    probe_sequence,
+    sequence_frames,
+)
 from superslomo.video.timing import Slot, Timeline, parse_rate
 
 MAX_FACTOR = 64
@@ -58,6 +69,8 @@ class Options:
     duration: float | None = None
     audio: bool = True
     max_size: tuple[int, int] = DEFAULT_MAX_SIZE
+    overwrite: bool = False  # replace an existing output (otherwise refused)
+    input_fps: float | str | None = None  # an image sequence's frame rate (default 25)
 
 
 @dataclass
@@ -152,10 +165,38 @@ def _get(q: queue.Queue, stop: threading.Event) -> object:
 _DONE = object()
 
 
+def _keeps_audio(info: VideoInfo, output_path: Path, options: Options, slowdown: int) -> bool:
+    return info.has_audio and options.audio and slowdown == 1 and not is_sequence_output(output_path)
+
+
+def _audio_source(info: VideoInfo, options: Options) -> AudioSource:
+    end = None
+    if options.duration is not None:
+        end = info.start_time + Fraction(options.start + options.duration).limit_denominator(1_000_000)
+    return AudioSource(info, info.start_time + Fraction(options.start).limit_denominator(1_000_000), end)
+
+
+def _check_output(input_path: Path, output_path: Path, options: Options) -> None:
+    if is_sequence_output(output_path):
+        check_sequence_output(output_path, input_path, options.overwrite)
+    else:
+        check_output_path(output_path, input_path, options.overwrite)
+
+
+def claim_output(output_path: str | os.PathLike) -> OutputLock:
+    """Take this run's exclusive lock on the output (a second run on it is refused at once);
+    release() it, or use it as a context manager, on every path."""
+    if is_sequence_output(output_path):
+        return claim_sequence(output_path)
+    return OutputLock(Path(output_path)).acquire()
+
+
 def validate(input_path: Path, output_path: Path, options: Options) -> VideoInfo:
-    """Every check that needs no model: run before loading one, so bad input fails at once."""
+    """Every check that needs no model: run before loading one, so bad input fails at once.
+    That includes opening the encoders for the output (in memory), so a combination of
+    container, codec and audio that cannot be written is refused here."""
     input_path, output_path = Path(input_path), Path(output_path)
-    check_output_path(output_path, input_path)
+    _check_output(input_path, output_path, options)
     if options.start < 0 or (options.duration is not None and options.duration <= 0):
         raise SloMoError("--start must be >= 0 and --duration > 0")
     if not 0.0 <= options.scene_threshold <= 1.0:
@@ -163,10 +204,24 @@ def validate(input_path: Path, output_path: Path, options: Options) -> VideoInfo
     if options.crf is not None and not 0 <= options.crf <= 51:
         raise SloMoError(f"--crf must be between 0 and 51, got {options.crf:g}")
     check_preset(options.codec, options.preset)
-    info = probe(input_path, options.max_size)
+    if is_sequence_input(input_path):
+        rate = parse_rate(options.input_fps) if options.input_fps is not None else DEFAULT_RATE
+        info = probe_sequence(input_path, rate, options.max_size)
+    else:
+        if options.input_fps is not None:
+            raise SloMoError("--input-fps is for image-sequence input; a video has its own frame rate")
+        info = probe(input_path, options.max_size)
     if info.duration is not None and options.start >= info.duration:
         raise SloMoError(f"--start {options.start:g}s is past the end of {input_path} ({info.duration:.2f}s)")
-    plan_rates(info, options)
+    out_rate, slowdown = plan_rates(info, options)
+    if not is_sequence_output(output_path):
+        audio = _audio_source(info, options) if _keeps_audio(info, output_path, options, slowdown) else None
+        try:
+            VideoWriter(output_path, info, out_rate, options.codec, options.crf, options.preset, audio,
+                        check_only=True)
+        finally:
+            if audio is not None:
+                audio.close()
     return info
 
 
@@ -178,31 +233,54 @@ def interpolate_video(
     options: Options | None = None,
     progress: bool | None = None,
     say: Callable[[str], None] | None = None,
+    claim: OutputLock | None = None,
 ) -> Summary:
     """Interpolate `input_path` into `output_path` with `interpolator` (a runtime Interpolator).
+    Either may be an image sequence (see sequence.py).
 
-    Raises SloMoError (one line) for bad input or options; never leaves a partial output.
+    Raises SloMoError (one line) for bad input or options; never leaves a partial output, and
+    never replaces an existing one unless `options.overwrite`. `claim`: the output's lock, when
+    the caller took it (claim_output) before loading the model; otherwise it is taken here.
     """
     options = options or Options()
-    say = say or (lambda text: print(text, file=sys.stderr))
     input_path, output_path = Path(input_path), Path(output_path)
     info = validate(input_path, output_path, options)
+    lock = claim if claim is not None else claim_output(output_path)
+    try:
+        _check_output(input_path, output_path, options)  # again, now that no other run can write it
+        return _run(input_path, output_path, info, interpolator, backend, options, progress,
+                    say or (lambda text: print(text, file=sys.stderr)))
+    finally:
+        if claim is None:
+            lock.release()
+
+
+def _run(input_path: Path, output_path: Path, info: VideoInfo, interpolator, backend: str, options: Options,
+         progress: bool | None, say: Callable[[str], None]) -> Summary:
     out_rate, slowdown = plan_rates(info, options)
     summary = Summary(input=input_path, output=output_path, backend=backend, out_rate=out_rate, slowdown=slowdown)
+    if info.variable_rate and options.fps is None:
+        # No rate puts every original of such input on the output grid: say what was chosen.
+        note = (f"variable frame rate input: output at {float(out_rate):.3f} fps from its average rate, "
+                "frames placed by timestamp (--fps sets the rate)")
+        summary.notes.append(note)
+        say(f"note: {note}")
 
     audio = None
-    if info.has_audio and options.audio:
+    to_sequence = is_sequence_output(output_path)
+    if info.has_audio and options.audio and not to_sequence:
         if slowdown > 1:
             summary.audio = "dropped (the video is slowed down)"
             say(f"note: audio dropped: the output is {slowdown}x slower and slowed audio is not kept "
                 "(--fps or --factor without --slowmo keep it)")
         else:
-            end = None
-            if options.duration is not None:
-                end = info.start_time + Fraction(options.start + options.duration).limit_denominator(1_000_000)
-            audio = AudioSource(info, info.start_time + Fraction(options.start).limit_denominator(1_000_000), end)
+            audio = _audio_source(info, options)
     try:
-        writer = VideoWriter(output_path, info, out_rate, options.codec, options.crf, options.preset, audio)
+        if to_sequence:
+            writer = SequenceWriter(output_path, info, options.overwrite)
+        else:
+            writer = VideoWriter(output_path, info, out_rate, options.codec, options.crf, options.preset, audio,
+                                 overwrite=options.overwrite)
     except BaseException:
         if audio is not None:
             audio.close()
@@ -211,6 +289,8 @@ def interpolate_video(
         summary.audio = writer.audio_mode or "none"
     elif not info.has_audio:
         summary.audio = "none (the source has none)"
+    elif to_sequence:
+        summary.audio = "dropped (an image sequence has none)"
     elif not options.audio:
         summary.audio = "dropped (--no-audio)"
 
@@ -238,10 +318,11 @@ def interpolate_video(
 
     def decode_stage() -> None:
         try:
-            for item in decode_frames(info, options.start, options.duration):
+            frames = sequence_frames if info.files else decode_frames
+            for item in frames(info, options.start, options.duration):
                 _put(frames_q, item, stop)
             _put(frames_q, _DONE, stop)
-        except BaseException as error:
+        except BaseException as error:  # noqa: BLE001 - handed to the main thread, which raises it
             fail(error)
 
     def flow_stage() -> None:
@@ -285,7 +366,7 @@ def interpolate_video(
             tail = timeline.slots(t0 - origin, t0 - origin + gap)
             _put(pairs_q, _PairJob(frame0, None, native0, None, tail, [], None), stop)
             _put(pairs_q, _DONE, stop)
-        except BaseException as error:
+        except BaseException as error:  # noqa: BLE001 - handed to the main thread, which raises it
             fail(error)
 
     def encode_stage() -> None:
@@ -295,7 +376,7 @@ def interpolate_video(
                 if item is _DONE:
                     return
                 writer.write(item)
-        except BaseException as error:
+        except BaseException as error:  # noqa: BLE001 - handed to the main thread, which raises it
             fail(error)
 
     threads = [

@@ -71,6 +71,5 @@ class Timeline:
             t = (self.source_time(j) - t0) / span
             # Snapped samples just before t0 count as the first frame itself.
             result.append(Slot(j, 0.0 if t * span <= SNAP * self._step else float(t)))
-        if end > self.next_index:
-            self.next_index = end
+        self.next_index = max(self.next_index, end)
         return result
