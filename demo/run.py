@@ -15,6 +15,7 @@ Everything comes from the clone: the clip is demo/big_buck_bunny_bird.mp4 (see d
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import subprocess
 import sys
@@ -29,7 +30,8 @@ PREVIEW_WIDTH = 320  # per panel of the animation; small enough to open anywhere
 
 
 def run_interpolate(clip: Path, output: Path, factor: int, model: str | None) -> None:
-    argv = ["interpolate", str(clip), "-o", str(output), "--factor", str(factor), "--overwrite"]
+    # Relative to where the user stands, so the printed command can be copied as it is.
+    argv = ["interpolate", os.path.relpath(clip), "-o", os.path.relpath(output), "--factor", str(factor), "--overwrite"]
     if model:
         argv += ["--model", model]
     print("$ slomo " + shlex.join(argv), flush=True)
@@ -39,10 +41,12 @@ def run_interpolate(clip: Path, output: Path, factor: int, model: str | None) ->
         sys.exit(done.returncode)
 
 
-def decode_all(path: Path) -> list[np.ndarray]:
+def decode_all(path: Path) -> tuple[list[np.ndarray], float]:
+    """The frames of a video, and its frame rate."""
     from superslomo.video.decode import decode_frames, probe
 
-    return [decoded.image for decoded in decode_frames(probe(path))]
+    info = probe(path)
+    return [decoded.image for decoded in decode_frames(info)], float(info.rate)
 
 
 def busiest_pair(frames: list[np.ndarray]) -> int:
@@ -97,13 +101,14 @@ def side_by_side(panels: list[tuple[str, np.ndarray]], window: tuple[int, int, i
     return canvas
 
 
-def preview(source: list[np.ndarray], result: list[np.ndarray], first: int, factor: int, path: Path) -> int:
+def preview(source: list[np.ndarray], result: list[np.ndarray], first: int, factor: int, path: Path,
+            rate: float = 24.0) -> int:
     """GIF of output frames [first*factor, ...) beside the source frame each one replaces, played at
     the source rate: the motion runs `factor` times slower, stepped on the left, smooth on the right."""
     from PIL import Image
 
-    seconds = 1.0
-    count = min(len(result) - first * factor, int(round(seconds * 24 * factor)))
+    seconds = 1.0  # of source time: long enough to see the motion, small enough to open anywhere
+    count = min(len(result) - first * factor, int(round(seconds * rate * factor)))
     scale = PREVIEW_WIDTH / source[0].shape[1]
     size = (PREVIEW_WIDTH, int(round(source[0].shape[0] * scale)))
     images = []
@@ -114,7 +119,7 @@ def preview(source: list[np.ndarray], result: list[np.ndarray], first: int, fact
         both.paste(left, (0, 0))
         both.paste(right, (size[0] + 4, 0))
         images.append(both.quantize(colors=255, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE))
-    images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / 24), loop=0,
+    images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / rate), loop=0,
                    optimize=False)
     return count
 
@@ -136,7 +141,7 @@ def main() -> None:
     from superslomo.export.cache import model_folder
     from superslomo.runtime import Interpolator
 
-    source = decode_all(args.clip)
+    source, rate = decode_all(args.clip)
     k = busiest_pair(source)
     frame0, frame1 = source[k], source[k + 1]
     with Interpolator.from_dir(model_folder(args.model)) as interp:
@@ -148,7 +153,7 @@ def main() -> None:
     picture.save(picture_path)
 
     animation_path = args.out / f"{args.clip.stem}_slowmo.gif"
-    shown = preview(source, decode_all(video), max(0, k - 8), args.factor, animation_path)
+    shown = preview(source, decode_all(video)[0], max(0, k - 8), args.factor, animation_path, rate)
     print(f"video:     {video}")
     print(f"picture:   {picture_path}  (frames {k} and {k + 1}: blend vs model, busiest region zoomed {ZOOM}x)")
     print(f"animation: {animation_path}  ({shown} frames, {args.factor}x slower: source left, interpolated right)")

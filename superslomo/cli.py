@@ -158,7 +158,7 @@ def _size(text: str) -> tuple[int, int]:
 
 @app.command()
 def interpolate(
-    input: Path = typer.Argument(..., help="Source video (any format PyAV/FFmpeg reads), a folder of frames "
+    input: Path = typer.Argument(..., metavar="INPUT", help="Source video (any format PyAV/FFmpeg reads), a folder of frames "
                                  "(in number order) or a frame pattern such as frames/%04d.png."),
     output: Path = typer.Option(..., "-o", "--output", help="Output video (.mp4, .mkv, .mov, .webm), or an image "
                                 "sequence: a pattern such as out/%05d.png (.png, .jpg, .tif, .bmp, .webp), or a "
