@@ -12,7 +12,7 @@ from superslomo.errors import SloMoError  # noqa: E402
 
 
 def _graph(path, with_attrs=False, op="BackWarp"):
-    attrs = {"plugin_namespace": "superslomo", "aot": 1} if with_attrs else {}
+    attrs = {"plugin_namespace": "superslomo", "aot": 1, "convention": "exact"} if with_attrs else {}
     node = helper.make_node(op, ["image", "flow"], ["warped"], domain="superslomo", **attrs)
     graph = helper.make_graph(
         [node], "g",
@@ -36,7 +36,8 @@ def test_missing_attributes_are_added_to_a_copy(tmp_path):
     assert plugin_nodes_missing_attributes(dst) == (1, 0)
     node = onnx.load(str(dst)).graph.node[0]
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    assert attrs == {"plugin_namespace": b"superslomo", "aot": 1}
+    # A node from before the warp convention existed computes the reference warp, and says so now.
+    assert attrs == {"plugin_namespace": b"superslomo", "aot": 1, "convention": b"reference"}
     assert node.domain == "superslomo"
 
 

@@ -11,15 +11,16 @@ from superslomo.model import MEAN, backwarp, flow_coefficients, load_checkpoint,
 from tests.conftest import public_format_checkpoint
 
 
-def numpy_backwarp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+def numpy_backwarp(image: np.ndarray, flow: np.ndarray, exact: bool = False) -> np.ndarray:
     """g(I, F) by hand: x = col + u normalised as 2(x/W - 0.5), sampled with align_corners=True,
-    i.e. at pixel x (W-1)/W; bilinear, zero outside."""
+    i.e. at pixel x (W-1)/W; bilinear, zero outside. exact: at pixel x itself."""
     n, c, h, w = image.shape
     rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
     out = np.zeros_like(image, dtype=np.float64)
+    sx, sy = (1.0, 1.0) if exact else ((w - 1) / w, (h - 1) / h)
     for b in range(n):
-        px = (cols + flow[b, 0]) * (w - 1) / w
-        py = (rows + flow[b, 1]) * (h - 1) / h
+        px = (cols + flow[b, 0]) * sx
+        py = (rows + flow[b, 1]) * sy
         x0, y0 = np.floor(px).astype(int), np.floor(py).astype(int)
         for dy in (0, 1):
             for dx in (0, 1):
@@ -101,7 +102,7 @@ def _unet(x, state, prefix):
     return _conv(x, s, "conv3")  # LeakyReLU after the last conv too
 
 
-def reference_forward(state, frame0, frame1, t):
+def reference_forward(state, frame0, frame1, t, exact=False):
     mean = torch.tensor(MEAN).view(1, 3, 1, 1)
     i0, i1 = frame0 - mean, frame1 - mean
     out = _unet(torch.cat((i0, i1), 1), state, "flow_net")
@@ -111,7 +112,7 @@ def reference_forward(state, frame0, frame1, t):
     ft1 = (1 - t) ** 2 * f01 - t * (1 - t) * f10
 
     def g(img, flow):
-        return torch.from_numpy(numpy_backwarp(img.double().numpy(), flow.double().numpy())).float()
+        return torch.from_numpy(numpy_backwarp(img.double().numpy(), flow.double().numpy(), exact)).float()
 
     o = _unet(torch.cat((i0, i1, f01, f10, ft1, ft0, g(i1, ft1), g(i0, ft0)), 1), state, "interp_net")
     ft0r, ft1r = o[:, 0:2] + ft0, o[:, 2:4] + ft1
@@ -143,6 +144,26 @@ def test_public_checkpoint_matches_independent_reference(tmp_path):
     torch.testing.assert_close(got, expected, atol=2e-4, rtol=1e-4)
 
 
+def test_exact_warp_model_matches_independent_reference():
+    """A model declaring the exact warp uses it in all four warps (hand computation at pixel col + u)."""
+    torch.manual_seed(1)
+    model = super_slomo(width=8, warp="exact").eval()
+    with torch.no_grad():
+        model.flow_net.conv3.weight.mul_(30.0)
+        model.interp_net.conv3.weight.mul_(10.0)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    frame0, frame1 = torch.rand(2, 3, 32, 64), torch.rand(2, 3, 32, 64)
+    t = torch.tensor([0.3, 0.6])
+    with torch.no_grad():
+        got = model(frame0, frame1, t)
+        assert model.flow(frame0, frame1)[0].abs().max() > 0.5, "flows too small for the warp to be exercised"
+        expected, _ = reference_forward(state, frame0, frame1, t, exact=True)
+        as_reference, _ = reference_forward(state, frame0, frame1, t, exact=False)
+    torch.testing.assert_close(got, expected, atol=2e-4, rtol=1e-4)
+    # The two conventions differ by up to a pixel of sampling position: the test can tell them apart.
+    assert (got - as_reference).abs().max() > 1e-2
+
+
 def test_upsampling_is_bilinear_without_align_corners():
     x = torch.rand(1, 2, 5, 7)
     torch.testing.assert_close(F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False), _upsample2(x))
@@ -172,20 +193,29 @@ def test_backwarp_is_a_registered_custom_op_with_fake_kernel():
     assert out.shape == (2, 3, 8, 8)
 
 
-def test_backwarp_gradients_match_an_inline_grid_sample():
+@pytest.mark.parametrize("convention", ["reference", "exact"])
+def test_backwarp_gradients_match_an_inline_grid_sample(convention):
     """Training goes through the custom op's registered backward; check it against autograd of
-    the warp written inline (float64 coordinates), for both the image and the flow."""
+    the warp written inline (float64 coordinates), for both the image and the flow. The exact
+    convention is grid_sample with pixel centres at (x + 0.5)/W and align_corners=False."""
     torch.manual_seed(3)
     image = torch.rand(2, 3, 9, 11, requires_grad=True)
     flow = (torch.randn(2, 2, 9, 11) * 2).requires_grad_()
     weights = torch.rand(2, 3, 9, 11)
-    (backwarp(image, flow) * weights).sum().backward()
+    (backwarp(image, flow, convention) * weights).sum().backward()
     image2 = image.detach().double().requires_grad_()
     flow2 = flow.detach().double().requires_grad_()
     cols = torch.arange(11, dtype=torch.float64).view(1, 1, 11)
     rows = torch.arange(9, dtype=torch.float64).view(1, 9, 1)
-    grid = torch.stack((2 * ((cols + flow2[:, 0]) / 11 - 0.5), 2 * ((rows + flow2[:, 1]) / 9 - 0.5)), 3)
-    out = F.grid_sample(image2, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    x, y = cols + flow2[:, 0], rows + flow2[:, 1]
+    if convention == "exact":
+        grid = torch.stack(((2 * x + 1) / 11 - 1, (2 * y + 1) / 9 - 1), 3)
+    else:
+        grid = torch.stack((2 * (x / 11 - 0.5), 2 * (y / 9 - 0.5)), 3)
+    out = F.grid_sample(image2, grid, mode="bilinear", padding_mode="zeros",
+                        align_corners=convention == "reference")
+    forward = backwarp(image, flow, convention).detach().double()
+    torch.testing.assert_close(forward, out.detach(), atol=1e-5, rtol=0)
     (out * weights.double()).sum().backward()
     torch.testing.assert_close(image.grad.double(), image2.grad, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(flow.grad.double(), flow2.grad, atol=1e-4, rtol=1e-3)

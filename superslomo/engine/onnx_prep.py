@@ -4,6 +4,10 @@ TensorRT's ONNX parser maps an unknown node to a plugin whose name equals the no
 namespace is the node's `plugin_namespace` attribute; `aot=1` selects the ahead-of-time
 implementation (the one that needs no Python at run time). Graphs from `slomo export` may carry
 only the op and its domain, so the builder adds what is missing to a private copy.
+
+The node's `convention` attribute (the warp convention, "reference" | "exact") is one the plugin
+declares without a default (tensorrt.plugin allows none), so every node must carry it: graphs
+exported before it existed get "reference", which is what they compute.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from superslomo.errors import SloMoError
 
 PLUGIN_OP = "BackWarp"
 PLUGIN_NAMESPACE = "superslomo"
+CONVENTION_ATTRIBUTE = "convention"
+CONVENTIONS = ("reference", "exact")
+LEGACY_CONVENTION = "reference"
 
 
 def _import_onnx():
@@ -25,32 +32,56 @@ def _import_onnx():
     return onnx
 
 
-def plugin_nodes_missing_attributes(path: str | os.PathLike) -> tuple[int, int]:
-    """(number of BackWarp nodes, how many of them lack plugin_namespace/aot)."""
+def _text(value: object) -> object:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _plugin_nodes(path: str | os.PathLike) -> list[dict]:
+    """The attributes of each BackWarp node in the graph at `path`."""
     onnx = _import_onnx()
     model = onnx.load(str(path), load_external_data=False)
-    nodes = [n for n in model.graph.node if n.op_type == PLUGIN_OP]
-    missing = 0
-    for node in nodes:
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-        namespace = attrs.get("plugin_namespace")
-        if isinstance(namespace, bytes):
-            namespace = namespace.decode()
-        if namespace != PLUGIN_NAMESPACE or int(attrs.get("aot", 0)) != 1:
-            missing += 1
+    return [{a.name: _text(onnx.helper.get_attribute_value(a)) for a in node.attribute}
+            for node in model.graph.node if node.op_type == PLUGIN_OP]
+
+
+def plugin_nodes_missing_attributes(path: str | os.PathLike) -> tuple[int, int]:
+    """(number of BackWarp nodes, how many of them lack plugin_namespace/aot/convention)."""
+    nodes = _plugin_nodes(path)
+    missing = sum(1 for attrs in nodes if attrs.get("plugin_namespace") != PLUGIN_NAMESPACE
+                  or int(attrs.get("aot", 0)) != 1 or CONVENTION_ATTRIBUTE not in attrs)
     return len(nodes), missing
 
 
-def prepare_plugin_graph(src: str | os.PathLike, dst_dir: str | os.PathLike, required: bool = True) -> Path:
+def plugin_conventions(path: str | os.PathLike) -> set[str]:
+    """The warp conventions the graph's BackWarp nodes compute (a node without the attribute: reference)."""
+    return {attrs.get(CONVENTION_ATTRIBUTE, LEGACY_CONVENTION) for attrs in _plugin_nodes(path)}
+
+
+def _check_conventions(src: str | os.PathLike, expected: str | None) -> None:
+    found = plugin_conventions(src)
+    unknown = sorted(str(c) for c in found - set(CONVENTIONS))
+    if unknown:
+        raise SloMoError(f"{src}: BackWarp convention {unknown[0]!r} is unknown to this version of "
+                         f"superslomo-trt (it knows {', '.join(CONVENTIONS)}); upgrade it or re-export the "
+                         "model")
+    if expected is not None and found - {expected}:
+        raise SloMoError(f"{src}: the manifest says warp convention {expected} but the graph's BackWarp "
+                         f"nodes compute {', '.join(sorted(found))}; re-export the folder")
+
+
+def prepare_plugin_graph(src: str | os.PathLike, dst_dir: str | os.PathLike, required: bool = True,
+                         convention: str | None = None) -> Path:
     """Return a path to `src` with every BackWarp node marked for the AOT plugin (src itself if already so).
 
-    `required=False` for graphs that may have no warp at all (the flow graph).
+    `required=False` for graphs that may have no warp at all (the flow graph). `convention`, when
+    given (the manifest's warp_convention), must be what the nodes compute.
     """
     count, missing = plugin_nodes_missing_attributes(src)
     if count == 0 and not required:
         return Path(src)
     if count == 0:
         raise SloMoError(f"{src}: the manifest says warp=plugin but the graph has no {PLUGIN_OP} node")
+    _check_conventions(src, convention)
     if missing == 0:
         return Path(src)
     onnx = _import_onnx()
@@ -58,11 +89,14 @@ def prepare_plugin_graph(src: str | os.PathLike, dst_dir: str | os.PathLike, req
     for node in model.graph.node:
         if node.op_type != PLUGIN_OP:
             continue
+        present = {a.name for a in node.attribute}
         kept = [a for a in node.attribute if a.name not in ("plugin_namespace", "aot")]
         del node.attribute[:]
         node.attribute.extend(kept)
         node.attribute.extend([onnx.helper.make_attribute("plugin_namespace", PLUGIN_NAMESPACE),
                                onnx.helper.make_attribute("aot", 1)])
+        if CONVENTION_ATTRIBUTE not in present:
+            node.attribute.append(onnx.helper.make_attribute(CONVENTION_ATTRIBUTE, LEGACY_CONVENTION))
     dst = Path(dst_dir) / Path(src).name
     tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
     onnx.save(model, str(tmp))

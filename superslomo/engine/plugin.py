@@ -4,6 +4,11 @@ Only an ahead-of-time implementation is registered: the Triton kernel is compile
 engine is built and embedded in the plan, so the engine runs without Python (trtexec, a C++ app,
 or our runtime without Triton installed). The ONNX parser maps a node to this plugin when the node's
 op is `BackWarp` and it carries `plugin_namespace="superslomo"` and `aot=1` (see onnx_prep.py).
+
+The node's string attribute `convention` ("reference" | "exact", the warp convention of the model,
+model/warp.py) reaches the plugin as a field and selects which kernel is compiled into the plan;
+onnx_prep.py writes "reference" on nodes from before the attribute existed. AOT plugins do not
+serialise attributes into the engine, which is fine: the choice is baked into the embedded PTX.
 """
 
 # No `from __future__ import annotations` here: tensorrt.plugin inspects these functions'
@@ -19,6 +24,12 @@ PLUGIN_ID = f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME}"
 _registered = False
 
 
+def _field_text(value: str) -> str:
+    # A string attribute travels as a char field; depending on the writer it may carry the C
+    # string's terminating NUL, which must not make "exact" unrecognisable.
+    return value.rstrip("\x00").strip()
+
+
 def register_backwarp_plugin() -> None:
     """Register the plugin with tensorrt.plugin (idempotent: the registry is process-wide)."""
     global _registered
@@ -28,10 +39,11 @@ def register_backwarp_plugin() -> None:
     check_plugin_supported(tensorrt_version(trt))
     import tensorrt.plugin as trtp
 
-    from superslomo.engine.triton_backwarp import BLOCK, compile_backwarp
+    from superslomo.engine.triton_backwarp import BLOCK, compile_backwarp, exact_flag
 
     @trtp.register(PLUGIN_ID)
-    def backwarp_desc(image: trtp.TensorDesc, flow: trtp.TensorDesc) -> trtp.TensorDesc:
+    def backwarp_desc(image: trtp.TensorDesc, flow: trtp.TensorDesc, convention: str) -> trtp.TensorDesc:
+        exact_flag(_field_text(convention))  # an unknown convention fails the build here, with its name
         return image.like()
 
     @trtp.autotune(PLUGIN_ID)
@@ -43,10 +55,11 @@ def register_backwarp_plugin() -> None:
 
     @trtp.aot_impl(PLUGIN_ID)
     def backwarp_aot(
-        image: trtp.TensorDesc, flow: trtp.TensorDesc, outputs: Tuple[trtp.TensorDesc], tactic: int
+        image: trtp.TensorDesc, flow: trtp.TensorDesc, convention: str, outputs: Tuple[trtp.TensorDesc],
+        tactic: int,
     ) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymExprs]:
         image_type = "fp32" if image.dtype == trt.float32 else "fp16"
-        compiled = compile_backwarp(image_type)
+        compiled = compile_backwarp(image_type, convention=_field_text(convention))
         shape = image.shape_expr
         pixels = shape[0] * shape[2] * shape[3]
         launch = trtp.KernelLaunchParams()

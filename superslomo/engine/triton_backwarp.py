@@ -1,9 +1,12 @@
 """The backward warp as a Triton kernel: the body of the TensorRT BackWarp plugin.
 
-Semantics are those of `superslomo.model.warp.backwarp_reference` (DESIGN.md, "backward warp"):
-x = col + u, normalised 2(x/W - 0.5), then bilinear sampling with align_corners=True and zero
-padding. The coordinate arithmetic mirrors grid_sample's steps (normalise, then unnormalise) in
-fp32 whatever the image type, so fp16 engines keep sub-pixel accuracy at 4K.
+Semantics are those of `superslomo.model.warp.backwarp` (DESIGN.md, "backward warp") in either
+convention, chosen at compile time by the EXACT constexpr (one PTX per convention, no branch in
+the kernel). Reference (EXACT=0): x = col + u, normalised 2(x/W - 0.5), then bilinear sampling with
+align_corners=True and zero padding; the coordinate arithmetic mirrors grid_sample's steps
+(normalise, then unnormalise) so the rounding matches PyTorch. Exact (EXACT=1): pixel x = col + u
+itself, so zero flow reads every pixel back unchanged. Coordinates are fp32 whatever the image
+type, so fp16 engines keep sub-pixel accuracy at 4K.
 
 Argument order is (tensor inputs, int32 scalars, tensor output): TensorRT's AOT plugins pass the
 extra scalar arguments between the input and output pointers. Indices are int32: N*C*H*W must
@@ -35,7 +38,7 @@ def _define_kernel() -> Any:
 
     @triton.jit
     def backwarp_kernel(image_ptr, flow_ptr, num_pixels, channels, height, width, out_ptr,
-                        BLOCK: tl.constexpr):  # type: ignore[name-defined]
+                        BLOCK: tl.constexpr, EXACT: tl.constexpr):  # type: ignore[name-defined]
         pid = tl.program_id(0)
         offs = pid * BLOCK + tl.arange(0, BLOCK)
         live = offs < num_pixels
@@ -50,11 +53,15 @@ def _define_kernel() -> Any:
         v = tl.load(flow_at + plane, mask=live, other=0.0).to(tl.float32)
         wf = width.to(tl.float32)
         hf = height.to(tl.float32)
-        # grid_sample's two steps, kept separate so the rounding matches the PyTorch reference.
-        gx = 2.0 * ((col.to(tl.float32) + u) / wf - 0.5)
-        gy = 2.0 * ((row.to(tl.float32) + v) / hf - 0.5)
-        ix = (gx + 1.0) * 0.5 * (wf - 1.0)
-        iy = (gy + 1.0) * 0.5 * (hf - 1.0)
+        if EXACT:
+            ix = col.to(tl.float32) + u
+            iy = row.to(tl.float32) + v
+        else:
+            # grid_sample's two steps, kept separate so the rounding matches the PyTorch reference.
+            gx = 2.0 * ((col.to(tl.float32) + u) / wf - 0.5)
+            gy = 2.0 * ((row.to(tl.float32) + v) / hf - 0.5)
+            ix = (gx + 1.0) * 0.5 * (wf - 1.0)
+            iy = (gy + 1.0) * 0.5 * (hf - 1.0)
         # Far-away samples are all padding; clamping first keeps the int32 conversion defined.
         ix = tl.minimum(tl.maximum(ix, -2.0), wf + 1.0)
         iy = tl.minimum(tl.maximum(iy, -2.0), hf + 1.0)
@@ -118,20 +125,33 @@ def kernel_signature(image_type: str) -> dict[str, str]:
         "height": "i32",
         "width": "i32",
         "out_ptr": f"*{image_type}",
-        # Listed although it is also passed in `constexprs`: Triton releases between about 3.3 and
-        # 3.8 read argument types positionally from the signature and need every argument in it.
+        # Listed although they are also passed in `constexprs`: Triton releases between about 3.3
+        # and 3.8 read argument types positionally from the signature and need every argument in it.
         "BLOCK": "constexpr",
+        "EXACT": "constexpr",
     }
+
+
+CONVENTIONS = ("reference", "exact")
+
+
+def exact_flag(convention: str) -> int:
+    """The EXACT constexpr for a warp convention (a SloMoError for one this kernel does not know)."""
+    if convention not in CONVENTIONS:
+        raise SloMoError(f"BackWarp: unknown warp convention {convention!r}; this build knows "
+                         f"{', '.join(CONVENTIONS)} (upgrade superslomo-trt)")
+    return int(convention == "exact")
 
 
 def grid_size(num_pixels: int, block: int = BLOCK) -> int:
     return (num_pixels + block - 1) // block
 
 
-def backwarp_triton(image: Any, flow: Any, block: int = BLOCK) -> Any:
+def backwarp_triton(image: Any, flow: Any, block: int = BLOCK, convention: str = "reference") -> Any:
     """Run the kernel on torch tensors (CUDA, or CPU under TRITON_INTERPRET=1); for tests and checks."""
     import torch
 
+    exact = exact_flag(convention)
     if image.dim() != 4 or flow.dim() != 4 or flow.shape[1] != 2 or image.shape[0] != flow.shape[0] or image.shape[2:] != flow.shape[2:]:
         raise SloMoError(f"backwarp: image [N,C,H,W] and flow [N,2,H,W] expected, got {tuple(image.shape)} and {tuple(flow.shape)}")
     if image.dtype not in (torch.float32, torch.float16) or flow.dtype != torch.float32:
@@ -143,14 +163,18 @@ def backwarp_triton(image: Any, flow: Any, block: int = BLOCK) -> Any:
     pixels = n * h * w
     if image.numel() >= 2**31:
         raise SloMoError("backwarp: tensor too large for int32 indexing")
-    backwarp_kernel()[(grid_size(pixels, block),)](image, flow, pixels, c, h, w, out, BLOCK=block)
+    backwarp_kernel()[(grid_size(pixels, block),)](image, flow, pixels, c, h, w, out, BLOCK=block,
+                                                   EXACT=exact)
     return out
 
 
-def compile_backwarp(image_type: str, target: Any = None, block: int = BLOCK) -> Any:
+def compile_backwarp(image_type: str, target: Any = None, block: int = BLOCK,
+                     convention: str = "reference") -> Any:
     """Compile the kernel ahead of time to PTX (no GPU needed when `target` is given)."""
     triton, _ = import_triton()
-    source = triton.compiler.ASTSource(fn=backwarp_kernel(), signature=kernel_signature(image_type), constexprs={"BLOCK": block})
+    constexprs = {"BLOCK": block, "EXACT": exact_flag(convention)}
+    source = triton.compiler.ASTSource(fn=backwarp_kernel(), signature=kernel_signature(image_type),
+                                       constexprs=constexprs)
     compiled = triton.compile(source, target=target) if target is not None else triton.compile(source)
     # Newer Triton appends scratch-buffer pointers to every kernel; TensorRT's AOT launcher does
     # not supply them, which is only safe while the kernel asks for no scratch memory.

@@ -180,6 +180,8 @@ def export_model(
         io=options.io,
         opset=options.opset,
         graphs=graphs,
+        # The graphs compute the model's convention themselves; this says which, for people and checks.
+        warp_convention=model.config.warp,
         source={"width": model.config.width, **(source or {})},
         normalisation={"mean": list(MEAN), "std": [1.0, 1.0, 1.0], "range": [0.0, 1.0],
                        "frames": "uint8 NHWC 0..255" if options.io == "uint8" else "float32 NCHW 0..1"},

@@ -40,6 +40,7 @@ class CheckpointInfo:
     sha256: str
     dtype: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    warp: str = "reference"  # the backward warp's convention (model/warp.py)
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -97,8 +98,8 @@ def _width_from_state(state: dict[str, torch.Tensor], path: Path) -> int:
     return int(weight.shape[0])
 
 
-def _build_model(state: dict[str, torch.Tensor], width: int, path: Path) -> SuperSloMo:
-    model = SuperSloMo(width=width)
+def _build_model(state: dict[str, torch.Tensor], config: ModelConfig, path: Path) -> SuperSloMo:
+    model = SuperSloMo(width=config.width, warp=config.warp)
     bad = [key for key, value in state.items() if not isinstance(value, torch.Tensor)]
     if bad:
         raise CheckpointError(f"checkpoint {path}: {bad[0]} is not a tensor")
@@ -126,7 +127,7 @@ def _build_model(state: dict[str, torch.Tensor], width: int, path: Path) -> Supe
     return model.eval()
 
 
-def _read(path: Path) -> tuple[str, dict[str, torch.Tensor], int, dict[str, Any]]:
+def _read(path: Path) -> tuple[str, dict[str, torch.Tensor], ModelConfig, dict[str, Any]]:
     kind = _detect_format(path)
     if kind == "public":
         data = _unpickle_public(path)
@@ -136,7 +137,9 @@ def _read(path: Path) -> tuple[str, dict[str, torch.Tensor], int, dict[str, Any]
         state = {f"flow_net.{k}": v for k, v in fc.items()}
         state.update({f"interp_net.{k}": v for k, v in at.items()})
         metadata = {k: v for k, v in data.items() if k not in ("state_dictFC", "state_dictAT")}
-        return kind, state, _width_from_state(state, path), metadata
+        # The public weights were trained with the reference warp; the format has no place to say
+        # otherwise, so it is never anything else.
+        return kind, state, ModelConfig(width=_width_from_state(state, path), warp="reference"), metadata
     from safetensors import SafetensorError
     from safetensors.torch import load_file, safe_open
 
@@ -153,29 +156,33 @@ def _read(path: Path) -> tuple[str, dict[str, torch.Tensor], int, dict[str, Any]
         metadata = json.loads(header.get("metadata", "{}"))
     except (ValueError, TypeError) as error:
         raise CheckpointError(f"checkpoint {path} has a bad config: {error}") from None
-    return kind, state, config.width, metadata
+    return kind, state, config, metadata
 
 
 def load_checkpoint(path: str | os.PathLike) -> SuperSloMo:
-    """Load a public-format or own-format checkpoint into a CPU model in eval mode."""
+    """Load a public-format or own-format checkpoint into a CPU model in eval mode.
+
+    The model's warp convention is the checkpoint's: "reference" for the public format and for
+    own-format files whose config predates the field (demo16 among them)."""
     path = Path(path)
-    _, state, width, _ = _read(path)
-    return _build_model(state, width, path)
+    _, state, config, _ = _read(path)
+    return _build_model(state, config, path)
 
 
 def inspect_checkpoint(path: str | os.PathLike) -> CheckpointInfo:
     path = Path(path)
-    kind, state, width, metadata = _read(path)
-    model = _build_model(state, width, path)
+    kind, state, config, metadata = _read(path)
+    model = _build_model(state, config, path)
     dtypes = sorted({str(v.dtype).replace("torch.", "") for v in state.values()})
     return CheckpointInfo(
         path=str(path),
         format=kind,
-        width=width,
+        width=config.width,
         parameters=sum(p.numel() for p in model.parameters()),
         sha256=file_sha256(path),
         dtype="/".join(dtypes),
         metadata=metadata,
+        warp=config.warp,
     )
 
 
@@ -199,7 +206,8 @@ def save_checkpoint(
     metadata: dict[str, Any] | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> None:
-    """Write the project's format: safetensors with the config and metadata in its header."""
+    """Write the project's format: safetensors with the config (width, warp convention) and
+    metadata in its header."""
     from safetensors.torch import save_file
 
     path = Path(path)

@@ -15,7 +15,8 @@ from superslomo.runtime.manifest import Manifest, SIZE_MULTIPLE
 
 def torch_manifest(model: SuperSloMo) -> Manifest:
     return Manifest(kind="onnx", precision="fp32", warp="gridsample", io="float32", opset=0, graphs={},
-                    source={"width": model.config.width}, size_multiple=SIZE_MULTIPLE)
+                    source={"width": model.config.width}, size_multiple=SIZE_MULTIPLE,
+                    warp_convention=model.config.warp)
 
 
 class TorchBackend:

@@ -23,6 +23,11 @@ FORMAT_VERSION = 1
 GRAPHS = ("flow", "interp")
 PRECISIONS = ("fp32", "fp16", "int8")
 WARPS = ("gridsample", "plugin")
+# How the graphs' backward warp places pixel centres (superslomo/model/warp.py): "reference" (the
+# public weights', identity = a 0..1 px ramp) or "exact" (identity = zero flow). The graphs
+# compute it themselves; the manifest says which, and a manifest from before the field is reference.
+WARP_CONVENTIONS = ("reference", "exact")
+DEFAULT_WARP_CONVENTION = "reference"
 IO_TYPES = ("float32", "uint8")
 KINDS = ("onnx", "tensorrt")
 SIZE_MULTIPLE = 32
@@ -54,6 +59,7 @@ class Manifest:
     tensorrt: dict[str, Any] = field(default_factory=dict)  # engines only
     extra: dict[str, Any] = field(default_factory=dict)  # stage-specific facts (calibration...)
     size_multiple: int = SIZE_MULTIPLE
+    warp_convention: str = DEFAULT_WARP_CONVENTION
     format: str = FORMAT
     version: int = FORMAT_VERSION
 
@@ -89,6 +95,11 @@ def parse_manifest(data: Any, where: str = MANIFEST_NAME) -> Manifest:
     _require(data.get("kind") in KINDS, f"{where}: kind must be one of {KINDS}")
     _require(data.get("precision") in PRECISIONS, f"{where}: precision must be one of {PRECISIONS}")
     _require(data.get("warp") in WARPS, f"{where}: warp must be one of {WARPS}")
+    convention = data.get("warp_convention", DEFAULT_WARP_CONVENTION)
+    _require(convention in WARP_CONVENTIONS,
+             f"{where}: warp convention {convention!r} is unknown to this version of superslomo-trt "
+             f"(it knows {', '.join(WARP_CONVENTIONS)}); upgrade superslomo-trt or re-export the model "
+             "with this one")
     _require(data.get("io") in IO_TYPES, f"{where}: io must be one of {IO_TYPES}")
     _require(isinstance(data.get("opset"), int), f"{where}: opset must be an integer")
     graphs = data.get("graphs")

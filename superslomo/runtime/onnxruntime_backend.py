@@ -10,7 +10,7 @@ import numpy as np
 
 from superslomo.errors import SloMoError
 from superslomo.runtime.external_data import check_external_data
-from superslomo.runtime.manifest import Manifest, read_manifest
+from superslomo.runtime.manifest import WARP_CONVENTIONS, Manifest, read_manifest
 
 PLUGIN_DOMAIN = "superslomo"
 # onnxruntime-extensions registers Python ops in this domain only; plugin graphs are re-labelled
@@ -31,10 +31,12 @@ def _register_backwarp_pyop() -> str:
     if not _registered:
         from superslomo.runtime.warp_numpy import backwarp_numpy
 
+        # The node's `convention` attribute says which warp the graph computes (see _plugin_model_bytes
+        # for graphs from before it existed).
         @onnx_op(op_type="BackWarp", inputs=[PyCustomOpDef.dt_float, PyCustomOpDef.dt_float],
-                 outputs=[PyCustomOpDef.dt_float])
-        def _backwarp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
-            return backwarp_numpy(image, flow)
+                 outputs=[PyCustomOpDef.dt_float], attrs={"convention": PyCustomOpDef.dt_string})
+        def _backwarp(image: np.ndarray, flow: np.ndarray, convention: str) -> np.ndarray:
+            return backwarp_numpy(image, flow, convention)
 
         _registered = True
     return get_library_path()
@@ -47,6 +49,18 @@ def _plugin_model_bytes(path: Path) -> bytes:
     for node in model.graph.node:
         if node.domain == PLUGIN_DOMAIN:
             node.domain = _PYOP_DOMAIN
+            # onnxruntime-extensions refuses a node without a declared attribute; graphs exported
+            # before `convention` existed compute the reference warp, so say so for them.
+            if node.op_type == "BackWarp" and all(a.name != "convention" for a in node.attribute):
+                node.attribute.append(onnx.helper.make_attribute("convention", "reference"))
+            # Checked here: an exception raised inside the Python op would abort the process.
+            for attribute in node.attribute:
+                if attribute.name != "convention":
+                    continue
+                value = onnx.helper.get_attribute_value(attribute).decode(errors="replace")
+                if value not in WARP_CONVENTIONS:
+                    raise SloMoError(f"{path}: BackWarp convention {value!r} is unknown to this version of "
+                                     f"superslomo-trt (it knows {', '.join(WARP_CONVENTIONS)})")
     for opset in model.opset_import:
         if opset.domain == PLUGIN_DOMAIN:
             opset.domain = _PYOP_DOMAIN

@@ -5,18 +5,34 @@ from __future__ import annotations
 
 import numpy as np
 
+from superslomo.errors import SloMoError
+from superslomo.runtime.manifest import WARP_CONVENTIONS
 
-def backwarp_numpy(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """Bilinear sample of image [N,C,H,W] at (col + u, row + v), coordinates in float32 and
-    normalised as 2(x/W - 0.5) with align_corners=True (pixel x (W-1)/W); zero outside."""
+
+def backwarp_numpy(image: np.ndarray, flow: np.ndarray, convention: str = "reference") -> np.ndarray:
+    """Bilinear sample of image [N,C,H,W] at (col + u, row + v), coordinates in float32, zero outside.
+
+    reference: normalised as 2(x/W - 0.5) and read with align_corners=True (pixel x (W-1)/W), the
+    public weights' warp, with grid_sample's two rounding steps; exact: pixel x itself, so zero
+    flow returns the image unchanged."""
+    if convention not in WARP_CONVENTIONS:
+        raise SloMoError(f"BackWarp: unknown warp convention {convention!r} (this build knows "
+                         f"{', '.join(WARP_CONVENTIONS)}); upgrade superslomo-trt")
     n, c, h, w = image.shape
     flow = flow.astype(np.float32, copy=False)
     cols = np.arange(w, dtype=np.float32)[None, None, :]
     rows = np.arange(h, dtype=np.float32)[None, :, None]
-    gx = np.float32(2.0) * ((cols + flow[:, 0]) / np.float32(w) - np.float32(0.5))
-    gy = np.float32(2.0) * ((rows + flow[:, 1]) / np.float32(h) - np.float32(0.5))
-    px = (gx + np.float32(1.0)) * np.float32(0.5) * np.float32(w - 1)
-    py = (gy + np.float32(1.0)) * np.float32(0.5) * np.float32(h - 1)
+    if convention == "exact":
+        px = cols + flow[:, 0]
+        py = rows + flow[:, 1]
+    else:
+        gx = np.float32(2.0) * ((cols + flow[:, 0]) / np.float32(w) - np.float32(0.5))
+        gy = np.float32(2.0) * ((rows + flow[:, 1]) / np.float32(h) - np.float32(0.5))
+        px = (gx + np.float32(1.0)) * np.float32(0.5) * np.float32(w - 1)
+        py = (gy + np.float32(1.0)) * np.float32(0.5) * np.float32(h - 1)
+    # Far-away samples read only padding; clamping keeps the integer conversion defined.
+    px = np.clip(px, np.float32(-2.0), np.float32(w + 1))
+    py = np.clip(py, np.float32(-2.0), np.float32(h + 1))
     x0 = np.floor(px)
     y0 = np.floor(py)
     fx, fy = px - x0, py - y0
@@ -24,6 +40,8 @@ def backwarp_numpy(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     y0 = y0.astype(np.int64)
     out = np.zeros((n, c, h, w), dtype=np.float32)
     batch = np.arange(n)[:, None, None]
+    # Each tap's weight is a product, summed in grid_sample's order (the PyTorch exact warp does
+    # the same); at an integer position the other three weights are exactly 0.
     for dy, wy in ((0, 1 - fy), (1, fy)):
         for dx, wx in ((0, 1 - fx), (1, fx)):
             xi, yi = x0 + dx, y0 + dy
