@@ -2,14 +2,13 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DATA ?= ../shared/data
 
 .PHONY: setup demo test lint typecheck gpu-check gpu-bench bench clean
 
 $(BIN)/slomo: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[torch,dev]"
+	$(BIN)/pip install -q -e ".[torch,dev,openvino]"
 	touch $@
 
 setup: $(BIN)/slomo

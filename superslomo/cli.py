@@ -67,13 +67,14 @@ def info(
         "width": facts.width,
         "parameters": facts.parameters,
         "dtype": facts.dtype,
+        "warp": facts.warp,
         "sha256": facts.sha256,
         "metadata": _json_safe(facts.metadata),
     }
     if as_json:
         echo_json(data)
         return
-    for key in ("path", "format", "width", "parameters", "dtype", "sha256"):
+    for key in ("path", "format", "width", "parameters", "dtype", "warp", "sha256"):
         value = f"{data[key]:,}" if key == "parameters" else data[key]
         typer.echo(f"{key:11s} {value}")
     for key, value in data["metadata"].items():
