@@ -17,7 +17,9 @@ def main() -> None:
     parser.add_argument("data", type=Path, help="triplets (any layout slomo eval reads)")
     parser.add_argument("output", type=Path, help="PNG to write")
     parser.add_argument("--count", type=int, default=3)
-    parser.add_argument("--model", type=Path, default=None, help="model folder or checkpoint (default: shipped)")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="model folder or checkpoint (default: shipped)"
+    )
     args = parser.parse_args()
 
     from PIL import Image
@@ -34,10 +36,12 @@ def main() -> None:
     rows = []
     with Interpolator.from_dir(model_folder(args.model)) as interp:
         for triplet in triplets:
-            middle, = interp.interpolate(triplet.frame0, triplet.frame1, [triplet.t])
+            (middle,) = interp.interpolate(triplet.frame0, triplet.frame1, [triplet.t])
             blended = blend(triplet.frame0, triplet.frame1, triplet.t)
-            print(f"{triplet.name}: blend {psnr(blended, triplet.target):.2f} dB, "
-                  f"model {psnr(middle, triplet.target):.2f} dB")
+            print(
+                f"{triplet.name}: blend {psnr(blended, triplet.target):.2f} dB, "
+                f"model {psnr(middle, triplet.target):.2f} dB"
+            )
             rows.append(np.concatenate([triplet.frame0, blended, middle, triplet.target], axis=1))
     Image.fromarray(np.concatenate(rows, axis=0)).save(args.output)
 

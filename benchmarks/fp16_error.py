@@ -1,6 +1,7 @@
 """fp16 graph error against the fp32 graph on real frames, with and without fp32 warp coordinates.
 
-    python benchmarks/fp16_error.py --model superslomo/weights/demo16.safetensors --sizes 320x256,1920x1088,3840x2176
+    python benchmarks/fp16_error.py --model superslomo/weights/demo16.safetensors \\
+        --sizes 320x256,1920x1088,3840x2176
 
 Real UCF101 triplets (320x256 after replicate padding) and the same frames upscaled (bilinear) to
 1080p and 4K, where the flows scale with the image. Prints PSNR of each fp16 variant vs fp32.
@@ -53,7 +54,10 @@ def main() -> None:
             for triplet in triplets[:count]:
                 f0, f1 = triplet.frame0, triplet.frame1
                 if (width, height) != (320, 256):
-                    f0, f1 = (np.asarray(Image.fromarray(f).resize((width, height), Image.BILINEAR)) for f in (f0, f1))
+                    f0, f1 = (
+                        np.asarray(Image.fromarray(f).resize((width, height), Image.BILINEAR))
+                        for f in (f0, f1)
+                    )
                 reference = interps["fp32"].interpolate(f0, f1, [0.5], as_float=True)[0]
                 for name in scores:
                     out = interps[name].interpolate(f0, f1, [0.5], as_float=True)[0]

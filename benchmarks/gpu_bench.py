@@ -35,8 +35,12 @@ def _skip(message: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1280x720,1920x1080")
-    parser.add_argument("--width", type=int, default=None, help="random weights at this width (default: the "
-                        "shipped checkpoint's)")
+    parser.add_argument(
+        "--width",
+        type=int,
+        default=None,
+        help="random weights at this width (default: the shipped checkpoint's)",
+    )
     parser.add_argument("--model", type=Path, default=None, help="checkpoint (default: the shipped one)")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--iters", type=int, default=20)
@@ -50,7 +54,9 @@ def main() -> None:
     except ImportError:
         _skip("PyTorch is not installed (pip install 'superslomo-trt[torch]')")
     if not torch.cuda.is_available():
-        _skip("no CUDA GPU visible to PyTorch (this machine has none, or the CPU build of torch is installed)")
+        _skip(
+            "no CUDA GPU visible to PyTorch (this machine has none, or the CPU build of torch is installed)"
+        )
 
     from superslomo.errors import SloMoError
     from superslomo.eval.bench import (
@@ -133,8 +139,12 @@ def main() -> None:
             folder = root / precision
             if not (folder / "manifest.json").is_file():
                 print(f"exporting {precision} ONNX to {folder} ...")
-                export_model(model.cpu(), folder, ExportOptions(precision=precision),
-                             source={"checkpoint": checkpoint.name if checkpoint else "random", "sha256": key})
+                export_model(
+                    model.cpu(),
+                    folder,
+                    ExportOptions(precision=precision),
+                    source={"checkpoint": checkpoint.name if checkpoint else "random", "sha256": key},
+                )
                 model.cuda()
             folders[precision] = folder
         return folders[precision]
@@ -146,8 +156,10 @@ def main() -> None:
 
         for precision in ("fp32", "fp16"):
             try:
-                columns[f"onnxruntime-cuda-{precision}"] = (precision, backend_column(
-                    OnnxRuntimeBackend(onnx_folder(precision), device=0)))
+                columns[f"onnxruntime-cuda-{precision}"] = (
+                    precision,
+                    backend_column(OnnxRuntimeBackend(onnx_folder(precision), device=0)),
+                )
             except SloMoError as error:
                 skips[f"onnxruntime-cuda-{precision}"] = str(error)
     else:
@@ -172,7 +184,9 @@ def main() -> None:
                 if not (engines / "manifest.json").is_file():
                     print(f"building {name} engines ...")
                     profile = make_profile(parse_shape(low), parse_shape(high), parse_shape(high))
-                    build_engines(onnx_folder(precision), engines, [profile], timing_cache=root / "timing.cache")
+                    build_engines(
+                        onnx_folder(precision), engines, [profile], timing_cache=root / "timing.cache"
+                    )
                 columns[name] = (precision, backend_column(TensorRTBackend(engines)))
             except SloMoError as error:
                 skips[name] = str(error)
@@ -204,45 +218,69 @@ def main() -> None:
             precision = columns[name][0]
             s = samples[name]
             flow, interp = summarize(s.flow_ms), summarize(s.interp_ms)
-            x2 = summarize([a + b for a, b in zip(s.flow_ms, s.interp_ms)])
-            x8 = summarize([a / 7 + b for a, b in zip(s.flow_ms, s.interp_ms)])
+            x2 = summarize([a + b for a, b in zip(s.flow_ms, s.interp_ms, strict=False)])
+            x8 = summarize([a / 7 + b for a, b in zip(s.flow_ms, s.interp_ms, strict=False)])
             peak = gpu_peak_tflops(device_name, precision)
             gflop = flops.per_frame(1) / 1e9
-            rows.append({
-                "backend": name, "precision": precision, "width": size[0], "height": size[1],
-                "model_width": model.config.width, "flow_ms": flow["median"], "flow_iqr_ms": flow["iqr"],
-                "interp_ms": interp["median"], "interp_iqr_ms": interp["iqr"],
-                "per_frame_ms": x2["median"], "per_frame_iqr_ms": x2["iqr"], "per_frame_8x_ms": x8["median"],
-                "gflops": gflop, "achieved_tflops_s": gflop / x2["median"],
-                "peak_tflops_s": peak, "floor_ms": gflop / peak if peak else None,
-                "peak_device_mb": peaks[name] if name.startswith("torch") else None,
-                "peak_rss_mb": None, "skipped": None,
-            })
+            rows.append(
+                {
+                    "backend": name,
+                    "precision": precision,
+                    "width": size[0],
+                    "height": size[1],
+                    "model_width": model.config.width,
+                    "flow_ms": flow["median"],
+                    "flow_iqr_ms": flow["iqr"],
+                    "interp_ms": interp["median"],
+                    "interp_iqr_ms": interp["iqr"],
+                    "per_frame_ms": x2["median"],
+                    "per_frame_iqr_ms": x2["iqr"],
+                    "per_frame_8x_ms": x8["median"],
+                    "gflops": gflop,
+                    "achieved_tflops_s": gflop / x2["median"],
+                    "peak_tflops_s": peak,
+                    "floor_ms": gflop / peak if peak else None,
+                    "peak_device_mb": peaks[name] if name.startswith("torch") else None,
+                    "peak_rss_mb": None,
+                    "skipped": None,
+                }
+            )
     base = {(r["width"], r["height"]): r["per_frame_ms"] for r in rows if r["backend"] == "torch-fp32"}
     for row in rows:
         row["speedup"] = base[row["width"], row["height"]] / row["per_frame_ms"]
 
-    header = (f"{'column':24s} {'size':>10s} {'flow ms':>9s} {'interp ms':>9s} {'2x ms/fr':>9s} {'8x ms/fr':>9s} "
-              f"{'vs fp32':>8s} {'TFLOP/s':>8s} {'floor ms':>8s} {'x floor':>7s} {'dev MB':>7s}")
+    header = (
+        f"{'column':24s} {'size':>10s} {'flow ms':>9s} {'interp ms':>9s} {'2x ms/fr':>9s} {'8x ms/fr':>9s} "
+        f"{'vs fp32':>8s} {'TFLOP/s':>8s} {'floor ms':>8s} {'x floor':>7s} {'dev MB':>7s}"
+    )
     print(header)
     print("-" * len(header))
     for r in rows:
         floor = r["floor_ms"]
-        print(f"{r['backend']:24s} {r['width']}x{r['height']:<5d} {r['flow_ms']:9.2f} {r['interp_ms']:9.2f} "
-              f"{r['per_frame_ms']:9.2f} {r['per_frame_8x_ms']:9.2f} {r['speedup']:7.2f}x "
-              f"{r['achieved_tflops_s']:8.1f} {floor if floor else float('nan'):8.2f} "
-              f"{r['per_frame_ms'] / floor if floor else float('nan'):7.1f} "
-              f"{r['peak_device_mb'] if r['peak_device_mb'] is not None else float('nan'):7.0f}")
+        print(
+            f"{r['backend']:24s} {r['width']}x{r['height']:<5d} {r['flow_ms']:9.2f} {r['interp_ms']:9.2f} "
+            f"{r['per_frame_ms']:9.2f} {r['per_frame_8x_ms']:9.2f} {r['speedup']:7.2f}x "
+            f"{r['achieved_tflops_s']:8.1f} {floor if floor else float('nan'):8.2f} "
+            f"{r['per_frame_ms'] / floor if floor else float('nan'):7.1f} "
+            f"{r['peak_device_mb'] if r['peak_device_mb'] is not None else float('nan'):7.0f}"
+        )
     for name, why in skips.items():
         print(f"{name:24s} skipped: {why}")
-    trt = next((r for r in rows if r["backend"] == "tensorrt-fp16" and (r["width"], r["height"]) == (1920, 1080)), None)
+    trt = next(
+        (r for r in rows if r["backend"] == "tensorrt-fp16" and (r["width"], r["height"]) == (1920, 1080)),
+        None,
+    )
     if trt:
         within = trt["per_frame_ms"] / trt["floor_ms"] if trt["floor_ms"] else None
-        print(f"target tensorrt-fp16 >= 8x eager fp32 at 1920x1080: {trt['speedup']:.2f}x -> "
-              f"{'met' if trt['speedup'] >= 8 else 'MISSED'}; within 2x of the floor: "
-              f"{'-' if within is None else f'{within:.2f}x -> ' + ('met' if within <= 2 else 'MISSED')}")
+        print(
+            f"target tensorrt-fp16 >= 8x eager fp32 at 1920x1080: {trt['speedup']:.2f}x -> "
+            f"{'met' if trt['speedup'] >= 8 else 'MISSED'}; within 2x of the floor: "
+            f"{'-' if within is None else f'{within:.2f}x -> ' + ('met' if within <= 2 else 'MISSED')}"
+        )
     else:
-        print("target tensorrt-fp16 at 1920x1080: not measured (" + skips.get("tensorrt", "size not run") + ")")
+        print(
+            "target tensorrt-fp16 at 1920x1080: not measured (" + skips.get("tensorrt", "size not run") + ")"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=args.json.parent, delete=False, suffix=".tmp") as f:

@@ -41,7 +41,9 @@ def open_interpolator(model: Path | None):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("clip", type=Path)
-    parser.add_argument("--model", type=Path, default=None, help="model folder or checkpoint (default: shipped)")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="model folder or checkpoint (default: shipped)"
+    )
     parser.add_argument("--factor", type=int, default=2)
     parser.add_argument("--duration", type=float, default=None, help="source seconds (default: all)")
     parser.add_argument("--interval", type=float, default=0.25)
@@ -65,8 +67,15 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             options = Options(factor=args.factor, duration=args.duration)
-            summary = interpolate_video(args.clip, Path(tmp) / "out.mp4", interp, interp.backend.name, options,
-                                        progress=False, say=lambda s: None)
+            summary = interpolate_video(
+                args.clip,
+                Path(tmp) / "out.mp4",
+                interp,
+                interp.backend.name,
+                options,
+                progress=False,
+                say=lambda s: None,
+            )
     finally:
         stop.set()
         sampler.join()
@@ -76,8 +85,11 @@ def main() -> None:
     half = t >= t[-1] / 2
     slope = float(np.polyfit(t[half], rss[half], 1)[0] * 60) if half.sum() >= 3 else float("nan")
     print(f"{args.clip.name} x{args.factor}, {label}: {summary.line()}")
-    print(f"RSS MB: before model {before_model:.0f}, after model {after_model:.0f}, peak {rss.max():.0f}, "
-          f"end {rss[-1]:.0f}; second-half slope {slope:+.1f} MB/min over {t[-1]:.0f} s ({len(samples)} samples)")
+    print(
+        f"RSS MB: before model {before_model:.0f}, after model {after_model:.0f}, peak {rss.max():.0f}, "
+        f"end {rss[-1]:.0f}; second-half slope {slope:+.1f} MB/min over {t[-1]:.0f} s "
+        f"({len(samples)} samples)"
+    )
     step = max(1, len(samples) // 10)
     print("  t(s)  RSS MB")
     for when, value in samples[::step]:

@@ -16,7 +16,9 @@ import numpy as np
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", type=Path, default=None, help="model folder or checkpoint (default: shipped)")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="model folder or checkpoint (default: shipped)"
+    )
     parser.add_argument("--frames", type=Path, default=Path("../shared/data/toflow_low_frame_rate"))
     parser.add_argument("--size", default="448x256")
     parser.add_argument("--factor", type=int, default=4)
@@ -26,15 +28,16 @@ def main() -> None:
 
     from PIL import Image
 
+    from superslomo.export.cache import model_folder
     from superslomo.runtime import Interpolator
     from superslomo.video.frames import iter_source_frames
 
-    from superslomo.export.cache import model_folder
-
     folder = model_folder(args.model)
     width, height = (int(v) for v in args.size.split("x"))
-    frames = [np.asarray(Image.fromarray(f).resize((width, height), Image.BILINEAR))
-              for f in iter_source_frames(args.frames, max_frames=args.count)]
+    frames = [
+        np.asarray(Image.fromarray(f).resize((width, height), Image.BILINEAR))
+        for f in iter_source_frames(args.frames, max_frames=args.count)
+    ]
     interp = Interpolator.from_dir(folder, backend="onnxruntime")
     list(interp.run(frames[:2], args.factor))  # warm-up
     timings: dict[bool, list[float]] = {False: [], True: []}
@@ -45,8 +48,10 @@ def main() -> None:
             timings[pipelined].append(time.perf_counter() - began)
     for pipelined in (False, True):
         median = statistics.median(timings[pipelined])
-        print(f"{'pipelined ' if pipelined else 'sequential'}: {median:.2f} s for {produced} frames "
-              f"({produced / median:.2f} fps), runs {[round(t, 2) for t in timings[pipelined]]}")
+        print(
+            f"{'pipelined ' if pipelined else 'sequential'}: {median:.2f} s for {produced} frames "
+            f"({produced / median:.2f} fps), runs {[round(t, 2) for t in timings[pipelined]]}"
+        )
     gain = statistics.median(timings[False]) / statistics.median(timings[True])
     print(f"pipelining gain: {gain:.2f}x at {args.size}, factor {args.factor}, {args.count} input frames")
 

@@ -23,7 +23,9 @@ from superslomo.video.pipeline import Options, interpolate_video
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("clip", type=Path)
-    parser.add_argument("--model", type=Path, default=None, help="model folder or checkpoint (default: shipped)")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="model folder or checkpoint (default: shipped)"
+    )
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--factor", type=int, default=4)
     parser.add_argument("--start", type=float, default=0.0)
@@ -42,19 +44,32 @@ def main() -> None:
     for _ in range(args.repeat):
         began = time.perf_counter()
         produced = 0
-        for f0, f1 in zip(frames, frames[1:]):
+        for f0, f1 in zip(frames, frames[1:], strict=False):
             produced += len(interp.synthesize(interp.prepare(f0, f1), times)) + 1
         model_fps = produced / (time.perf_counter() - began)
 
         with tempfile.TemporaryDirectory() as tmp:
             # Scene detection off so both runs interpolate the same pairs.
-            options = Options(factor=args.factor, start=args.start, duration=args.duration, scene_threshold=1.0)
-            summary = interpolate_video(args.clip, Path(tmp) / "out.mp4", interp, interp.backend.name, options,
-                                        progress=False, say=lambda s: None)
+            options = Options(
+                factor=args.factor, start=args.start, duration=args.duration, scene_threshold=1.0
+            )
+            summary = interpolate_video(
+                args.clip,
+                Path(tmp) / "out.mp4",
+                interp,
+                interp.backend.name,
+                options,
+                progress=False,
+                say=lambda s: None,
+            )
         results.append((model_fps, summary.fps))
-        print(f"{args.clip.name} {info.width}x{info.height} x{args.factor}, {len(frames)} frames, "
-              f"{interp.backend.name}: model-only {model_fps:.2f} out-frames/s, end-to-end {summary.fps:.2f} "
-              f"out-frames/s ({100 * summary.fps / model_fps:.0f}%)", file=sys.stdout, flush=True)
+        print(
+            f"{args.clip.name} {info.width}x{info.height} x{args.factor}, {len(frames)} frames, "
+            f"{interp.backend.name}: model-only {model_fps:.2f} out-frames/s, end-to-end {summary.fps:.2f} "
+            f"out-frames/s ({100 * summary.fps / model_fps:.0f}%)",
+            file=sys.stdout,
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,15 @@ PREVIEW_WIDTH = 320  # per panel of the animation; small enough to open anywhere
 
 def run_interpolate(clip: Path, output: Path, factor: int, model: str | None) -> None:
     # Relative to where the user stands, so the printed command can be copied as it is.
-    argv = ["interpolate", os.path.relpath(clip), "-o", os.path.relpath(output), "--factor", str(factor), "--overwrite"]
+    argv = [
+        "interpolate",
+        os.path.relpath(clip),
+        "-o",
+        os.path.relpath(output),
+        "--factor",
+        str(factor),
+        "--overwrite",
+    ]
     if model:
         argv += ["--model", model]
     print("$ slomo " + shlex.join(argv), flush=True)
@@ -72,7 +80,9 @@ def busiest_window(frame0: np.ndarray, frame1: np.ndarray) -> tuple[int, int, in
     change = np.abs(frame1.astype(np.float32) - frame0.astype(np.float32)).sum(axis=2)
     # Summed-area table: the change inside every window in O(pixels).
     table = np.pad(change.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-    sums = table[height:, width:] - table[:-height, width:] - table[height:, :-width] + table[:-height, :-width]
+    sums = (
+        table[height:, width:] - table[:-height, width:] - table[height:, :-width] + table[:-height, :-width]
+    )
     top, left = np.unravel_index(int(np.argmax(sums)), sums.shape)
     return int(top), int(left), height, width
 
@@ -86,23 +96,35 @@ def side_by_side(panels: list[tuple[str, np.ndarray]], window: tuple[int, int, i
     gap, label_h = 6, 34
     zoom_h, zoom_w = height * ZOOM, width * ZOOM
     columns = max(frame_w, zoom_w)
-    canvas = Image.new("RGB", (len(panels) * (columns + gap) - gap, label_h + frame_h + gap + zoom_h), "white")
+    canvas = Image.new(
+        "RGB", (len(panels) * (columns + gap) - gap, label_h + frame_h + gap + zoom_h), "white"
+    )
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default(size=26)  # still legible when the picture is shown at half size
     for i, (label, image) in enumerate(panels):
         x = i * (columns + gap)
         draw.text((x + 4, 4), label, fill="black", font=font)
         canvas.paste(Image.fromarray(image), (x, label_h))
-        draw.rectangle([x + left, label_h + top, x + left + width - 1, label_h + top + height - 1],
-                       outline=(255, 40, 40), width=2)
-        crop = Image.fromarray(image[top:top + height, left:left + width]).resize((zoom_w, zoom_h),
-                                                                                    Image.Resampling.LANCZOS)
+        draw.rectangle(
+            [x + left, label_h + top, x + left + width - 1, label_h + top + height - 1],
+            outline=(255, 40, 40),
+            width=2,
+        )
+        crop = Image.fromarray(image[top : top + height, left : left + width]).resize(
+            (zoom_w, zoom_h), Image.Resampling.LANCZOS
+        )
         canvas.paste(crop, (x, label_h + frame_h + gap))
     return canvas
 
 
-def preview(source: list[np.ndarray], result: list[np.ndarray], first: int, factor: int, path: Path,
-            rate: float = 24.0) -> int:
+def preview(
+    source: list[np.ndarray],
+    result: list[np.ndarray],
+    first: int,
+    factor: int,
+    path: Path,
+    rate: float = 24.0,
+) -> int:
     """GIF of output frames [first*factor, ...) beside the source frame each one replaces, played at
     the source rate: the motion runs `factor` times slower, stepped on the left, smooth on the right."""
     from PIL import Image
@@ -113,14 +135,17 @@ def preview(source: list[np.ndarray], result: list[np.ndarray], first: int, fact
     size = (PREVIEW_WIDTH, int(round(source[0].shape[0] * scale)))
     images = []
     for j in range(first * factor, first * factor + count):
-        left = Image.fromarray(source[min(j // factor, len(source) - 1)]).resize(size, Image.Resampling.LANCZOS)
+        left = Image.fromarray(source[min(j // factor, len(source) - 1)]).resize(
+            size, Image.Resampling.LANCZOS
+        )
         right = Image.fromarray(result[j]).resize(size, Image.Resampling.LANCZOS)
         both = Image.new("RGB", (size[0] * 2 + 4, size[1]), "white")
         both.paste(left, (0, 0))
         both.paste(right, (size[0] + 4, 0))
         images.append(both.quantize(colors=255, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE))
-    images[0].save(path, save_all=True, append_images=images[1:], duration=round(1000 / rate), loop=0,
-                   optimize=False)
+    images[0].save(
+        path, save_all=True, append_images=images[1:], duration=round(1000 / rate), loop=0, optimize=False
+    )
     return count
 
 
@@ -145,18 +170,30 @@ def main() -> None:
     k = busiest_pair(source)
     frame0, frame1 = source[k], source[k + 1]
     with Interpolator.from_dir(model_folder(args.model)) as interp:
-        middle, = interp.interpolate(frame0, frame1, [0.5])
+        (middle,) = interp.interpolate(frame0, frame1, [0.5])
     window = busiest_window(frame0, frame1)
-    picture = side_by_side([(f"frame {k}", frame0), ("linear blend, t=0.5", blend(frame0, frame1, 0.5)),
-                            ("Super SloMo, t=0.5", middle), (f"frame {k + 1}", frame1)], window)
+    picture = side_by_side(
+        [
+            (f"frame {k}", frame0),
+            ("linear blend, t=0.5", blend(frame0, frame1, 0.5)),
+            ("Super SloMo, t=0.5", middle),
+            (f"frame {k + 1}", frame1),
+        ],
+        window,
+    )
     picture_path = args.out / f"{args.clip.stem}_side_by_side.png"
     picture.save(picture_path)
 
     animation_path = args.out / f"{args.clip.stem}_slowmo.gif"
     shown = preview(source, decode_all(video)[0], max(0, k - 8), args.factor, animation_path, rate)
     print(f"video:     {video}")
-    print(f"picture:   {picture_path}  (frames {k} and {k + 1}: blend vs model, busiest region zoomed {ZOOM}x)")
-    print(f"animation: {animation_path}  ({shown} frames, {args.factor}x slower: source left, interpolated right)")
+    print(
+        f"picture:   {picture_path}  (frames {k} and {k + 1}: blend vs model, busiest region zoomed {ZOOM}x)"
+    )
+    print(
+        f"animation: {animation_path}  ({shown} frames, {args.factor}x slower: "
+        "source left, interpolated right)"
+    )
 
 
 if __name__ == "__main__":

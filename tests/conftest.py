@@ -33,8 +33,8 @@ def public_format_checkpoint(model, path: Path, **extra) -> Path:
         "loss": [[0.5, 0.25], [0.125]],
         "valLoss": [[0.4]],
         "valPSNR": [[28.5, 29.25]],
-        "state_dictFC": {k[len("flow_net."):]: v for k, v in state.items() if k.startswith("flow_net.")},
-        "state_dictAT": {k[len("interp_net."):]: v for k, v in state.items() if k.startswith("interp_net.")},
+        "state_dictFC": {k[len("flow_net.") :]: v for k, v in state.items() if k.startswith("flow_net.")},
+        "state_dictAT": {k[len("interp_net.") :]: v for k, v in state.items() if k.startswith("interp_net.")},
         **extra,
     }
     torch.save(data, path)

@@ -129,8 +129,9 @@ def files(small_model, tmp_path_factory) -> dict[str, str]:
     save_checkpoint(broken, root / "nan.safetensors")
     save_checkpoint(small_model, root / "int.safetensors", dtype=torch.int32)
     paths["nan_weights"], paths["int_weights"] = root / "nan.safetensors", root / "int.safetensors"
-    paths["two_widths"] = public_format_checkpoint(small_model, root / "two_widths.ckpt",
-                                                   state_dictAT=super_slomo(width=8).interp_net.state_dict())
+    paths["two_widths"] = public_format_checkpoint(
+        small_model, root / "two_widths.ckpt", state_dictAT=super_slomo(width=8).interp_net.state_dict()
+    )
     paths["empty"] = root / "empty.ckpt"
     paths["empty"].write_bytes(b"")
     paths["truncated_ckpt"] = root / "truncated.ckpt"
@@ -206,8 +207,15 @@ class Bad:
     marks: tuple = ()
 
 
-def bad(name: str, argv: str, code: int, message: str, usage: bool = False, leaves: tuple[str, ...] = (),
-        marks: tuple = ()) -> Bad:
+def bad(
+    name: str,
+    argv: str,
+    code: int,
+    message: str,
+    usage: bool = False,
+    leaves: tuple[str, ...] = (),
+    marks: tuple = (),
+) -> Bad:
     return Bad(name, tuple(argv.split()), code, message, usage, leaves, marks)
 
 
@@ -241,87 +249,220 @@ CASES = [
     bad("convert truncated safetensors", "convert {truncated_st} -o {out}/c.safetensors", 2, "truncated"),
     bad("convert png as checkpoint", "convert {png_as_ckpt} -o {out}/c.safetensors", 2, "not a Super SloMo"),
     bad("convert wrong suffix", "convert {ckpt} -o {out}/c.pt", 2, "must end in .safetensors"),
-    bad("convert folder missing", "convert {ckpt} -o {out}/no/c.safetensors", 2, "output folder does not exist"),
+    bad(
+        "convert folder missing",
+        "convert {ckpt} -o {out}/no/c.safetensors",
+        2,
+        "output folder does not exist",
+    ),
     bad("convert onto itself", "convert {ckpt} -o {ckpt}", 2, "overwrite the input"),
     # -- export: absurd options, bad checkpoints ----------------------------------------------
     bad("export opset 21", "export {ckpt} -o {out}/x --opset 21", 2, "opset 21 is refused"),
     bad("export opset 11", "export {ckpt} -o {out}/x --opset 11", 2, "opset 11 is too old"),
-    bad("export opset not a number", "export {ckpt} -o {out}/x --opset seventeen", 2,
-        "Invalid value for '--opset'", usage=True),
+    bad(
+        "export opset not a number",
+        "export {ckpt} -o {out}/x --opset seventeen",
+        2,
+        "Invalid value for '--opset'",
+        usage=True,
+    ),
     bad("export precision int8", "export {ckpt} -o {out}/x --precision int8", 2, "unknown precision 'int8'"),
     bad("export io uint16", "export {ckpt} -o {out}/x --io uint16", 2, "unknown io 'uint16'"),
     bad("export png as checkpoint", "export {png_as_ckpt} -o {out}/x", 2, "not a Super SloMo checkpoint"),
     bad("export empty checkpoint", "export {empty} -o {out}/x", 2, "not a checkpoint"),
     # -- interpolate: videos that are not, have no frames, or end early; absurd options ------
-    bad("interpolate text as video", "interpolate {text_video} -o {out}/o.mp4 --model {onnx}", 2,
-        "notes.mp4 as a video: Invalid data found when processing input"),
-    bad("interpolate checkpoint as video", "interpolate {ckpt_video} -o {out}/o.mp4 --model {onnx}", 2,
-        "cannot open"),
-    bad("interpolate empty video", "interpolate {empty_video} -o {out}/o.mp4 --model {onnx}", 2, "cannot open"),
+    bad(
+        "interpolate text as video",
+        "interpolate {text_video} -o {out}/o.mp4 --model {onnx}",
+        2,
+        "notes.mp4 as a video: Invalid data found when processing input",
+    ),
+    bad(
+        "interpolate checkpoint as video",
+        "interpolate {ckpt_video} -o {out}/o.mp4 --model {onnx}",
+        2,
+        "cannot open",
+    ),
+    bad(
+        "interpolate empty video", "interpolate {empty_video} -o {out}/o.mp4 --model {onnx}", 2, "cannot open"
+    ),
     bad("interpolate truncated mp4", "interpolate {cut_mp4} -o {out}/o.mp4 --model {onnx}", 2, "cannot open"),
-    bad("interpolate one frame", "interpolate {one_frame} -o {out}/o.mp4 --model {onnx}", 2, "only one frame"),
-    bad("interpolate stream cut short", "interpolate {cut_ts} -o {out}/o.mp4 --model {onnx}", 0, "frames in",
-        leaves=("o.mp4",)),
-    bad("interpolate zero frames", "interpolate {zero_frames} -o {out}/o.mp4 --model {onnx}", 2, "no video frames"),
+    bad(
+        "interpolate one frame", "interpolate {one_frame} -o {out}/o.mp4 --model {onnx}", 2, "only one frame"
+    ),
+    bad(
+        "interpolate stream cut short",
+        "interpolate {cut_ts} -o {out}/o.mp4 --model {onnx}",
+        0,
+        "frames in",
+        leaves=("o.mp4",),
+    ),
+    bad(
+        "interpolate zero frames",
+        "interpolate {zero_frames} -o {out}/o.mp4 --model {onnx}",
+        2,
+        "no video frames",
+    ),
     bad("interpolate factor 0", INTERP + " --factor 0", 2, "--factor must be between 2 and 64, got 0"),
     bad("interpolate factor 1000000", INTERP + " --factor 1000000", 2, "--factor must be between 2 and 64"),
-    bad("interpolate factor not a number", INTERP + " --factor two", 2, "Invalid value for '--factor'",
-        usage=True),
+    bad(
+        "interpolate factor not a number",
+        INTERP + " --factor two",
+        2,
+        "Invalid value for '--factor'",
+        usage=True,
+    ),
     bad("interpolate negative fps", INTERP + " --fps -30", 2, "frame rate must be in (0, 1000]"),
     bad("interpolate fps zero over zero", INTERP + " --fps 0/0", 2, "not a frame rate"),
     bad("interpolate crf 99", INTERP + " --crf 99", 2, "--crf must be between 0 and 51, got 99"),
     bad("interpolate crf nan", INTERP + " --crf nan", 2, "--crf must be between 0 and 51"),
     bad("interpolate max-size 0x0", INTERP + " --max-size 0x0", 2, "size must be positive"),
     bad("interpolate max-size garbage", INTERP + " --max-size huge", 2, "sizes are WIDTHxHEIGHT"),
-    bad("interpolate scene threshold 2", INTERP + " --scene-threshold 2", 2, "--scene-threshold must be between"),
+    bad(
+        "interpolate scene threshold 2",
+        INTERP + " --scene-threshold 2",
+        2,
+        "--scene-threshold must be between",
+    ),
     bad("interpolate negative start", INTERP + " --start -1", 2, "--start must be >= 0"),
     bad("interpolate zero duration", INTERP + " --duration 0", 2, "--duration > 0"),
     bad("interpolate unknown backend", INTERP + " --backend cuda", 2, "unknown backend 'cuda'"),
     bad("interpolate unknown preset", INTERP + " --preset warp9", 2, "unknown --preset 'warp9' for libx264"),
-    bad("interpolate existing output", "interpolate {clip} -o {one_frame} --model {onnx}", 2,
-        "exists; pass -y/--overwrite to replace it"),
-    bad("interpolate codec the container cannot hold", INTERP.replace("o.mp4", "o.webm") + " --codec libx264", 2,
-        ".webm files cannot hold libx264 video"),
-    bad("interpolate frame folder", "interpolate {grey}/seq -o {out}/o.mp4 --model {onnx}", 0, "3 frames in, 6 out",
-        leaves=("o.mp4",)),
-    bad("interpolate frames of mixed sizes", "interpolate {mixed}/seq -o {out}/o.mp4 --model {onnx}", 2,
-        "the frames of a sequence must be one size"),
-    bad("interpolate pattern matching nothing", "interpolate {grey}/seq/%04d.png -o {out}/f --model {onnx}", 2,
-        "no files match"),
-    bad("interpolate input fps for a video", INTERP + " --input-fps 30", 2, "--input-fps is for image-sequence input"),
-    bad("interpolate png as model", "interpolate {clip} -o {out}/o.mp4 --model {png_as_ckpt}", 2,
-        "not a Super SloMo checkpoint"),
+    bad(
+        "interpolate existing output",
+        "interpolate {clip} -o {one_frame} --model {onnx}",
+        2,
+        "exists; pass -y/--overwrite to replace it",
+    ),
+    bad(
+        "interpolate codec the container cannot hold",
+        INTERP.replace("o.mp4", "o.webm") + " --codec libx264",
+        2,
+        ".webm files cannot hold libx264 video",
+    ),
+    bad(
+        "interpolate frame folder",
+        "interpolate {grey}/seq -o {out}/o.mp4 --model {onnx}",
+        0,
+        "3 frames in, 6 out",
+        leaves=("o.mp4",),
+    ),
+    bad(
+        "interpolate frames of mixed sizes",
+        "interpolate {mixed}/seq -o {out}/o.mp4 --model {onnx}",
+        2,
+        "the frames of a sequence must be one size",
+    ),
+    bad(
+        "interpolate pattern matching nothing",
+        "interpolate {grey}/seq/%04d.png -o {out}/f --model {onnx}",
+        2,
+        "no files match",
+    ),
+    bad(
+        "interpolate input fps for a video",
+        INTERP + " --input-fps 30",
+        2,
+        "--input-fps is for image-sequence input",
+    ),
+    bad(
+        "interpolate png as model",
+        "interpolate {clip} -o {out}/o.mp4 --model {png_as_ckpt}",
+        2,
+        "not a Super SloMo checkpoint",
+    ),
     # -- model folders: malformed manifest, paths out of the folder, altered graphs ---------
-    bad("model manifest not json", "interpolate {clip} -o {out}/o.mp4 --model {manifest_not_json}", 2,
-        "unreadable manifest"),
-    bad("model manifest a list", "interpolate {clip} -o {out}/o.mp4 --model {manifest_a_list}", 2,
-        "not a JSON object"),
-    bad("model manifest one graph", "eval --model {manifest_one_graph} --data {grey}", 2,
-        "graphs must be exactly ('flow', 'interp')"),
-    bad("model manifest escapes folder", "interpolate {clip} -o {out}/o.mp4 --model {manifest_escapes}", 2,
-        "must be a plain file name in the same folder"),
-    bad("model graph altered", "interpolate {clip} -o {out}/o.mp4 --model {graph_altered}", 2,
-        "does not match its manifest"),
-    bad("model graph garbage", "interpolate {clip} -o {out}/o.mp4 --model {graph_garbage}", 2,
-        "is not an ONNX model"),
-    bad("model graph truncated", "interpolate {clip} -o {out}/o.mp4 --model {graph_truncated}", 2,
-        "is not an ONNX model"),
-    bad("model graph is a png", "interpolate {clip} -o {out}/o.mp4 --model {graph_is_png}", 2,
-        "is not an ONNX model"),
-    bad("model external data escapes", "interpolate {clip} -o {out}/o.mp4 --model {external_escape}", 2,
-        "outside its folder"),
-    bad("model empty folder", "interpolate {clip} -o {out}/o.mp4 --model {empty_dir}", 2, "has no manifest.json"),
-    bad("quantize external data escapes", "quantize {external_escape} -o {out}/int8 --calib {fake_npz}", 2,
-        "outside its folder"),
-    bad("quantize garbage graph", "quantize {graph_garbage} -o {out}/int8 --calib {fake_npz}", 2,
-        "is not an ONNX model"),
-    bad("build-engine external data escapes", "build-engine {external_escape} -o {out}/engines", 2,
-        "outside its folder"),
-    bad("build-engine altered graph", "build-engine {graph_altered} -o {out}/engines", 2,
-        "does not match its manifest"),
+    bad(
+        "model manifest not json",
+        "interpolate {clip} -o {out}/o.mp4 --model {manifest_not_json}",
+        2,
+        "unreadable manifest",
+    ),
+    bad(
+        "model manifest a list",
+        "interpolate {clip} -o {out}/o.mp4 --model {manifest_a_list}",
+        2,
+        "not a JSON object",
+    ),
+    bad(
+        "model manifest one graph",
+        "eval --model {manifest_one_graph} --data {grey}",
+        2,
+        "graphs must be exactly ('flow', 'interp')",
+    ),
+    bad(
+        "model manifest escapes folder",
+        "interpolate {clip} -o {out}/o.mp4 --model {manifest_escapes}",
+        2,
+        "must be a plain file name in the same folder",
+    ),
+    bad(
+        "model graph altered",
+        "interpolate {clip} -o {out}/o.mp4 --model {graph_altered}",
+        2,
+        "does not match its manifest",
+    ),
+    bad(
+        "model graph garbage",
+        "interpolate {clip} -o {out}/o.mp4 --model {graph_garbage}",
+        2,
+        "is not an ONNX model",
+    ),
+    bad(
+        "model graph truncated",
+        "interpolate {clip} -o {out}/o.mp4 --model {graph_truncated}",
+        2,
+        "is not an ONNX model",
+    ),
+    bad(
+        "model graph is a png",
+        "interpolate {clip} -o {out}/o.mp4 --model {graph_is_png}",
+        2,
+        "is not an ONNX model",
+    ),
+    bad(
+        "model external data escapes",
+        "interpolate {clip} -o {out}/o.mp4 --model {external_escape}",
+        2,
+        "outside its folder",
+    ),
+    bad(
+        "model empty folder",
+        "interpolate {clip} -o {out}/o.mp4 --model {empty_dir}",
+        2,
+        "has no manifest.json",
+    ),
+    bad(
+        "quantize external data escapes",
+        "quantize {external_escape} -o {out}/int8 --calib {fake_npz}",
+        2,
+        "outside its folder",
+    ),
+    bad(
+        "quantize garbage graph",
+        "quantize {graph_garbage} -o {out}/int8 --calib {fake_npz}",
+        2,
+        "is not an ONNX model",
+    ),
+    bad(
+        "build-engine external data escapes",
+        "build-engine {external_escape} -o {out}/engines",
+        2,
+        "outside its folder",
+    ),
+    bad(
+        "build-engine altered graph",
+        "build-engine {graph_altered} -o {out}/engines",
+        2,
+        "does not match its manifest",
+    ),
     bad("parity external data escapes", "parity {external_escape} --against {ckpt}", 2, "outside its folder"),
-    bad("calibrate manifest escapes", "calibrate --data {clip} -o {out}/c.npz --model {manifest_escapes}", 2,
-        "plain file name"),
+    bad(
+        "calibrate manifest escapes",
+        "calibrate --data {clip} -o {out}/c.npz --model {manifest_escapes}",
+        2,
+        "plain file name",
+    ),
     # -- parity -------------------------------------------------------------------------------
     bad("parity grey frames", PARITY + " --data {grey_0} --data {grey_1}", 0, "parity: pass"),
     bad("parity rgba frames", PARITY + " --data {rgba_0} --data {rgba_1}", 0, "parity: pass"),
@@ -331,12 +472,23 @@ CASES = [
     bad("parity one frame", PARITY + " --data {grey_0}", 2, "needs at least two frames"),
     bad("parity text as video", PARITY + " --data {text_video}", 2, "cannot open video"),
     bad("parity one-frame video", PARITY + " --data {one_frame}", 2, "needs at least two frames"),
-    bad("parity truncated png", PARITY + " --data {cut_png}/seq/frame2.png --data {grey_0}", 2,
-        "cannot read image"),
+    bad(
+        "parity truncated png",
+        PARITY + " --data {cut_png}/seq/frame2.png --data {grey_0}",
+        2,
+        "cannot read image",
+    ),
     bad("parity negative atol", PARITY + " --atol -1", 2, "--atol must be a finite number >= 0"),
     bad("parity nan rtol", PARITY + " --rtol nan", 2, "--rtol must be a finite number >= 0"),
-    bad("parity png as reference", "parity {onnx} --against {png_as_ckpt}", 2, "not a Super SloMo checkpoint"),
-    bad("parity report folder missing", PARITY + " --report {out}/no/r.json", 2, "report folder does not exist"),
+    bad(
+        "parity png as reference", "parity {onnx} --against {png_as_ckpt}", 2, "not a Super SloMo checkpoint"
+    ),
+    bad(
+        "parity report folder missing",
+        PARITY + " --report {out}/no/r.json",
+        2,
+        "report folder does not exist",
+    ),
     # -- eval: grey / alpha / 16-bit frames are converted, broken ones refused ---------------
     bad("eval grey frames", EVAL + " {grey}", 0, "eval: 1 triplet(s)"),
     bad("eval rgba frames", EVAL + " {rgba}", 0, "eval: 1 triplet(s)"),
@@ -348,27 +500,58 @@ CASES = [
     bad("eval one-frame video", EVAL + " {one_frame}", 2, "holds no triplets"),
     bad("eval text as video", EVAL + " {text_video}", 2, "cannot open video"),
     bad("eval unknown layout", EVAL + " {grey} --layout kitti", 2, "unknown layout 'kitti'"),
-    bad("eval report folder missing", EVAL + " {grey} --report {out}/no/r.json", 2, "report folder does not exist"),
+    bad(
+        "eval report folder missing",
+        EVAL + " {grey} --report {out}/no/r.json",
+        2,
+        "report folder does not exist",
+    ),
     # -- calibrate ----------------------------------------------------------------------------
     bad("calibrate size 0x0", CALIBRATE + " --size 0x0", 2, "size must be positive"),
     bad("calibrate size not multiple of 32", CALIBRATE + " --size 70x64", 2, "multiples of 32"),
     bad("calibrate pairs 0", CALIBRATE + " --pairs 0", 2, "--pairs must be"),
-    bad("calibrate one-frame video", "calibrate --data {one_frame} -o {out}/c.npz --model {onnx} --pairs 2 --size 64x64",
-        2, "hold 0 frame triplets"),
-    bad("calibrate text as video", "calibrate --data {text_video} -o {out}/c.npz --model {onnx} --pairs 2 --size 64x64",
-        2, "cannot open"),
-    bad("calibrate wrong suffix", "calibrate --data {clip} -o {out}/c.bin --model {onnx} --pairs 2 --size 64x64", 2,
-        "must be a .npz file"),
+    bad(
+        "calibrate one-frame video",
+        "calibrate --data {one_frame} -o {out}/c.npz --model {onnx} --pairs 2 --size 64x64",
+        2,
+        "hold 0 frame triplets",
+    ),
+    bad(
+        "calibrate text as video",
+        "calibrate --data {text_video} -o {out}/c.npz --model {onnx} --pairs 2 --size 64x64",
+        2,
+        "cannot open",
+    ),
+    bad(
+        "calibrate wrong suffix",
+        "calibrate --data {clip} -o {out}/c.bin --model {onnx} --pairs 2 --size 64x64",
+        2,
+        "must be a .npz file",
+    ),
     # -- quantize -----------------------------------------------------------------------------
     bad("quantize empty calib", QUANTIZE + " {empty}", 2, "is not a calibration set"),
     bad("quantize text calib", QUANTIZE + " {notes}", 2, "is not a calibration set"),
     bad("quantize npz missing arrays", QUANTIZE + " {fake_npz}", 2, "missing"),
     bad("quantize truncated npz", QUANTIZE + " {cut_npz}", 2, "is not a calibration set"),
     bad("quantize unknown method", QUANTIZE + " {fake_npz} --method minmax", 2, "unknown method 'minmax'"),
-    bad("quantize percentile 0", QUANTIZE + " {fake_npz} --percentile 0", 2, "--percentile must be in (0, 100]"),
-    bad("quantize graphs bogus", QUANTIZE + " {fake_npz} --graphs warp", 2, "--graphs must name flow and/or interp"),
-    bad("quantize checkpoint as folder", "quantize {ckpt} -o {out}/int8 --calib {fake_npz}", 2,
-        "model folder not found"),
+    bad(
+        "quantize percentile 0",
+        QUANTIZE + " {fake_npz} --percentile 0",
+        2,
+        "--percentile must be in (0, 100]",
+    ),
+    bad(
+        "quantize graphs bogus",
+        QUANTIZE + " {fake_npz} --graphs warp",
+        2,
+        "--graphs must name flow and/or interp",
+    ),
+    bad(
+        "quantize checkpoint as folder",
+        "quantize {ckpt} -o {out}/int8 --calib {fake_npz}",
+        2,
+        "model folder not found",
+    ),
     # -- build-engine: shapes checked before any GPU work -----------------------------------
     bad("build-engine height not multiple of 32", BUILD + " --min 1x65x64", 2, "multiple of 32"),
     bad("build-engine width 0", BUILD + " --min 1x64x0", 2, "multiple of 32"),
@@ -378,20 +561,37 @@ CASES = [
     bad("build-engine profiles 0", BUILD + " --profiles 0", 2, "--profiles must be at least 1"),
     bad("build-engine workspace 0", BUILD + " --workspace 0", 2, "--workspace must be a positive"),
     bad("build-engine builder level 9", BUILD + " --builder-level 9", 2, "--builder-level must be 0..5"),
-    bad("build-engine without TensorRT", BUILD, 2, "TensorRT is not importable",
-        marks=(pytest.mark.skipif(not _tensorrt_missing(), reason="TensorRT is installed: this would build"),)),
-    bad("build-engine from a checkpoint", "build-engine {ckpt} -o {out}/engines", 2, "model folder not found"),
+    bad(
+        "build-engine without TensorRT",
+        BUILD,
+        2,
+        "TensorRT is not importable",
+        marks=(
+            pytest.mark.skipif(not _tensorrt_missing(), reason="TensorRT is installed: this would build"),
+        ),
+    ),
+    bad(
+        "build-engine from a checkpoint", "build-engine {ckpt} -o {out}/engines", 2, "model folder not found"
+    ),
     # -- bench --------------------------------------------------------------------------------
     bad("bench size 0x0", BENCH.replace("64x64", "0x0"), 2, "sizes must be at least 32x32"),
     bad("bench times 2", BENCH + " --times 2", 2, "--times must be one of 1, 3, 7"),
     bad("bench iters 0", BENCH + " --iters 0", 2, "--iters >= 1"),
-    bad("bench unknown backend", "bench --backends tensorrt-fp8 --workdir {out}/bench", 2,
-        "unknown backend 'tensorrt-fp8'"),
+    bad(
+        "bench unknown backend",
+        "bench --backends tensorrt-fp8 --workdir {out}/bench",
+        2,
+        "unknown backend 'tensorrt-fp8'",
+    ),
     bad("bench png as model", BENCH + " --model {png_as_ckpt}", 2, "not a Super SloMo checkpoint"),
     bad("bench json folder missing", BENCH + " --json {out}/no/b.json", 2, "report folder does not exist"),
     # -- train --------------------------------------------------------------------------------
-    bad("train crop not multiple of 32", TRAIN.replace("--crop 32", "--crop 100"), 2,
-        "--crop must be a positive multiple of 32"),
+    bad(
+        "train crop not multiple of 32",
+        TRAIN.replace("--crop 32", "--crop 100"),
+        2,
+        "--crop must be a positive multiple of 32",
+    ),
     bad("train steps 0", TRAIN.replace("--steps 1", "--steps 0"), 2, "must be positive"),
     bad("train wrong suffix", TRAIN.replace("t.safetensors", "t.pt"), 2, "must end in .safetensors"),
     bad("train negative learning rate", TRAIN + " --lr -1", 2, "--lr must be"),
@@ -427,7 +627,9 @@ def test_bad_input(case: Bad, files: dict[str, str], tmp_path: Path, capsys, mon
         lines = [line for line in stderr.splitlines() if not line.startswith(("backend:", "note:"))]
         assert len(lines) == 1 and lines[0].startswith("error: "), f"not one error line: {stderr!r}"
         assert case.message in lines[0], lines[0]
-    assert sorted(p.name for p in out.iterdir()) == sorted(case.leaves), "partial output or temp files left behind"
+    assert sorted(p.name for p in out.iterdir()) == sorted(case.leaves), (
+        "partial output or temp files left behind"
+    )
     assert _tree(Path(files["root"])) == inputs_before, "files appeared beside the inputs"
     assert [p.name for p in tmp_path.iterdir()] == ["out"], "files appeared in the working folder"
 
@@ -460,12 +662,24 @@ FRAME_CASES = [
     ("16-bit frame", np.zeros((40, 56, 3), np.uint16), GOOD, [0.5], "must be uint8, got uint16"),
     ("grey HxW", np.zeros((40, 56), np.uint8), GOOD, [0.5], "must be HxWx3 RGB, got shape (40, 56)"),
     ("grey HxWx1", np.zeros((40, 56, 1), np.uint8), GOOD, [0.5], "must be HxWx3 RGB"),
-    ("RGBA HxWx4", GOOD, np.zeros((40, 56, 4), np.uint8), [0.5], "frame1 must be HxWx3 RGB, got shape (40, 56, 4)"),
+    (
+        "RGBA HxWx4",
+        GOOD,
+        np.zeros((40, 56, 4), np.uint8),
+        [0.5],
+        "frame1 must be HxWx3 RGB, got shape (40, 56, 4)",
+    ),
     ("CHW layout", np.zeros((3, 40, 56), np.uint8), GOOD, [0.5], "must be HxWx3 RGB"),
     ("batch of frames", np.zeros((1, 40, 56, 3), np.uint8), GOOD, [0.5], "must be HxWx3 RGB"),
     ("empty frame", np.zeros((0, 0, 3), np.uint8), np.zeros((0, 0, 3), np.uint8), [0.5], "is empty"),
     ("list, not array", [[0, 0, 0]], GOOD, [0.5], "must be a numpy array, got list"),
-    ("mismatched sizes", GOOD, np.zeros((40, 64, 3), np.uint8), [0.5], "frames differ in size: 56x40 vs 64x40"),
+    (
+        "mismatched sizes",
+        GOOD,
+        np.zeros((40, 64, 3), np.uint8),
+        [0.5],
+        "frames differ in size: 56x40 vs 64x40",
+    ),
     ("time 0", GOOD, GOOD, [0.0], "strictly between 0 and 1, got 0.0"),
     ("time 1", GOOD, GOOD, [0.25, 1.0], "strictly between 0 and 1, got 1.0"),
     ("time negative", GOOD, GOOD, [-0.5], "strictly between 0 and 1"),
@@ -476,8 +690,9 @@ FRAME_CASES = [
 ]
 
 
-@pytest.mark.parametrize("frame0, frame1, times, message", [c[1:] for c in FRAME_CASES],
-                         ids=[c[0] for c in FRAME_CASES])
+@pytest.mark.parametrize(
+    "frame0, frame1, times, message", [c[1:] for c in FRAME_CASES], ids=[c[0] for c in FRAME_CASES]
+)
 def test_bad_frames_for_the_runtime(interpolator, frame0, frame1, times, message) -> None:
     with pytest.raises(SloMoError, match=re.escape(message)) as error:
         interpolator.interpolate(frame0, frame1, times)
@@ -503,7 +718,9 @@ def escaping_folders(files, tmp_path_factory) -> dict[str, Path]:
     return {
         "parent": external_data_folder(good, root / "parent", "../secret.bin"),
         "absolute": external_data_folder(good, root / "absolute", str(outside / "weights.bin")),
-        "symlink": external_data_folder(good, root / "symlink", "weights.bin", symlink_to=outside / "target.bin"),
+        "symlink": external_data_folder(
+            good, root / "symlink", "weights.bin", symlink_to=outside / "target.bin"
+        ),
     }
 
 
@@ -543,19 +760,39 @@ def test_external_locations_are_found_wherever_a_tensor_can_be(files) -> None:
         entry.key, entry.value = "location", location
         return value
 
-    branch = helper.make_graph([helper.make_node("Identity", ["c"], ["y"])], "branch", [],
-                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
-                               [tensor("in_branch", "b.bin")])
-    nodes = [helper.make_node("Constant", [], ["k"], value=tensor("constant", "../k.bin")),
-             helper.make_node("If", ["cond"], ["out"], then_branch=branch, else_branch=branch)]
-    sparse = helper.make_sparse_tensor(tensor("sparse_values", "/abs/s.bin"), tensor("sparse_indices", "i.bin"), [4])
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
-                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1])],
-                              [tensor("init", "w.bin")], sparse_initializer=[sparse])
+    branch = helper.make_graph(
+        [helper.make_node("Identity", ["c"], ["y"])],
+        "branch",
+        [],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+        [tensor("in_branch", "b.bin")],
+    )
+    nodes = [
+        helper.make_node("Constant", [], ["k"], value=tensor("constant", "../k.bin")),
+        helper.make_node("If", ["cond"], ["out"], then_branch=branch, else_branch=branch),
+    ]
+    sparse = helper.make_sparse_tensor(
+        tensor("sparse_values", "/abs/s.bin"), tensor("sparse_indices", "i.bin"), [4]
+    )
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1])],
+        [tensor("init", "w.bin")],
+        sparse_initializer=[sparse],
+    )
     found = external_locations(helper.make_model(graph).SerializeToString())
-    assert sorted(found) == sorted([("init", "w.bin"), ("constant", "../k.bin"), ("in_branch", "b.bin"),
-                                    ("in_branch", "b.bin"), ("sparse_values", "/abs/s.bin"),
-                                    ("sparse_indices", "i.bin")])
+    assert sorted(found) == sorted(
+        [
+            ("init", "w.bin"),
+            ("constant", "../k.bin"),
+            ("in_branch", "b.bin"),
+            ("in_branch", "b.bin"),
+            ("sparse_values", "/abs/s.bin"),
+            ("sparse_indices", "i.bin"),
+        ]
+    )
     assert external_locations((Path(files["onnx"]) / "interp.onnx").read_bytes()) == []
 
 
@@ -574,5 +811,7 @@ def test_the_check_needs_neither_torch_nor_onnx(escaping_folders) -> None:
         except SloMoError as error:
             print("refused" if "outside its folder" in str(error) else error)
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
     assert result.stdout.strip() == "refused", result.stderr[-2000:]

@@ -58,8 +58,9 @@ def fp32_dir(small_model, tmp_path_factory):
 @pytest.fixture(scope="module")
 def calib_path(clips, fp32_dir, tmp_path_factory):
     path = tmp_path_factory.mktemp("calib") / "calib.npz"
-    build_calibration_set([clips["spliced"], clips["frames"]], path, fp32_dir, pairs=6, size=SIZE, seed=3,
-                          progress=False)
+    build_calibration_set(
+        [clips["spliced"], clips["frames"]], path, fp32_dir, pairs=6, size=SIZE, seed=3, progress=False
+    )
     return path
 
 
@@ -68,6 +69,7 @@ def _indices(sources, pairs, seed=0, rejections=None):
 
 
 # --- sampling ---------------------------------------------------------------------------------
+
 
 def test_allocation_is_proportional_and_exact():
     assert allocate([100, 300], 8) == [2, 6]
@@ -117,7 +119,10 @@ def test_sampling_is_deterministic_with_seed(clips):
     first = list(sample_triplets(sources, 6, SIZE, seed=7))
     second = list(sample_triplets(sources, 6, SIZE, seed=7))
     assert [(s.source, s.index) for s in first] == [(s.source, s.index) for s in second]
-    assert all(np.array_equal(a.frame0, b.frame0) and np.array_equal(a.target, b.target) for a, b in zip(first, second))
+    assert all(
+        np.array_equal(a.frame0, b.frame0) and np.array_equal(a.target, b.target)
+        for a, b in zip(first, second, strict=False)
+    )
     others = [_indices(sources, 6, seed) for seed in (8, 9, 10)]
     assert any(o != [(s.source, s.index) for s in first] for o in others)
 
@@ -142,6 +147,7 @@ def test_bad_inputs_are_refused(tmp_path, clips):
 
 # --- the calibration set file ----------------------------------------------------------------
 
+
 def test_calibration_set_contents(calib_path, fp32_dir):
     from superslomo.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
@@ -165,8 +171,9 @@ def test_calibration_set_contents(calib_path, fp32_dir):
 
 def test_calibration_set_is_reproducible(clips, fp32_dir, calib_path, tmp_path):
     again = tmp_path / "again.npz"
-    build_calibration_set([clips["spliced"], clips["frames"]], again, fp32_dir, pairs=6, size=SIZE, seed=3,
-                          progress=False)
+    build_calibration_set(
+        [clips["spliced"], clips["frames"]], again, fp32_dir, pairs=6, size=SIZE, seed=3, progress=False
+    )
     a, b = CalibSet(calib_path), CalibSet(again)
     for key in ("frame0", "frame1", "target", "flow01", "t", "index"):
         np.testing.assert_array_equal(a[key], b[key])
@@ -182,6 +189,7 @@ def test_failed_calibration_leaves_nothing(clips, fp32_dir, tmp_path):
 
 
 # --- quantization ----------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def int8_dir(fp32_dir, calib_path, tmp_path_factory):
@@ -213,7 +221,9 @@ def test_qdq_around_every_conv_and_nowhere_near_the_warp(int8_dir, graph):
             assert not set(node.input) & dq_outputs
     # Weights per output channel: one scale per conv output channel.
     scales = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
-    weight_dq = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0].endswith("_quantized")]
+    weight_dq = [
+        n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0].endswith("_quantized")
+    ]
     assert weight_dq and all(scales[n.input[1]].ndim == 1 and scales[n.input[1]].size > 1 for n in weight_dq)
 
 
@@ -235,8 +245,10 @@ def test_int8_folder_runs_on_onnxruntime(int8_dir, fp32_dir, calib_path):
     for name, folder in (("fp32", fp32_dir), ("int8", int8_dir)):
         backend = OnnxRuntimeBackend(folder)
         flows = backend.infer("flow", {"frame0": frames[0], "frame1": frames[1]})
-        outputs[name] = backend.infer("interp", {"frame0": frames[0], "frame1": frames[1], **flows,
-                                                 "t": np.array([0.25, 0.75], np.float32)})["frame_t"]
+        outputs[name] = backend.infer(
+            "interp",
+            {"frame0": frames[0], "frame1": frames[1], **flows, "t": np.array([0.25, 0.75], np.float32)},
+        )["frame_t"]
     assert outputs["int8"].shape == (2, 3, 64, 96)
     assert np.isfinite(outputs["int8"]).all() and outputs["int8"].min() >= 0 and outputs["int8"].max() <= 1
     # Random weights: agreement is only loosely bounded; it still catches a graph that is garbage.
@@ -247,11 +259,26 @@ def test_int8_folder_runs_on_onnxruntime(int8_dir, fp32_dir, calib_path):
 def test_gate_refuses_and_writes_nothing(fp32_dir, calib_path, tmp_path):
     out = tmp_path / "int8"
     with pytest.raises(CheckFailed, match="nothing was written"):
-        quantize_model(fp32_dir, calib_path, out, QuantizeOptions(method="max"), max_drop_db=-1e9, eval_count=2,
-                       graphs=("flow",))
+        quantize_model(
+            fp32_dir,
+            calib_path,
+            out,
+            QuantizeOptions(method="max"),
+            max_drop_db=-1e9,
+            eval_count=2,
+            graphs=("flow",),
+        )
     assert list(tmp_path.iterdir()) == []
-    result = quantize_model(fp32_dir, calib_path, out, QuantizeOptions(method="max"), max_drop_db=-1e9, force=True,
-                            eval_count=2, graphs=("flow",))
+    result = quantize_model(
+        fp32_dir,
+        calib_path,
+        out,
+        QuantizeOptions(method="max"),
+        max_drop_db=-1e9,
+        force=True,
+        eval_count=2,
+        graphs=("flow",),
+    )
     assert result.refused and (out / "manifest.json").is_file()
     from superslomo.runtime.manifest import read_manifest
 
@@ -262,8 +289,15 @@ def test_gate_refuses_and_writes_nothing(fp32_dir, calib_path, tmp_path):
 
 def test_conv_outputs_variant_keeps_the_last_conv_float(fp32_dir, calib_path, tmp_path):
     out = tmp_path / "io"
-    quantize_model(fp32_dir, calib_path, out, QuantizeOptions(method="max", conv_outputs=True), max_drop_db=1e9, eval_count=1,
-                   graphs=("interp",))
+    quantize_model(
+        fp32_dir,
+        calib_path,
+        out,
+        QuantizeOptions(method="max", conv_outputs=True),
+        max_drop_db=1e9,
+        eval_count=1,
+        graphs=("interp",),
+    )
     facts = qdq_facts(out / "interp.onnx")
     assert facts["warp_inputs_from_qdq"] == 0 and facts["convs_qdq_input"] == 22
     assert facts["quantize"] > 23  # outputs quantized too
@@ -275,13 +309,22 @@ def test_warp_check_catches_qdq_feeding_a_gridsample(tmp_path):
 
     scale = helper.make_tensor("s", TensorProto.FLOAT, [], [0.1])
     zero = helper.make_tensor("z", TensorProto.INT8, [], [0])
-    nodes = [helper.make_node("QuantizeLinear", ["grid", "s", "z"], ["q"]),
-             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["dq"]),
-             helper.make_node("Mul", ["dq", "s"], ["g2"]),
-             helper.make_node("GridSample", ["image", "g2"], ["out"], align_corners=1)]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 4, 4]),
-                                           helper.make_tensor_value_info("grid", TensorProto.FLOAT, [1, 4, 4, 2])],
-                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 4, 4])], [scale, zero])
+    nodes = [
+        helper.make_node("QuantizeLinear", ["grid", "s", "z"], ["q"]),
+        helper.make_node("DequantizeLinear", ["q", "s", "z"], ["dq"]),
+        helper.make_node("Mul", ["dq", "s"], ["g2"]),
+        helper.make_node("GridSample", ["image", "g2"], ["out"], align_corners=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [
+            helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 4, 4]),
+            helper.make_tensor_value_info("grid", TensorProto.FLOAT, [1, 4, 4, 2]),
+        ],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [scale, zero],
+    )
     path = tmp_path / "bad.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     assert qdq_facts(path)["warp_inputs_from_qdq"] == 1
@@ -304,21 +347,61 @@ def test_quantize_refusals(fp32_dir, calib_path, tmp_path, clips):
 
 # --- the command line ------------------------------------------------------------------------
 
+
 def test_cli_calibrate_and_quantize_errors_are_one_line(clips, fp32_dir, calib_path, tmp_path):
     import subprocess
 
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "superslomo.cli", *map(str, args)], capture_output=True, text=True)
+        return subprocess.run(
+            [sys.executable, "-m", "superslomo.cli", *map(str, args)], capture_output=True, text=True
+        )
 
     result = run("calibrate", "--data", tmp_path / "nope.mp4", "-o", tmp_path / "c.npz", "--model", fp32_dir)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "not found" in result.stderr
-    result = run("calibrate", "--data", clips["frames"], "-o", tmp_path / "c.npz", "--model", fp32_dir, "--size", "96by64")
+    result = run(
+        "calibrate",
+        "--data",
+        clips["frames"],
+        "-o",
+        tmp_path / "c.npz",
+        "--model",
+        fp32_dir,
+        "--size",
+        "96by64",
+    )
     assert result.returncode == 2 and "WIDTHxHEIGHT" in result.stderr
-    result = run("quantize", fp32_dir, "--calib", calib_path, "-o", tmp_path / "q", "--max-drop-db", "-1000",
-                 "--graphs", "flow", "--eval-pairs", "1", "--method", "max")
-    assert result.returncode == 1 and "nothing was written" in result.stderr and result.stderr.count("\n") == 1
+    result = run(
+        "quantize",
+        fp32_dir,
+        "--calib",
+        calib_path,
+        "-o",
+        tmp_path / "q",
+        "--max-drop-db",
+        "-1000",
+        "--graphs",
+        "flow",
+        "--eval-pairs",
+        "1",
+        "--method",
+        "max",
+    )
+    assert (
+        result.returncode == 1 and "nothing was written" in result.stderr and result.stderr.count("\n") == 1
+    )
     assert not (tmp_path / "q").exists()
-    result = run("calibrate", "--data", clips["frames"], "-o", tmp_path / "c.npz", "--model", fp32_dir, "--pairs", "3",
-                 "--size", "96x64")
+    result = run(
+        "calibrate",
+        "--data",
+        clips["frames"],
+        "-o",
+        tmp_path / "c.npz",
+        "--model",
+        fp32_dir,
+        "--pairs",
+        "3",
+        "--size",
+        "96x64",
+    )
     assert result.returncode == 0, result.stderr
     assert "3 pairs" in result.stdout and len(CalibSet(tmp_path / "c.npz")) == 3

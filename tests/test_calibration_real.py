@@ -5,16 +5,14 @@ Skipped with the reason when the shared data (or the trained checkpoint) is abse
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import shared_data
+
 from superslomo.calibration.calibset import CalibSet, build_calibration_set
 from superslomo.calibration.quantize import qdq_facts, quantize_model
 from superslomo.calibration.sampling import Rejections, open_sources, sample_triplets
-
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +29,10 @@ def test_real_clip_sampling_spread_cuts_and_determinism():
     sources = open_sources([clip])
     assert sources[0].frames == 250
     rejections = Rejections()
-    picks = [(s.index, s.frame0.shape) for s in sample_triplets(sources, 10, (224, 96), seed=5, rejections=rejections)]
+    picks = [
+        (s.index, s.frame0.shape)
+        for s in sample_triplets(sources, 10, (224, 96), seed=5, rejections=rejections)
+    ]
     assert len(picks) == 10
     assert all(shape == (96, 224, 3) for _, shape in picks)
     starts = [i for i, _ in picks]

@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from superslomo.model import CheckpointError, inspect_checkpoint, load_checkpoint, save_checkpoint, super_slomo
+from superslomo.model import (
+    CheckpointError,
+    inspect_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    super_slomo,
+)
 from tests.conftest import public_format_checkpoint
 
 

@@ -33,7 +33,7 @@ def test_the_clip_ships_with_its_licence_and_decodes():
 
 def moving_square(offset: int, size=(90, 160), colour=200) -> np.ndarray:
     frame = np.full((*size, 3), 40, np.uint8)
-    frame[30:50, 100 + offset:120 + offset] = colour
+    frame[30:50, 100 + offset : 120 + offset] = colour
     return frame
 
 

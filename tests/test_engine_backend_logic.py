@@ -21,11 +21,25 @@ PROFILES = parse_profiles("1x64x64", "1x128x128", "4x256x256", 2)
 
 
 def engine_folder_manifest(**tensorrt) -> Manifest:
-    info = {"version": "10.3.0.30", "gpu": "Orin", "compute_capability": "8.7",
-            "profiles": [p.to_json() for p in PROFILES], **tensorrt}
-    graphs = {g: GraphEntry(file=f"{g}.plan", sha256="0" * 64, inputs=[], outputs=[]) for g in ("flow", "interp")}
-    return Manifest(kind="tensorrt", precision="fp16", warp="gridsample", io="float32", opset=17,
-                    graphs=graphs, tensorrt=info)
+    info = {
+        "version": "10.3.0.30",
+        "gpu": "Orin",
+        "compute_capability": "8.7",
+        "profiles": [p.to_json() for p in PROFILES],
+        **tensorrt,
+    }
+    graphs = {
+        g: GraphEntry(file=f"{g}.plan", sha256="0" * 64, inputs=[], outputs=[]) for g in ("flow", "interp")
+    }
+    return Manifest(
+        kind="tensorrt",
+        precision="fp16",
+        warp="gridsample",
+        io="float32",
+        opset=17,
+        graphs=graphs,
+        tensorrt=info,
+    )
 
 
 def test_matching_engine_is_accepted():
@@ -85,8 +99,14 @@ def test_versions():
         TrtVersion.parse("banana")
 
 
-DTYPES = {"frame0": np.float16, "frame1": np.float16, "flow01": np.float32, "flow10": np.float32,
-          "t": np.float32, "frame_t": np.float16}
+DTYPES = {
+    "frame0": np.float16,
+    "frame1": np.float16,
+    "flow01": np.float32,
+    "flow10": np.float32,
+    "t": np.float32,
+    "frame_t": np.float16,
+}
 
 
 def test_plan_buffers_follow_engine_types_and_shapes():
@@ -99,7 +119,9 @@ def test_plan_buffers_follow_engine_types_and_shapes():
     flow = plan_buffers("flow", Shape(1, 32, 32), "uint8", {**DTYPES, "frame0": np.uint8, "frame1": np.uint8})
     assert flow[0].shape == (1, 32, 32, 3) and flow[0].dtype == np.uint8
     with pytest.raises(ManifestError, match="no tensor 'frame_t'"):
-        plan_buffers("interp", Shape(1, 32, 32), "float32", {k: v for k, v in DTYPES.items() if k != "frame_t"})
+        plan_buffers(
+            "interp", Shape(1, 32, 32), "float32", {k: v for k, v in DTYPES.items() if k != "frame_t"}
+        )
     with pytest.raises(SloMoError):
         plan_buffers("refine", Shape(1, 32, 32), "float32", DTYPES)
 
@@ -114,8 +136,9 @@ def test_loader_hands_an_engine_folder_to_the_real_backend(tmp_path, monkeypatch
     graphs = {}
     for name in ("flow", "interp"):
         (tmp_path / f"{name}.plan").write_bytes(b"plan " + name.encode())
-        graphs[name] = GraphEntry(file=f"{name}.plan", sha256=sha256_of(tmp_path / f"{name}.plan"), inputs=[],
-                                  outputs=[])
+        graphs[name] = GraphEntry(
+            file=f"{name}.plan", sha256=sha256_of(tmp_path / f"{name}.plan"), inputs=[], outputs=[]
+        )
     manifest = engine_folder_manifest()
     manifest.graphs = graphs
     write_manifest(tmp_path, manifest)
@@ -162,8 +185,17 @@ def test_engine_manifest_round_trips_through_the_runtime_parser(tmp_path):
     for g in ("flow", "interp"):
         plans[g] = tmp_path / f"{g}.plan"
         plans[g].write_bytes(g.encode() * 10)
-    m = engine_manifest(source, plans, "10.3.0.30", {"name": "Orin", "compute_capability": "8.7"}, PROFILES,
-                        {"flow": "a" * 64, "interp": "b" * 64}, False, False, 3)
+    m = engine_manifest(
+        source,
+        plans,
+        "10.3.0.30",
+        {"name": "Orin", "compute_capability": "8.7"},
+        PROFILES,
+        {"flow": "a" * 64, "interp": "b" * 64},
+        False,
+        False,
+        3,
+    )
     parsed = parse_manifest(__import__("json").loads(m.to_json()))
     assert parsed.kind == "tensorrt"
     assert parsed.graphs["flow"].file == "flow.plan"

@@ -10,7 +10,9 @@ import pytest
 
 
 def slomo(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "superslomo.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "superslomo.cli", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def placeholder_onnx_folder(folder, warp: str) -> None:
@@ -21,8 +23,12 @@ def placeholder_onnx_folder(folder, warp: str) -> None:
     graphs = {}
     for g in ("flow", "interp"):
         (folder / f"{g}.onnx").write_bytes(b"\x08\x08")
-        graphs[g] = GraphEntry(file=f"{g}.onnx", sha256=sha256_of(folder / f"{g}.onnx"), inputs=[], outputs=[])
-    write_manifest(folder, Manifest(kind="onnx", precision="fp32", warp=warp, io="float32", opset=17, graphs=graphs))
+        graphs[g] = GraphEntry(
+            file=f"{g}.onnx", sha256=sha256_of(folder / f"{g}.onnx"), inputs=[], outputs=[]
+        )
+    write_manifest(
+        folder, Manifest(kind="onnx", precision="fp32", warp=warp, io="float32", opset=17, graphs=graphs)
+    )
 
 
 @pytest.mark.parametrize(

@@ -15,12 +15,17 @@ def _graph(path, with_attrs=False, op="BackWarp"):
     attrs = {"plugin_namespace": "superslomo", "aot": 1, "convention": "exact"} if with_attrs else {}
     node = helper.make_node(op, ["image", "flow"], ["warped"], domain="superslomo", **attrs)
     graph = helper.make_graph(
-        [node], "g",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, "H", "W"]),
-         helper.make_tensor_value_info("flow", TensorProto.FLOAT, ["N", 2, "H", "W"])],
+        [node],
+        "g",
+        [
+            helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, "H", "W"]),
+            helper.make_tensor_value_info("flow", TensorProto.FLOAT, ["N", 2, "H", "W"]),
+        ],
         [helper.make_tensor_value_info("warped", TensorProto.FLOAT, ["N", 3, "H", "W"])],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("superslomo", 1)])
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("superslomo", 1)]
+    )
     onnx.save(model, str(path))
     return path
 

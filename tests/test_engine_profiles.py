@@ -56,11 +56,11 @@ def test_split_profiles_nested_growing_and_valid():
     profiles = split_profiles(base, 3)
     assert len(profiles) == 3
     assert profiles[-1].max == base.max
-    for prev, cur in zip(profiles, profiles[1:]):
+    for prev, cur in zip(profiles, profiles[1:], strict=False):
         assert cur.max.pixels > prev.max.pixels
     for p in profiles:
         assert p.min == base.min
-        for lo, op, hi in zip(p.min.astuple(), p.opt.astuple(), p.max.astuple()):
+        for lo, op, hi in zip(p.min.astuple(), p.opt.astuple(), p.max.astuple(), strict=False):
             assert lo <= op <= hi
         assert p.max.h % 32 == 0 and p.max.w % 32 == 0
     with pytest.raises(ProfileError):

@@ -49,7 +49,9 @@ def test_no_api_removed_in_tensorrt_11_is_referenced():
 
 
 def test_removed_api_scan_would_catch_a_precision_flag():
-    sample = "config.set_flag(trt.BuilderFlag.FP16)\nconfig.int8_calibrator = calib\nx = engine.device_memory_size"
+    sample = (
+        "config.set_flag(trt.BuilderFlag.FP16)\nconfig.int8_calibrator = calib\nx = engine.device_memory_size"
+    )
     hits = [p for p in REMOVED_IN_TRT11 if re.search(p, sample)]
     assert len(hits) == 3
     assert not re.search(REMOVED_IN_TRT11[12], "engine.device_memory_size_v2")
@@ -69,8 +71,13 @@ def _stubs_or_skip():
 
 @pytest.mark.slow
 def test_engine_and_tensorrt_runtime_typecheck_against_stubs():
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "typecheck_tensorrt.py")], capture_output=True,
-                            text=True, cwd=ROOT, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "typecheck_tensorrt.py")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+    )
     if result.returncode == 3:
         pytest.skip(f"tensorrt-stubs cannot be installed here: {result.stderr.strip()}")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]

@@ -112,13 +112,19 @@ for kind in ("fp32", "fp16"):
 def test_kernel_compiles_ahead_of_time_to_ptx_without_a_gpu():
     env = {k: v for k, v in __import__("os").environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_DEFAULT_FP_FUSION"] = "0"
-    result = subprocess.run([sys.executable, "-c", AOT_SCRIPT], capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", AOT_SCRIPT], capture_output=True, text=True, env=env, timeout=300
+    )
     if result.returncode != 0 and "ptxas" in result.stderr.lower():
         pytest.skip(f"Triton's bundled ptxas unavailable here: {result.stderr.strip()[-200:]}")
     assert result.returncode == 0, result.stderr[-2000:]
     lines = [line.split() for line in result.stdout.strip().splitlines()]
-    assert [line[:2] for line in lines] == [["fp32", "reference"], ["fp32", "exact"], ["fp16", "reference"],
-                                            ["fp16", "exact"]]
+    assert [line[:2] for line in lines] == [
+        ["fp32", "reference"],
+        ["fp32", "exact"],
+        ["fp16", "reference"],
+        ["fp16", "exact"],
+    ]
     for _, _, name, warps, shared, params, _ in lines:
         assert name == "backwarp_kernel"
         assert int(warps) * 32 > 0 and int(shared) >= 0

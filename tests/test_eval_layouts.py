@@ -88,20 +88,30 @@ def test_pairs_are_read_without_ground_truth(tmp_path):
 def test_missing_ground_truth_is_one_line_exit_2(tmp_path, capsys):
     _split_set(tmp_path / "eval" / "input", None)
     # A missing model too: the ground truth must be checked before a model is opened.
-    code, _out, err = run_cli(capsys, "eval", "--data", str(tmp_path / "eval" / "input"),
-                              "--model", str(tmp_path / "missing.safetensors"))
+    code, _out, err = run_cli(
+        capsys,
+        "eval",
+        "--data",
+        str(tmp_path / "eval" / "input"),
+        "--model",
+        str(tmp_path / "missing.safetensors"),
+    )
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert "no ground truth" in err and "--gt DIR" in err
     # The same from the root of a split tree whose gt/ is absent, and with an explicit layout.
-    for args in (["--data", str(tmp_path / "eval")], ["--data", str(tmp_path / "eval" / "input"),
-                                                      "--layout", "middlebury"]):
+    for args in (
+        ["--data", str(tmp_path / "eval")],
+        ["--data", str(tmp_path / "eval" / "input"), "--layout", "middlebury"],
+    ):
         code, _out, err = run_cli(capsys, "eval", *args, "--model", str(tmp_path / "missing.safetensors"))
         assert code == 2 and err.count("\n") == 1 and "no ground truth" in err
 
 
 def test_missing_ground_truth_on_the_real_middlebury_inputs(capsys, tmp_path):
     data = shared_data("middlebury_eval", "input")
-    code, _out, err = run_cli(capsys, "eval", "--data", str(data), "--model", str(tmp_path / "missing.safetensors"))
+    code, _out, err = run_cli(
+        capsys, "eval", "--data", str(data), "--model", str(tmp_path / "missing.safetensors")
+    )
     assert code == 2 and err.count("\n") == 1 and "no ground truth" in err and "--gt" in err
 
 
@@ -131,8 +141,20 @@ def test_eval_command_takes_gt(small_model, tmp_path, capsys):
     save_checkpoint(small_model, checkpoint)
     _split_set(tmp_path / "inputs", tmp_path / "truth")
     report = tmp_path / "eval.json"
-    code, out, err = run_cli(capsys, "eval", "--data", str(tmp_path / "inputs"), "--gt", str(tmp_path / "truth"),
-                             "--model", str(checkpoint), "--backend", "torch", "--report", str(report))
+    code, out, err = run_cli(
+        capsys,
+        "eval",
+        "--data",
+        str(tmp_path / "inputs"),
+        "--gt",
+        str(tmp_path / "truth"),
+        "--model",
+        str(checkpoint),
+        "--backend",
+        "torch",
+        "--report",
+        str(report),
+    )
     assert code == 0, err
     result = json.loads(report.read_text())
     _assert_paired(result)

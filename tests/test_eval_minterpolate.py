@@ -25,7 +25,7 @@ def test_minterpolate_follows_a_known_translation():
     # frame0 and frame1 are crops of one scene 8 px apart; the true middle is the crop halfway.
     scene = _smooth_scene(80, 140, np.random.default_rng(3))
     shift, top, left = 4, 8, 20
-    f0, middle, f1 = (scene[top:top + 64, left + dx:left + dx + 96] for dx in (-shift, 0, shift))
+    f0, middle, f1 = (scene[top : top + 64, left + dx : left + dx + 96] for dx in (-shift, 0, shift))
     out = minterpolate_middle(f0, f1)
     assert out.shape == f0.shape and out.dtype == np.uint8
     assert psnr(out, middle) > psnr(blend(f0, f1), middle) + 2.0  # motion compensated, not blended

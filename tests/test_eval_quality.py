@@ -74,8 +74,18 @@ def test_eval_reproduces_the_baselines_on_ucf101():
 def test_eval_command_reports_model_and_baseline(checkpoint, tmp_path, capsys):
     data = shared_data("ucf101_adacof")
     report = tmp_path / "eval.json"
-    code, out, err = run_cli(capsys, "eval", "--data", str(data), "--model", str(checkpoint), "--limit", "2",
-                             "--report", str(report))
+    code, out, err = run_cli(
+        capsys,
+        "eval",
+        "--data",
+        str(data),
+        "--model",
+        str(checkpoint),
+        "--limit",
+        "2",
+        "--report",
+        str(report),
+    )
     assert code == 0, err
     result = json.loads(report.read_text())
     assert result["count"] == 2 and result["backend"].startswith("onnxruntime")
@@ -86,14 +96,25 @@ def test_eval_command_reports_model_and_baseline(checkpoint, tmp_path, capsys):
     assert result["psnr"] < result["baseline"]["psnr"]
     assert "linear blend" in out and "gain over blend" in out
     assert "ffmpeg minterpolate" in out and "gain over minterpolate" in out
-    assert result["minterpolate"]["psnr"] == pytest.approx(np.mean([i["minterpolate"]["psnr"] for i in result["items"]]))
+    assert result["minterpolate"]["psnr"] == pytest.approx(
+        np.mean([i["minterpolate"]["psnr"] for i in result["items"]])
+    )
 
 
 def test_eval_no_minterpolate_leaves_it_out(checkpoint, tmp_path, capsys):
     data = _middlebury_set(tmp_path / "mb", np.random.default_rng(2))
     report = tmp_path / "eval.json"
-    code, out, err = run_cli(capsys, "eval", "--data", str(data), "--model", str(checkpoint), "--no-minterpolate",
-                             "--report", str(report))
+    code, out, err = run_cli(
+        capsys,
+        "eval",
+        "--data",
+        str(data),
+        "--model",
+        str(checkpoint),
+        "--no-minterpolate",
+        "--report",
+        str(report),
+    )
     assert code == 0, err
     result = json.loads(report.read_text())
     assert "minterpolate" not in result and all("minterpolate" not in item for item in result["items"])
@@ -101,8 +122,16 @@ def test_eval_no_minterpolate_leaves_it_out(checkpoint, tmp_path, capsys):
 
 
 def test_eval_rejects_an_unknown_layout_before_loading_a_model(tmp_path, capsys):
-    code, _out, err = run_cli(capsys, "eval", "--data", str(tmp_path), "--layout", "vimeo90k",
-                              "--model", str(tmp_path / "missing.safetensors"))
+    code, _out, err = run_cli(
+        capsys,
+        "eval",
+        "--data",
+        str(tmp_path),
+        "--layout",
+        "vimeo90k",
+        "--model",
+        str(tmp_path / "missing.safetensors"),
+    )
     assert code == 2
     assert err.strip() == "error: unknown layout 'vimeo90k'; choose one of auto, middlebury, ucf, frames"
 

@@ -40,8 +40,10 @@ def _compare(backend, model, f0, f1, t):
     np.testing.assert_allclose(flows["flow01"], ref01, atol=PARITY_ATOL, rtol=0)
     np.testing.assert_allclose(flows["flow10"], ref10, atol=PARITY_ATOL, rtol=0)
     # Feed the reference flows to the interpolation graph so each graph is checked on its own.
-    out = backend.infer("interp", {"frame0": f0.numpy(), "frame1": f1.numpy(), "flow01": ref01,
-                                   "flow10": ref10, "t": t.numpy()})
+    out = backend.infer(
+        "interp",
+        {"frame0": f0.numpy(), "frame1": f1.numpy(), "flow01": ref01, "flow10": ref10, "t": t.numpy()},
+    )
     np.testing.assert_allclose(out["frame_t"], ref_frame, atol=PARITY_ATOL, rtol=0)
     assert np.abs(ref01).max() > 0.5, "flows too small for the warp to be exercised"
 
@@ -93,7 +95,10 @@ def test_warp_lowering(exported):
     assert len(warps) == 4  # two to build the net input, two for the final fusion
     if manifest.warp == "gridsample":
         for node in warps:
-            attrs = {a.name: (a.s.decode() if a.type == onnx.AttributeProto.STRING else a.i) for a in node.attribute}
+            attrs = {
+                a.name: (a.s.decode() if a.type == onnx.AttributeProto.STRING else a.i)
+                for a in node.attribute
+            }
             assert attrs == {"mode": "bilinear", "padding_mode": "zeros", "align_corners": 1}
     else:
         assert all(n.op_type == "BackWarp" and n.domain == "superslomo" for n in warps)
@@ -112,7 +117,13 @@ def test_unsupported_opsets_are_refused(small_model, tmp_path, opset):
 def test_opset_19_keeps_bilinear(small_model, tmp_path):
     export_model(small_model, tmp_path, ExportOptions(opset=19))
     interp = onnx.load(str(tmp_path / "interp.onnx"))
-    modes = {a.s.decode() for n in interp.graph.node if n.op_type == "GridSample" for a in n.attribute if a.name == "mode"}
+    modes = {
+        a.s.decode()
+        for n in interp.graph.node
+        if n.op_type == "GridSample"
+        for a in n.attribute
+        if a.name == "mode"
+    }
     assert modes == {"bilinear"}
     assert {o.domain: o.version for o in interp.opset_import}[""] == 19
 
@@ -124,7 +135,9 @@ def test_uint8_io(small_model, tmp_path):
     f0 = rng.integers(0, 256, (2, 64, 96, 3), dtype=np.uint8)
     f1 = rng.integers(0, 256, (2, 64, 96, 3), dtype=np.uint8)
     flows = backend.infer("flow", {"frame0": f0, "frame1": f1})
-    out = backend.infer("interp", {"frame0": f0, "frame1": f1, **flows, "t": np.array([0.3, 0.6], np.float32)})
+    out = backend.infer(
+        "interp", {"frame0": f0, "frame1": f1, **flows, "t": np.array([0.3, 0.6], np.float32)}
+    )
     assert out["frame_t"].dtype == np.uint8 and out["frame_t"].shape == (2, 64, 96, 3)
     t0, t1 = (torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255 for a in (f0, f1))
     ref01, ref10, ref = _torch_reference(small_model, t0, t1, torch.tensor([0.3, 0.6]))
@@ -199,7 +212,9 @@ def test_polygraphy_comparison_catches_a_perturbed_weight(small_model, tmp_path)
     ref01, ref10, _ = _torch_reference(small_model, f0, f1, torch.tensor([0.5]))
     feed = [{"frame0": f0.numpy(), "frame1": f1.numpy()}]
     reference = RunResults()
-    reference.append(("pytorch", [IterationResult({"flow01": ref01, "flow10": ref10}, runner_name="pytorch")]))
+    reference.append(
+        ("pytorch", [IterationResult({"flow01": ref01, "flow10": ref10}, runner_name="pytorch")])
+    )
     compare = SimpleCompareFunc(atol=PARITY_ATOL, rtol=0.0)
 
     def run(path):
@@ -211,7 +226,9 @@ def test_polygraphy_comparison_catches_a_perturbed_weight(small_model, tmp_path)
 
     assert run(tmp_path / "flow.onnx")
     model = onnx.load(str(tmp_path / "flow.onnx"))
-    weight = next(i for i in model.graph.initializer if len(i.dims) == 4 and i.dims[0] == 4)  # a conv3-ish weight
+    weight = next(
+        i for i in model.graph.initializer if len(i.dims) == 4 and i.dims[0] == 4
+    )  # a conv3-ish weight
     array = onnx.numpy_helper.to_array(weight).copy()
     array.flat[0] += 0.05
     weight.CopyFrom(onnx.numpy_helper.from_array(array, weight.name))
@@ -228,13 +245,33 @@ def test_cli_export_writes_graphs_and_manifest(small_model, tmp_path):
     public = public_format_checkpoint(small_model, tmp_path / "SuperSloMo.ckpt")
     save_checkpoint(small_model, tmp_path / "m.safetensors")
     out = tmp_path / "graphs"
-    result = subprocess.run([sys.executable, "-m", "superslomo.cli", "export", str(public),
-                             "-o", str(out), "--io", "uint8"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "superslomo.cli", "export", str(public), "-o", str(out), "--io", "uint8"],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
     manifest = read_manifest(out)
     assert manifest.io == "uint8" and manifest.source["sha256"] and manifest.source["width"] == 4
     assert manifest.source["checkpoint"] == "SuperSloMo.ckpt"
     assert sorted(p.name for p in out.iterdir()) == ["flow.onnx", "interp.onnx", "manifest.json"]
-    bad = subprocess.run([sys.executable, "-m", "superslomo.cli", "export", str(tmp_path / "m.safetensors"),
-                          "-o", str(tmp_path / "o2"), "--warp", "magic"], capture_output=True, text=True)
-    assert bad.returncode == 2 and bad.stderr.startswith("error: unknown warp") and not (tmp_path / "o2").exists()
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "superslomo.cli",
+            "export",
+            str(tmp_path / "m.safetensors"),
+            "-o",
+            str(tmp_path / "o2"),
+            "--warp",
+            "magic",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        bad.returncode == 2
+        and bad.stderr.startswith("error: unknown warp")
+        and not (tmp_path / "o2").exists()
+    )

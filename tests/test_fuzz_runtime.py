@@ -37,8 +37,12 @@ def test_padding_replicates_edges_and_crops_back_exactly(height: int, width: int
     assert height <= ph < height + SIZE_MULTIPLE and width <= pw < width + SIZE_MULTIPLE
     np.testing.assert_array_equal(padded[:height, :width], frame)
     # New pixels repeat the last row / column: no black seam for the convolutions to see.
-    np.testing.assert_array_equal(padded[height:, :width], np.broadcast_to(frame[-1:], (ph - height, width, 3)))
-    np.testing.assert_array_equal(padded[:, width:], np.broadcast_to(padded[:, width - 1 : width], (ph, pw - width, 3)))
+    np.testing.assert_array_equal(
+        padded[height:, :width], np.broadcast_to(frame[-1:], (ph - height, width, 3))
+    )
+    np.testing.assert_array_equal(
+        padded[:, width:], np.broadcast_to(padded[:, width - 1 : width], (ph, pw - width, 3))
+    )
     np.testing.assert_array_equal(crop_frame(padded, height, width), frame)
 
 
@@ -79,14 +83,22 @@ class EchoBackend:
 
 
 @FUZZ
-@given(height=sides, width=sides, seed=st.integers(0, 2**32 - 1), io=st.sampled_from(["float32", "uint8"]),
-       times=st.lists(inside, min_size=1, max_size=9), max_batch=st.integers(1, 5))
-def test_interpolator_round_trips_any_size_and_keeps_time_order(height, width, seed, io, times, max_batch) -> None:
+@given(
+    height=sides,
+    width=sides,
+    seed=st.integers(0, 2**32 - 1),
+    io=st.sampled_from(["float32", "uint8"]),
+    times=st.lists(inside, min_size=1, max_size=9),
+    max_batch=st.integers(1, 5),
+)
+def test_interpolator_round_trips_any_size_and_keeps_time_order(
+    height, width, seed, io, times, max_batch
+) -> None:
     frame = _frame(height, width, seed)
     backend = EchoBackend(io)
     out = Interpolator(backend, max_batch=max_batch).interpolate(frame, frame, times)
     assert len(out) == len(times) and backend.batches == [len(b) for b in schedule_times(times, max_batch)]
-    for t, image in zip(times, out):
+    for t, image in zip(times, out, strict=False):
         assert image.shape == frame.shape and image.dtype == np.uint8
         np.testing.assert_array_equal(image[..., :2], frame[..., :2])  # padded, run, cropped: exact
         assert np.all(np.abs(image[..., 2].astype(np.float64) - t * 255.0) <= 1.0)  # this output's own t
@@ -103,8 +115,11 @@ def test_batches_cover_every_time_once_in_order(times: list[float], max_batch: i
 
 
 @FUZZ
-@given(times=st.lists(inside, max_size=10), bad=st.one_of(
-    st.floats(max_value=0.0), st.floats(min_value=1.0), st.just(math.nan)), where=st.integers(0, 10))
+@given(
+    times=st.lists(inside, max_size=10),
+    bad=st.one_of(st.floats(max_value=0.0), st.floats(min_value=1.0), st.just(math.nan)),
+    where=st.integers(0, 10),
+)
 def test_any_time_outside_the_open_interval_is_refused(times: list[float], bad: float, where: int) -> None:
     times.insert(min(where, len(times)), bad)
     with pytest.raises(SloMoError, match="strictly between 0 and 1"):

@@ -166,7 +166,9 @@ def test_exact_warp_model_matches_independent_reference():
 
 def test_upsampling_is_bilinear_without_align_corners():
     x = torch.rand(1, 2, 5, 7)
-    torch.testing.assert_close(F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False), _upsample2(x))
+    torch.testing.assert_close(
+        F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False), _upsample2(x)
+    )
 
 
 def test_forward_is_flow_then_synthesize(small_model):
@@ -212,8 +214,9 @@ def test_backwarp_gradients_match_an_inline_grid_sample(convention):
         grid = torch.stack(((2 * x + 1) / 11 - 1, (2 * y + 1) / 9 - 1), 3)
     else:
         grid = torch.stack((2 * (x / 11 - 0.5), 2 * (y / 9 - 0.5)), 3)
-    out = F.grid_sample(image2, grid, mode="bilinear", padding_mode="zeros",
-                        align_corners=convention == "reference")
+    out = F.grid_sample(
+        image2, grid, mode="bilinear", padding_mode="zeros", align_corners=convention == "reference"
+    )
     forward = backwarp(image, flow, convention).detach().double()
     torch.testing.assert_close(forward, out.detach(), atol=1e-5, rtol=0)
     (out * weights.double()).sum().backward()

@@ -94,14 +94,30 @@ def _flip_t(folder: Path) -> None:
 def test_parity_passes_on_correct_export(exported, tmp_path, capsys):
     root, checkpoint = exported
     report, junit = tmp_path / "parity.json", tmp_path / "parity.xml"
-    code, out, err = run_cli(capsys, "parity", str(root / "fp32"), "--against", str(checkpoint), "--sizes", SIZE,
-                             "--report", str(report), "--junit", str(junit))
+    code, out, err = run_cli(
+        capsys,
+        "parity",
+        str(root / "fp32"),
+        "--against",
+        str(checkpoint),
+        "--sizes",
+        SIZE,
+        "--report",
+        str(report),
+        "--junit",
+        str(junit),
+    )
     assert code == 0, err
     assert "parity: pass" in out
     data = json.loads(report.read_text())
     assert data["passed"] and data["failed"] == []
-    assert data["gate"] == {"mode": "tolerance", "atol": 1e-4, "rtol": 1e-4, "min_psnr": None,
-                            "origin": "default for fp32"}
+    assert data["gate"] == {
+        "mode": "tolerance",
+        "atol": 1e-4,
+        "rtol": 1e-4,
+        "min_psnr": None,
+        "origin": "default for fp32",
+    }
     assert data["checkpoint_matches_manifest"] is None  # exported in-process, no source sha recorded
     # fp32 graphs run as exported: no fp16 emulation, nothing said about one.
     assert data["backend"] == "onnxruntime" and data["emulation"] is None and "measured:" not in out
@@ -117,14 +133,27 @@ def test_parity_passes_on_correct_export(exported, tmp_path, capsys):
     assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
 
 
-@pytest.mark.parametrize("graph,failing,passing", [("flow", "flow01", "frame_t"), ("interp", "frame_t", "flow01")])
+@pytest.mark.parametrize(
+    "graph,failing,passing", [("flow", "flow01", "frame_t"), ("interp", "frame_t", "flow01")]
+)
 def test_parity_fails_on_a_perturbed_weight(exported, tmp_path, capsys, graph, failing, passing):
     root, checkpoint = exported
     folder = _copy(root / "fp32", tmp_path / "model")
     _perturb_weight(folder, graph)
     report, junit = tmp_path / "parity.json", tmp_path / "parity.xml"
-    code, _out, err = run_cli(capsys, "parity", str(folder), "--against", str(checkpoint), "--sizes", SIZE,
-                              "--report", str(report), "--junit", str(junit))
+    code, _out, err = run_cli(
+        capsys,
+        "parity",
+        str(folder),
+        "--against",
+        str(checkpoint),
+        "--sizes",
+        SIZE,
+        "--report",
+        str(report),
+        "--junit",
+        str(junit),
+    )
     assert code == 1
     assert err.startswith("error: parity failed:") and failing in err and "Traceback" not in err
     data = json.loads(report.read_text())
@@ -140,8 +169,17 @@ def test_parity_fails_when_t_is_mishandled(exported, small_model, tmp_path, caps
     root, checkpoint = exported
     folder = _copy(root / "fp32", tmp_path / "model")
     _flip_t(folder)
-    code, _out, err = run_cli(capsys, "parity", str(folder), "--against", str(checkpoint), "--sizes", SIZE,
-                              "--report", str(tmp_path / "r.json"))
+    code, _out, err = run_cli(
+        capsys,
+        "parity",
+        str(folder),
+        "--against",
+        str(checkpoint),
+        "--sizes",
+        SIZE,
+        "--report",
+        str(tmp_path / "r.json"),
+    )
     assert code == 1 and "frame_t" in err
     data = json.loads((tmp_path / "r.json").read_text())
     assert set(data["failed"]) == {"frame_t", "final"}
@@ -151,20 +189,43 @@ def test_parity_fails_when_t_is_mishandled(exported, small_model, tmp_path, caps
     from superslomo.runtime import open_backend
 
     backend = open_backend(folder, "onnxruntime")
-    only_half = check_parity(backend, TorchBackend(small_model), random_cases([(96, 64)]), choose_gate("fp32"),
-                             times=(0.5,))
+    only_half = check_parity(
+        backend, TorchBackend(small_model), random_cases([(96, 64)]), choose_gate("fp32"), times=(0.5,)
+    )
     assert only_half["passed"]
 
 
 def test_fp16_export_fails_fp32_tolerances_and_passes_its_own(exported, tmp_path, capsys):
     root, checkpoint = exported
     report = tmp_path / "r.json"
-    code, _out, err = run_cli(capsys, "parity", str(root / "fp16"), "--against", str(checkpoint), "--sizes", SIZE,
-                              "--atol", "1e-4", "--rtol", "1e-4", "--report", str(report))
+    code, _out, err = run_cli(
+        capsys,
+        "parity",
+        str(root / "fp16"),
+        "--against",
+        str(checkpoint),
+        "--sizes",
+        SIZE,
+        "--atol",
+        "1e-4",
+        "--rtol",
+        "1e-4",
+        "--report",
+        str(report),
+    )
     assert code == 1 and "flow01" in err
     assert json.loads(report.read_text())["outputs"]["flow01"]["max_abs"] > 1e-4
-    code, out, err = run_cli(capsys, "parity", str(root / "fp16"), "--against", str(checkpoint), "--sizes", SIZE,
-                             "--report", str(report))
+    code, out, err = run_cli(
+        capsys,
+        "parity",
+        str(root / "fp16"),
+        "--against",
+        str(checkpoint),
+        "--sizes",
+        SIZE,
+        "--report",
+        str(report),
+    )
     assert code == 0, err
     assert "PSNR >= 40.0 dB on frames (default for fp16)" in out and "ok (reported)" in out
     data = json.loads(report.read_text())
@@ -172,17 +233,38 @@ def test_fp16_export_fails_fp32_tolerances_and_passes_its_own(exported, tmp_path
     assert data["outputs"]["final"]["min_psnr"] == 40.0 and data["outputs"]["final"]["psnr"] >= 40.0
     assert data["outputs"]["flow01"]["gated"] is False
     # An impossible PSNR floor turns the same numbers into a failure naming the frames.
-    code, _out, err = run_cli(capsys, "parity", str(root / "fp16"), "--against", str(checkpoint), "--sizes", SIZE,
-                              "--min-psnr", "500")
+    code, _out, err = run_cli(
+        capsys,
+        "parity",
+        str(root / "fp16"),
+        "--against",
+        str(checkpoint),
+        "--sizes",
+        SIZE,
+        "--min-psnr",
+        "500",
+    )
     assert code == 1 and "final" in err and "PSNR" in err
 
 
 def test_parity_on_real_frames(exported, tmp_path, capsys):
     pair = shared_data("rife_demo")
     root, checkpoint = exported
-    code, _out, err = run_cli(capsys, "parity", str(root / "fp32"), "--against", str(checkpoint),
-                             "--data", str(pair / "I0_0.png"), "--data", str(pair / "I0_1.png"),
-                             "--sizes", "160x90", "--report", str(tmp_path / "r.json"))
+    code, _out, err = run_cli(
+        capsys,
+        "parity",
+        str(root / "fp32"),
+        "--against",
+        str(checkpoint),
+        "--data",
+        str(pair / "I0_0.png"),
+        "--data",
+        str(pair / "I0_1.png"),
+        "--sizes",
+        "160x90",
+        "--report",
+        str(tmp_path / "r.json"),
+    )
     assert code == 0, err
     data = json.loads((tmp_path / "r.json").read_text())
     assert [c["name"] for c in data["cases"]] == ["I0_0-I0_1@160x90"] and data["inputs"] == "frames"
@@ -191,13 +273,16 @@ def test_parity_on_real_frames(exported, tmp_path, capsys):
     assert data["cases"][0]["outputs"]["final"]["shape"] == [3, 90, 160, 3]
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--atol", "1e-3", "--min-psnr", "30"], "not both"),
-    (["--sizes", "96"], "WIDTHxHEIGHT"),
-    (["--backend", "tvm"], "unknown backend"),
-    (["--atol", "-1"], ">= 0"),
-    (["--data", "/nonexistent/frames"], "not found"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--atol", "1e-3", "--min-psnr", "30"], "not both"),
+        (["--sizes", "96"], "WIDTHxHEIGHT"),
+        (["--backend", "tvm"], "unknown backend"),
+        (["--atol", "-1"], ">= 0"),
+        (["--data", "/nonexistent/frames"], "not found"),
+    ],
+)
 def test_parity_usage_errors_are_one_line_exit_2(exported, capsys, args, message):
     root, checkpoint = exported
     code, _out, err = run_cli(capsys, "parity", str(root / "fp32"), "--against", str(checkpoint), *args)
@@ -242,8 +327,9 @@ def test_any_backend_goes_through_the_same_path(small_model):
     same = check_parity(TorchBackend(small_model), reference, cases, choose_gate("fp32"))
     assert same["passed"] and same["outputs"]["final"]["psnr"] == float("inf")
     assert json_safe(same)["outputs"]["final"]["psnr"] == "inf"
-    broken = check_parity(_Faulty(TorchBackend(small_model), "flow", "flow10", np.nan), reference, cases,
-                          choose_gate("fp16"))
+    broken = check_parity(
+        _Faulty(TorchBackend(small_model), "flow", "flow10", np.nan), reference, cases, choose_gate("fp16")
+    )
     assert broken["failed"] and "flow10" in broken["failed"]
     assert broken["cases"][0]["outputs"]["flow10"]["why"].startswith("non-finite")
 

@@ -52,7 +52,10 @@ def _inputs():
     from superslomo.eval.parity import random_pair
 
     f0, f1 = random_pair(96, 64, np.random.default_rng(7))
-    return {name: (f.transpose(2, 0, 1)[None].astype(np.float32) / 255.0) for name, f in (("frame0", f0), ("frame1", f1))}
+    return {
+        name: (f.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)
+        for name, f in (("frame0", f0), ("frame1", f1))
+    }
 
 
 def test_rounding_follows_the_fp16_graphs_own_types(fp16_folder):
@@ -71,7 +74,10 @@ def test_rounding_follows_the_fp16_graphs_own_types(fp16_folder):
             consumers.setdefault(name, []).append(node)
 
     def rounded(output: str) -> bool:
-        return any(n.op_type == "Cast" and n.attribute[0].i == onnx.TensorProto.FLOAT16 for n in consumers.get(output, []))
+        return any(
+            n.op_type == "Cast" and n.attribute[0].i == onnx.TensorProto.FLOAT16
+            for n in consumers.get(output, [])
+        )
 
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
     assert len(convs) == 23 and all(rounded(n.output[0]) for n in convs)  # every U-Net conv, stored fp16
@@ -113,7 +119,9 @@ def test_emulated_error_is_fp16_sized(fp16_folder):
     inputs = _inputs()
     ref = TorchBackend(model).infer("flow", inputs)["flow01"]
     once = _psnr_to_peak(_round16(ref), ref)
-    emulated = _psnr_to_peak(open_emulated_backend(folder, read_manifest(folder))[0].infer("flow", inputs)["flow01"], ref)
+    emulated = _psnr_to_peak(
+        open_emulated_backend(folder, read_manifest(folder))[0].infer("flow", inputs)["flow01"], ref
+    )
     plain = _psnr_to_peak(open_backend(folder, "onnxruntime").infer("flow", inputs)["flow01"], ref)
     assert 40.0 < emulated <= once + 1.0, (emulated, once)
     assert plain > once + 30.0, (plain, once)  # the old gate saw fp32 rounding only
@@ -126,26 +134,45 @@ def test_gate_measures_fp16_where_the_old_one_passed_anything(fp16_folder, tmp_p
 
     folder, checkpoint, model = fp16_folder
     report = tmp_path / "r.json"
-    code, out, err = run_cli(capsys, "parity", str(folder), "--against", str(checkpoint), "--sizes", SIZE,
-                             "--report", str(report))
+    code, out, err = run_cli(
+        capsys, "parity", str(folder), "--against", str(checkpoint), "--sizes", SIZE, "--report", str(report)
+    )
     assert code == 0, err
     data = json.loads(report.read_text())
     final = data["outputs"]["final"]["psnr"]
     assert 40.0 < final < BETWEEN_FP32_AND_FP16_DB
     # The report says plainly what this number is, and what it is not.
     assert data["backend"] == "onnxruntime-fp16-emulated"
-    assert data["emulation"]["measured"] == "fp16 storage rounding of weights and activations, emulated on the CPU"
-    assert "TensorRT" in data["emulation"]["not_measured"] and "arithmetic" in data["emulation"]["not_measured"]
+    assert (
+        data["emulation"]["measured"]
+        == "fp16 storage rounding of weights and activations, emulated on the CPU"
+    )
+    assert (
+        "TensorRT" in data["emulation"]["not_measured"] and "arithmetic" in data["emulation"]["not_measured"]
+    )
     assert data["emulation"]["graphs"]["flow"]["rounded_activations"] > 0
     assert "measured: fp16 storage rounding of weights and activations, emulated on the CPU" in out
     assert "not measured: fp16 arithmetic" in out
 
-    code, _out, err = run_cli(capsys, "parity", str(folder), "--against", str(checkpoint), "--sizes", SIZE,
-                              "--min-psnr", str(BETWEEN_FP32_AND_FP16_DB))
+    code, _out, err = run_cli(
+        capsys,
+        "parity",
+        str(folder),
+        "--against",
+        str(checkpoint),
+        "--sizes",
+        SIZE,
+        "--min-psnr",
+        str(BETWEEN_FP32_AND_FP16_DB),
+    )
     assert code == 1 and "final" in err and "PSNR" in err
     # The old gate (ONNX Runtime on the fp16 graph as is) passed the same floor.
-    old = check_parity(open_backend(folder, "onnxruntime"), TorchBackend(model), random_cases([(96, 64)]),
-                       choose_gate("fp16", min_psnr=BETWEEN_FP32_AND_FP16_DB))
+    old = check_parity(
+        open_backend(folder, "onnxruntime"),
+        TorchBackend(model),
+        random_cases([(96, 64)]),
+        choose_gate("fp16", min_psnr=BETWEEN_FP32_AND_FP16_DB),
+    )
     assert old["passed"], old["outputs"]["final"]
 
 
@@ -158,9 +185,12 @@ def test_emulation_refuses_what_it_cannot_represent(fp16_folder):
     from superslomo.runtime.manifest import read_manifest
 
     folder, _ckpt, _model = fp16_folder
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [2])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [2])])
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [2])],
+    )
     with pytest.raises(SloMoError, match="fp16 inputs or outputs"):
         emulate_fp16_storage(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
     with pytest.raises(SloMoError, match="needs an fp16 ONNX folder"):

@@ -126,7 +126,7 @@ def _tokens(text: str) -> list[str]:
             close = text.find(c, i + 1)
             if close < 0:
                 raise ValueError(f"unbalanced quote in {text!r}")
-            word, quoted, in_word = word + text[i + 1:close], True, True
+            word, quoted, in_word = word + text[i + 1 : close], True, True
             i = close + 1
             continue
         if c == "\\" and i + 1 < len(text):
@@ -185,6 +185,7 @@ def _tree(words: list[str]) -> list:
 def _variants(sequence: list) -> list[list[str]]:
     """The base line (every optional group dropped, first alternative of every word), then one
     line per alternative of each word and of each group, then one with every group in."""
+
     def base(items: list) -> list[str]:
         return [item[0] for item in items if isinstance(item, list)]
 
@@ -193,7 +194,7 @@ def _variants(sequence: list) -> list[list[str]]:
 
     result = [base(sequence)]
     for k, item in enumerate(sequence):
-        before, after = base(sequence[:k]), base(sequence[k + 1:])
+        before, after = base(sequence[:k]), base(sequence[k + 1 :])
         if isinstance(item, list):
             result += [before + [value] + after for value in item[1:]]
         else:
@@ -252,7 +253,9 @@ def parse_errors(command: ReadmeCommand, root=None) -> list[str]:
             continue
         sub = root.commands.get(args[0])
         if sub is None:
-            errors.append(f"{command}\n    no command {args[0]!r}; the CLI has {', '.join(sorted(root.commands))}")
+            errors.append(
+                f"{command}\n    no command {args[0]!r}; the CLI has {', '.join(sorted(root.commands))}"
+            )
             continue
         if command.reference:
             continue
@@ -286,10 +289,10 @@ def _number_for_placeholder(args: list[str], param) -> list[str] | None:
     opts = set(getattr(param, "opts", ()) or ()) - {getattr(param, "name", None)}
     for k, arg in enumerate(args):
         if arg in opts and k + 1 < len(args) and PLACEHOLDER.match(args[k + 1]):
-            return args[:k + 1] + [NUMBER_STAND_IN] + args[k + 2:]
+            return args[: k + 1] + [NUMBER_STAND_IN] + args[k + 2 :]
         name, _, value = arg.partition("=")
         if name in opts and PLACEHOLDER.match(value):
-            return args[:k] + [f"{name}={NUMBER_STAND_IN}"] + args[k + 1:]
+            return args[:k] + [f"{name}={NUMBER_STAND_IN}"] + args[k + 1 :]
     return None
 
 
@@ -299,7 +302,8 @@ README_COMMANDS = extract_commands(README.read_text(encoding="utf-8")) if README
 def test_the_readme_has_command_lines_to_check():
     assert len([c for c in README_COMMANDS if not c.reference]) >= MIN_COMMANDS, (
         f"found only {len(README_COMMANDS)} `slomo ...` lines in {README}: is the extractor broken?\n"
-        + "\n".join(map(str, README_COMMANDS)))
+        + "\n".join(map(str, README_COMMANDS))
+    )
 
 
 @pytest.mark.parametrize("command", README_COMMANDS, ids=lambda c: f"L{c.line}:{c.text[:60]}")
@@ -337,14 +341,20 @@ def _toy_cli():
     app = typer.Typer()
 
     @app.command()
-    def interpolate(input: Path, output: Annotated[Path, typer.Option("-o", "--output")],
-                    factor: Annotated[int, typer.Option("--factor", "-n")] = 2, slowmo: bool = False,
-                    fps: str | None = None, model: Path | None = None) -> None:
+    def interpolate(
+        input: Path,
+        output: Annotated[Path, typer.Option("-o", "--output")],
+        factor: Annotated[int, typer.Option("--factor", "-n")] = 2,
+        slowmo: bool = False,
+        fps: str | None = None,
+        model: Path | None = None,
+    ) -> None:
         pass
 
     @app.command("export")
-    def export_command(checkpoint: Path, output: Annotated[str, typer.Option("-o")], opset: int = 17,
-                       precision: str = "fp32") -> None:
+    def export_command(
+        checkpoint: Path, output: Annotated[str, typer.Option("-o")], opset: int = 17, precision: str = "fp32"
+    ) -> None:
         pass
 
     @app.command()
@@ -357,7 +367,15 @@ def _toy_cli():
 def test_the_extractor_reads_readme_notation_and_the_check_can_fail():
     commands = extract_commands(SNIPPET)
     assert [(c.line, c.reference) for c in commands] == [
-        (5, False), (6, False), (12, False), (13, False), (13, True), (15, True), (15, False), (19, False)]
+        (5, False),
+        (6, False),
+        (12, False),
+        (13, False),
+        (13, True),
+        (15, True),
+        (15, False),
+        (19, False),
+    ]
     assert commands[1].text == "slomo export CKPT -o DIR --opset 17 --no-such-option 3"
     assert expand(commands[0].text) == [["export", "CKPT", "-o", "DIR", "--precision", "fp16"]]
     assert expand(commands[2].text) == [
@@ -368,23 +386,30 @@ def test_the_extractor_reads_readme_notation_and_the_check_can_fail():
         ["interpolate", "IN.mp4", "-o", "OUT.mp4", "--factor", "N", "--model", "CKPT"],
         ["interpolate", "IN.mp4", "-o", "OUT.mp4", "--factor", "N", "--slowmo", "--model", "DIR"],
     ]
-    assert expand(commands[3].text) == [["export", "CKPTS", "-o", "odd|name"],
-                                        ["export", "CKPTS", "-o", "odd|name", "--opset", "16"]]
+    assert expand(commands[3].text) == [
+        ["export", "CKPTS", "-o", "odd|name"],
+        ["export", "CKPTS", "-o", "odd|name", "--opset", "16"],
+    ]
     assert expand("slomo info x.ckpt | head -3 > info.txt") == [["info", "x.ckpt"]]
     assert expand("slomo info x.ckpt 2> err.txt [-v |--json F]") == [
-        ["info", "x.ckpt"], ["info", "x.ckpt", "-v"], ["info", "x.ckpt", "--json", "F"]]
+        ["info", "x.ckpt"],
+        ["info", "x.ckpt", "-v"],
+        ["info", "x.ckpt", "--json", "F"],
+    ]
 
     toy = _toy_cli()
     good = [c for k, c in enumerate(commands) if k not in (1, 6, 7)]
     assert [parse_errors(c, toy) for c in good] == [[]] * len(good)
-    unknown, = parse_errors(commands[1], toy)  # an option the CLI does not have
-    assert unknown.splitlines() == ["README.md:6: slomo export CKPT -o DIR --opset 17 --no-such-option 3",
-                                    "    parsed as: slomo export CKPT -o DIR --opset 17 --no-such-option 3",
-                                    "    NoSuchOption: No such option: --no-such-option"]
-    missing, = parse_errors(commands[6], toy)  # a required option left out
+    (unknown,) = parse_errors(commands[1], toy)  # an option the CLI does not have
+    assert unknown.splitlines() == [
+        "README.md:6: slomo export CKPT -o DIR --opset 17 --no-such-option 3",
+        "    parsed as: slomo export CKPT -o DIR --opset 17 --no-such-option 3",
+        "    NoSuchOption: No such option: --no-such-option",
+    ]
+    (missing,) = parse_errors(commands[6], toy)  # a required option left out
     assert "README.md:15" in missing and "Missing option '-o'" in missing
-    wrong_type, = parse_errors(commands[7], toy)  # a word where a number goes
+    (wrong_type,) = parse_errors(commands[7], toy)  # a word where a number goes
     assert "README.md:19" in wrong_type and "'--factor'" in wrong_type
-    nowhere, = parse_errors(ReadmeCommand(1, "slomo frobnicate X"), toy)
+    (nowhere,) = parse_errors(ReadmeCommand(1, "slomo frobnicate X"), toy)
     assert "no command 'frobnicate'" in nowhere
     assert parse_errors(ReadmeCommand(1, "slomo export [--opset 17"), toy)[0].endswith("'[' without ']'")

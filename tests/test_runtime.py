@@ -8,7 +8,6 @@ import textwrap
 
 import numpy as np
 import pytest
-import torch
 
 from superslomo.errors import SloMoError
 from superslomo.export import ExportOptions, export_model
@@ -35,7 +34,8 @@ def test_runtime_never_imports_torch(onnx_dir):
         import numpy as np
         from superslomo.runtime import Interpolator
         with Interpolator.from_dir({str(onnx_dir)!r}, backend="onnxruntime") as interp:
-            frames = interp.interpolate(np.zeros((40, 50, 3), np.uint8), np.full((40, 50, 3), 200, np.uint8), [0.5])
+            frame0, frame1 = np.zeros((40, 50, 3), np.uint8), np.full((40, 50, 3), 200, np.uint8)
+            frames = interp.interpolate(frame0, frame1, [0.5])
         assert frames[0].shape == (40, 50, 3) and frames[0].dtype == np.uint8
         assert not [m for m in sys.modules if m == "torch" or m.startswith("torch.")]
         print("ok")
@@ -55,10 +55,12 @@ def test_interpolate_matches_pytorch_on_odd_sized_real_frames(onnx_dir, small_mo
         f0, f1 = f0[:250, :437], f1[:250, :437]
     assert f0.shape[0] % 32 and f0.shape[1] % 32
     times = [0.2, 0.5, 0.7, 0.9, 0.95]  # more than one batch of 4
-    onnx_frames = Interpolator.from_dir(onnx_dir, backend="onnxruntime").interpolate(f0, f1, times, as_float=True)
+    onnx_frames = Interpolator.from_dir(onnx_dir, backend="onnxruntime").interpolate(
+        f0, f1, times, as_float=True
+    )
     torch_frames = Interpolator(TorchBackend(small_model)).interpolate(f0, f1, times, as_float=True)
     assert len(onnx_frames) == len(times)
-    for got, ref in zip(onnx_frames, torch_frames):
+    for got, ref in zip(onnx_frames, torch_frames, strict=False):
         assert got.shape == f0.shape
         np.testing.assert_allclose(got, np.clip(ref, 0, 1), atol=1e-4, rtol=0)
 
@@ -80,7 +82,7 @@ def test_run_counts_order_and_originals(onnx_dir, factor, pipelined):
     for k, original in enumerate(inputs):
         assert outputs[k * factor] is original  # passed through untouched, in order
     expected_middle = interp.interpolate(inputs[1], inputs[2], factor_times(factor))
-    for got, want in zip(outputs[factor + 1 : 2 * factor], expected_middle):
+    for got, want in zip(outputs[factor + 1 : 2 * factor], expected_middle, strict=False):
         np.testing.assert_array_equal(got, want)
 
 
@@ -129,8 +131,12 @@ def test_schedule_times_batches_and_validates():
 def test_bad_frames_are_refused(onnx_dir):
     interp = Interpolator.from_dir(onnx_dir, backend="onnxruntime")
     good = np.zeros((32, 32, 3), np.uint8)
-    for bad, message in ((np.zeros((32, 32), np.uint8), "HxWx3"), (np.zeros((32, 32, 3), np.float32), "uint8"),
-                         (np.zeros((32, 32, 4), np.uint8), "HxWx3"), ([[0]], "numpy array")):
+    for bad, message in (
+        (np.zeros((32, 32), np.uint8), "HxWx3"),
+        (np.zeros((32, 32, 3), np.float32), "uint8"),
+        (np.zeros((32, 32, 4), np.uint8), "HxWx3"),
+        ([[0]], "numpy array"),
+    ):
         with pytest.raises(SloMoError, match=message):
             interp.interpolate(bad, good, [0.5])
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+pytest.importorskip("torch")
+
+import torch
 
 from superslomo.errors import SloMoError
 from superslomo.model.teacher import (
@@ -50,8 +52,11 @@ def test_missing_and_unexpected_keys_are_refused():
     state = _state(RifeV425)
     del state["block4.lastconv.0.bias"]
     state["block9.conv.weight"] = torch.zeros(1)
-    with pytest.raises(SloMoError, match=r"1 missing key\(s\): block4\.lastconv\.0\.bias.*"
-                                         r"1 unexpected key\(s\): block9\.conv\.weight"):
+    with pytest.raises(
+        SloMoError,
+        match=r"1 missing key\(s\): block4\.lastconv\.0\.bias.*"
+        r"1 unexpected key\(s\): block9\.conv\.weight",
+    ):
         teacher_from_state_dict(state)
 
 
@@ -147,10 +152,12 @@ def test_teacher_beats_blend_and_its_flows_warp_toward_frame_t(teacher):
     for triplet in iter_triplets(data, limit=3):
         frame0, frame1, target = _tensor(triplet.frame0), _tensor(triplet.frame1), _tensor(triplet.target)
         frame, flow_t0, flow_t1 = teacher_interpolate(frame0, frame1, 0.5, teacher=teacher)
-        gains.append(psnr(_uint8(frame), triplet.target) - psnr(blend(triplet.frame0, triplet.frame1), triplet.target))
+        gains.append(
+            psnr(_uint8(frame), triplet.target) - psnr(blend(triplet.frame0, triplet.frame1), triplet.target)
+        )
         for source, flow in ((frame0, flow_t0), (frame1, flow_t1)):
             warped_errors.append(float((backwarp_exact(source, flow) - target).abs().mean()))
             unwarped_errors.append(float((source - target).abs().mean()))
     assert np.mean(gains) > 2.0, gains
     assert np.mean(warped_errors) < 0.8 * np.mean(unwarped_errors), (warped_errors, unwarped_errors)
-    assert all(w < u for w, u in zip(warped_errors, unwarped_errors))
+    assert all(w < u for w, u in zip(warped_errors, unwarped_errors, strict=False))

@@ -65,7 +65,7 @@ def test_writer_and_decoder_are_inverses(tmp_path, pix_fmt, colorspace, color_ra
     writer.finish()
     back = [d.image for d in decode_frames(probe(out))]
     assert probe(out).pix_fmt in same  # the layout under test is the one written
-    for i, (got, want) in enumerate(zip(back, pictures)):
+    for i, (got, want) in enumerate(zip(back, pictures, strict=False)):
         shift = float(np.mean(got.astype(np.float64) - want))
         assert abs(shift) < 0.1, f"picture {i}: mean shift {shift:+.3f} levels"
         # Subsampled chroma cannot keep sharp coloured edges; at 4:4:4 only rounding is left.
@@ -81,8 +81,9 @@ def test_new_frames_keep_the_models_levels(tmp_path):
     src = make_clip(tmp_path / "src.mp4", frames=8, size=(96, 64), rate=25)
     out = tmp_path / "out.mp4"
     interpolator = Interpolator(BlendBackend())
-    interpolate_video(src, out, interpolator, "blend", Options(factor=2, crf=1), progress=False,
-                      say=lambda s: None)
+    interpolate_video(
+        src, out, interpolator, "blend", Options(factor=2, crf=1), progress=False, say=lambda s: None
+    )
     source = [d.image for d in decode_frames(probe(src))]
     result = [d.image for d in decode_frames(probe(out))]
     for i in range(len(source) - 1):

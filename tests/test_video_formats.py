@@ -15,11 +15,19 @@ FRAMES = 4
 CONTAINERS = [".mp4", ".mkv", ".mov", ".webm"]
 # What each container holds (None: all of them); anything else must be refused up front.
 # FFmpeg's QuickTime muxer has no tag for VP9 or AV1 (its MP4 mode does).
-HOLDS = {".mp4": None, ".mkv": None, ".mov": {"libx264", "libx265", "mpeg4"},
-         ".webm": {"libvpx-vp9", "libsvtav1", "libaom-av1"}}
+HOLDS = {
+    ".mp4": None,
+    ".mkv": None,
+    ".mov": {"libx264", "libx265", "mpeg4"},
+    ".webm": {"libvpx-vp9", "libsvtav1", "libaom-av1"},
+}
 # The audio codecs a container holds as they are (others are re-encoded).
-AUDIO_OUT = {".mp4": {"aac", "mp3float", "mp3", "opus"}, ".mov": {"aac", "mp3float", "mp3"},
-             ".mkv": {"aac", "mp3float", "mp3", "opus", "vorbis"}, ".webm": {"opus", "vorbis"}}
+AUDIO_OUT = {
+    ".mp4": {"aac", "mp3float", "mp3", "opus"},
+    ".mov": {"aac", "mp3float", "mp3"},
+    ".mkv": {"aac", "mp3float", "mp3", "opus", "vorbis"},
+    ".webm": {"opus", "vorbis"},
+}
 AUDIO = {  # name: (encoder, sample rate, source suffix); vorbis lives in Matroska
     "aac48k": ("aac", 48000, ".mp4"),
     "mp3_44k": ("libmp3lame", 44100, ".mp4"),
@@ -51,9 +59,17 @@ def onnx_model(tmp_path_factory, small_model):
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory):
     root = tmp_path_factory.mktemp("sources")
-    return {name: make_clip(root / f"{name}{suffix}", frames=FRAMES, size=(64, 64), rate=25, audio=encoder,
-                            audio_rate=rate or None)
-            for name, (encoder, rate, suffix) in AUDIO.items()}
+    return {
+        name: make_clip(
+            root / f"{name}{suffix}",
+            frames=FRAMES,
+            size=(64, 64),
+            rate=25,
+            audio=encoder,
+            audio_rate=rate or None,
+        )
+        for name, (encoder, rate, suffix) in AUDIO.items()
+    }
 
 
 @pytest.mark.parametrize("audio", list(AUDIO))
@@ -61,8 +77,19 @@ def sources(tmp_path_factory):
 @pytest.mark.parametrize("suffix", CONTAINERS)
 def test_container_codec_audio_table(onnx_model, sources, tmp_path, capsys, suffix, codec, audio):
     out = tmp_path / f"out{suffix}"
-    code, stdout, stderr = run_cli(capsys, "interpolate", str(sources[audio]), "-o", str(out), "--model",
-                                   str(onnx_model), "--factor", "2", "--codec", codec)
+    code, stdout, stderr = run_cli(
+        capsys,
+        "interpolate",
+        str(sources[audio]),
+        "-o",
+        str(out),
+        "--model",
+        str(onnx_model),
+        "--factor",
+        "2",
+        "--codec",
+        codec,
+    )
     assert "Traceback" not in stdout + stderr
     expected = HOLDS[suffix] is None or codec in HOLDS[suffix]
     if not expected:
@@ -86,8 +113,17 @@ def test_reencoded_audio_takes_a_rate_the_encoder_supports(onnx_model, sources, 
     import av
 
     out = tmp_path / "o.webm"
-    code, stdout, stderr = run_cli(capsys, "interpolate", str(sources["mp3_44k"]), "-o", str(out), "--model",
-                                   str(onnx_model), "--codec", "libvpx-vp9")
+    code, stdout, stderr = run_cli(
+        capsys,
+        "interpolate",
+        str(sources["mp3_44k"]),
+        "-o",
+        str(out),
+        "--model",
+        str(onnx_model),
+        "--codec",
+        "libvpx-vp9",
+    )
     assert code == 0, stderr
     assert "re-encoded mp3 as opus" in stdout
     with av.open(str(out)) as container:

@@ -35,8 +35,15 @@ class SlowBackend(BlendBackend):
 
 
 def run(src, dst, backend=None, **options):
-    return interpolate_video(src, dst, Interpolator(backend or BlendBackend()), "blend", Options(**options),
-                             progress=False, say=lambda s: None)
+    return interpolate_video(
+        src,
+        dst,
+        Interpolator(backend or BlendBackend()),
+        "blend",
+        Options(**options),
+        progress=False,
+        say=lambda s: None,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +55,9 @@ def test_existing_output_is_refused_before_the_model_loads(clip, tmp_path, capsy
     out = tmp_path / "o.mp4"
     out.write_bytes(b"someone's earlier result")
     # A model that does not exist: the refusal must come before any attempt to load one.
-    code, _, err = cli(["interpolate", str(clip), "-o", str(out), "--model", str(tmp_path / "no-model")], capsys)
+    code, _, err = cli(
+        ["interpolate", str(clip), "-o", str(out), "--model", str(tmp_path / "no-model")], capsys
+    )
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1, err
     assert "o.mp4 exists" in lines[0] and "-y/--overwrite" in lines[0]
@@ -67,7 +76,19 @@ def test_overwrite_replaces_an_existing_output(clip, tmp_path, capsys):
     from superslomo.cli import main
 
     with pytest.raises(SystemExit) as exit_info:
-        main(["interpolate", str(clip), "-o", str(out), "-y", "--model", str(tmp_path / "none"), "--factor", "2"])
+        main(
+            [
+                "interpolate",
+                str(clip),
+                "-o",
+                str(out),
+                "-y",
+                "--model",
+                str(tmp_path / "none"),
+                "--factor",
+                "2",
+            ]
+        )
     # -y gets past the existence check; this run then stops at the missing model, leaving the file.
     assert exit_info.value.code == 2 and "exists" not in capsys.readouterr().err
     assert out.read_bytes() == b"old again"
@@ -98,14 +119,24 @@ def test_two_runs_at_once_exactly_one_succeeds(clip, tmp_path):
 def test_a_run_in_another_process_holds_the_output(clip, tmp_path, capsys):
     out = tmp_path / "o.mp4"
     holder = subprocess.Popen(
-        [sys.executable, "-c", ("import fcntl, os, sys, time\n"
-                                f"fd = os.open({str(tmp_path / '.o.mp4.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
-                                "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, f'{os.getpid()}\\n'.encode())\n"
-                                "print('held', flush=True); time.sleep(60)")],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            (
+                "import fcntl, os, sys, time\n"
+                f"fd = os.open({str(tmp_path / '.o.mp4.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+                "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, f'{os.getpid()}\\n'.encode())\n"
+                "print('held', flush=True); time.sleep(60)"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
-        code, _, err = cli(["interpolate", str(clip), "-o", str(out), "--model", str(tmp_path / "none")], capsys)
+        code, _, err = cli(
+            ["interpolate", str(clip), "-o", str(out), "--model", str(tmp_path / "none")], capsys
+        )
         assert code == 2 and len(err.strip().splitlines()) == 1
         assert f"being written by another run (pid {holder.pid})" in err
         assert not out.exists()
@@ -115,8 +146,9 @@ def test_a_run_in_another_process_holds_the_output(clip, tmp_path, capsys):
 
 
 def test_a_lock_left_by_a_dead_run_is_taken_over(clip, tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
-                          check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     lock = tmp_path / ".o.mp4.lock"
     lock.write_text(dead.stdout)  # what a killed run leaves: the file, with no lock on it
     run(clip, tmp_path / "o.mp4", factor=2)

@@ -31,7 +31,9 @@ class BlendBackend:
     name = "blend"
 
     def __init__(self) -> None:
-        self.manifest = Manifest(kind="onnx", precision="fp32", warp="gridsample", io="float32", opset=17, graphs={})
+        self.manifest = Manifest(
+            kind="onnx", precision="fp32", warp="gridsample", io="float32", opset=17, graphs={}
+        )
         self.calls = {"flow": 0, "interp": 0}
 
     def infer(self, graph, inputs):
@@ -49,8 +51,9 @@ class BlendBackend:
 
 def run(src, dst, **options):
     backend = BlendBackend()
-    summary = interpolate_video(src, dst, Interpolator(backend), "blend", Options(**options), progress=False,
-                                say=lambda s: None)
+    summary = interpolate_video(
+        src, dst, Interpolator(backend), "blend", Options(**options), progress=False, say=lambda s: None
+    )
     return summary, backend
 
 
@@ -61,7 +64,9 @@ def clip(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def clip_audio(tmp_path_factory):
-    return make_clip(tmp_path_factory.mktemp("clips") / "shapes_aac.mp4", frames=12, size=(64, 48), rate=25, audio="aac")
+    return make_clip(
+        tmp_path_factory.mktemp("clips") / "shapes_aac.mp4", frames=12, size=(64, 48), rate=25, audio="aac"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +123,15 @@ def test_slowmo_keeps_rate_and_drops_audio_with_a_note(clip_audio, tmp_path):
     out = tmp_path / "slow.mp4"
     notes = []
     backend = BlendBackend()
-    summary = interpolate_video(clip_audio, out, Interpolator(backend), "blend", Options(factor=4, slowmo=True),
-                                progress=False, say=notes.append)
+    summary = interpolate_video(
+        clip_audio,
+        out,
+        Interpolator(backend),
+        "blend",
+        Options(factor=4, slowmo=True),
+        progress=False,
+        say=notes.append,
+    )
     facts = stream_facts(out)
     assert facts["rate"] == 25 and facts["frames"] == 48
     assert facts["video_end"] == pytest.approx(4 * 12 / 25, abs=1e-3)
@@ -139,7 +151,9 @@ def test_fps_places_frames_by_timestamp(clip, tmp_path):
 
 def test_variable_frame_rate_becomes_constant_rate_in_sync(tmp_path):
     pts = [0, 40, 80, 150, 170, 210, 260, 300, 333, 380, 420, 460]
-    src = make_clip(tmp_path / "vfr.mp4", frames=12, rate=25, pts=pts, time_base=Fraction(1, 1000), audio="aac")
+    src = make_clip(
+        tmp_path / "vfr.mp4", frames=12, rate=25, pts=pts, time_base=Fraction(1, 1000), audio="aac"
+    )
     out = tmp_path / "out.mp4"
     run(src, out, fps="50")
     facts = stream_facts(out)
@@ -175,8 +189,15 @@ def test_variable_rate_input_says_which_rate_it_chose(tmp_path):
     pts = [0, 40, 80, 150, 170, 210, 260, 300, 333, 380, 420, 460]
     src = make_clip(tmp_path / "vfr.mp4", frames=12, rate=25, pts=pts, time_base=Fraction(1, 1000))
     notes = []
-    summary = interpolate_video(src, tmp_path / "o.mp4", Interpolator(BlendBackend()), "blend", Options(factor=2),
-                                progress=False, say=notes.append)
+    summary = interpolate_video(
+        src,
+        tmp_path / "o.mp4",
+        Interpolator(BlendBackend()),
+        "blend",
+        Options(factor=2),
+        progress=False,
+        say=notes.append,
+    )
     assert summary.out_rate == 48  # twice its average: 12 frames over 0.5 s
     assert len(notes) == 1 and "variable frame rate" in notes[0] and summary.notes
 
@@ -192,11 +213,23 @@ def test_output_size_equals_input_size(tmp_path, size):
     assert psnr(decode_all(out)[2], decode_all(src)[1]) >= 40
 
 
-@pytest.mark.parametrize("codec,suffix,expect", [("aac", ".mp4", "aac"), ("libmp3lame", ".mp4", "mp3float"),
-                                                 ("libopus", ".mp4", "opus"), ("libopus", ".mov", "aac")])
+@pytest.mark.parametrize(
+    "codec,suffix,expect",
+    [
+        ("aac", ".mp4", "aac"),
+        ("libmp3lame", ".mp4", "mp3float"),
+        ("libopus", ".mp4", "opus"),
+        ("libopus", ".mov", "aac"),
+    ],
+)
 def test_audio_kept_in_sync(tmp_path, codec, suffix, expect):
-    src = make_clip(tmp_path / f"a{suffix}" if suffix != ".mov" else tmp_path / "a.mkv", frames=12, size=(64, 48),
-                    rate=25, audio=codec)
+    src = make_clip(
+        tmp_path / f"a{suffix}" if suffix != ".mov" else tmp_path / "a.mkv",
+        frames=12,
+        size=(64, 48),
+        rate=25,
+        audio=codec,
+    )
     out = tmp_path / f"out{suffix}"
     summary, _ = run(src, out, factor=2)
     facts = stream_facts(out)
@@ -245,14 +278,30 @@ def cli(argv, capsys):
     return exit_info.value.code, captured.out, captured.err
 
 
-@pytest.mark.parametrize("backend, said", [
-    ("auto", "backend: onnxruntime (CPU; tiny.safetensors exported to"),  # the embedded default
-    ("torch", "backend: torch"),
-])
+@pytest.mark.parametrize(
+    "backend, said",
+    [
+        ("auto", "backend: onnxruntime (CPU; tiny.safetensors exported to"),  # the embedded default
+        ("torch", "backend: torch"),
+    ],
+)
 def test_cli_interpolates_with_a_checkpoint(clip, tmp_path, checkpoint, capsys, backend, said):
     out = tmp_path / "cli.mp4"
-    code, stdout, stderr = cli(["interpolate", str(clip), "-o", str(out), "--model", str(checkpoint), "--factor", "2",
-                                "--backend", backend], capsys)
+    code, stdout, stderr = cli(
+        [
+            "interpolate",
+            str(clip),
+            "-o",
+            str(out),
+            "--model",
+            str(checkpoint),
+            "--factor",
+            "2",
+            "--backend",
+            backend,
+        ],
+        capsys,
+    )
     assert code in (0, None) and said in stderr
     assert "12 frames in, 24 out, 11 new" in stdout and "0 scene cuts" in stdout
     assert stream_facts(out)["frames"] == 24
@@ -279,7 +328,10 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
         "zero frames": ([str(zero), "-o", out], "no video frames"),
         "one frame": ([str(one), "-o", out], "only one frame"),
         "broken audio": ([str(broken), "-o", out], "audio stream cannot be decoded"),
-        "output folder missing": ([str(good), "-o", str(tmp / "nowhere" / "o.mp4")], "output folder does not exist"),
+        "output folder missing": (
+            [str(good), "-o", str(tmp / "nowhere" / "o.mp4")],
+            "output folder does not exist",
+        ),
         "output is input": ([str(good), "-o", str(good)], "output is the input"),
         "unwritable output": ([str(good), "-o", "/proc/o.mp4"], "o.mp4"),
         "bad extension": ([str(good), "-o", str(tmp / "out" / "o.avi")], "output must end in"),
@@ -328,9 +380,25 @@ def test_ctrl_c_stops_cleanly_without_partial_output(tmp_path, checkpoint):
     src = make_clip(tmp_path / "long.mp4", frames=400, size=(128, 96))
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "superslomo.cli", "interpolate", str(src), "-o",
-                             str(out_dir / "o.mp4"), "--model", str(checkpoint), "--factor", "8"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "superslomo.cli",
+            "interpolate",
+            str(src),
+            "-o",
+            str(out_dir / "o.mp4"),
+            "--model",
+            str(checkpoint),
+            "--factor",
+            "8",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     deadline = time.time() + 60
     while not list(out_dir.iterdir()) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)  # wait until it is writing, so the interrupt has something to clean up

@@ -19,7 +19,9 @@ from superslomo.video.pipeline import Options, interpolate_video
 W, H, N = 64, 48, 5
 
 
-def frames_folder(folder: Path, names: str = "frame%03d.png", count: int = N, start: int = 0) -> list[np.ndarray]:
+def frames_folder(
+    folder: Path, names: str = "frame%03d.png", count: int = N, start: int = 0
+) -> list[np.ndarray]:
     folder.mkdir(parents=True, exist_ok=True)
     images = [scene_frame(i, W, H) for i in range(count)]
     for i, image in enumerate(images):
@@ -33,8 +35,15 @@ def read(path: Path) -> np.ndarray:
 
 
 def run(src, dst, **options):
-    return interpolate_video(src, dst, Interpolator(BlendBackend()), "blend", Options(**options), progress=False,
-                             say=lambda s: None)
+    return interpolate_video(
+        src,
+        dst,
+        Interpolator(BlendBackend()),
+        "blend",
+        Options(**options),
+        progress=False,
+        say=lambda s: None,
+    )
 
 
 @pytest.mark.parametrize("factor", [2, 3])
@@ -85,18 +94,25 @@ def test_existing_sequence_refused_unless_overwrite(tmp_path):
         run(tmp_path / "in", out, factor=2)
     run(tmp_path / "in", out, factor=2, overwrite=True)
     # The whole sequence is replaced: none of the earlier run's frames is left mixed in.
-    assert sorted(p.name for p in out.iterdir()) == [f"{i:06d}.png" for i in range(1, 2 * N + 1)] + ["notes.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [f"{i:06d}.png" for i in range(1, 2 * N + 1)] + [
+        "notes.txt"
+    ]
 
 
-@pytest.mark.parametrize("case", ["gap", "mixed sizes", "empty", "no match", "two fields", "input fps on video",
-                                  "output in input"])
+@pytest.mark.parametrize(
+    "case", ["gap", "mixed sizes", "empty", "no match", "two fields", "input fps on video", "output in input"]
+)
 def test_bad_sequences_get_one_line_errors(tmp_path, capsys, case):
     src = tmp_path / "in"
     out = tmp_path / "out" / "%04d.png"
     args: list[str] = []
     message = {
-        "gap": "frame 2 is missing", "mixed sizes": "must be one size", "empty": "holds no images",
-        "no match": "no files match", "two fields": "exactly one %d", "input fps on video": "--input-fps is for",
+        "gap": "frame 2 is missing",
+        "mixed sizes": "must be one size",
+        "empty": "holds no images",
+        "no match": "no files match",
+        "two fields": "exactly one %d",
+        "input fps on video": "--input-fps is for",
         "output in input": "output folder is the input folder",
     }[case]
     if case == "gap":
@@ -120,7 +136,9 @@ def test_bad_sequences_get_one_line_errors(tmp_path, capsys, case):
         frames_folder(src, names="%04d.png")
         out = src / "%06d.png"
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    code, _, err = cli(["interpolate", str(src), "-o", str(out), "--model", str(tmp_path / "none"), *args], capsys)
+    code, _, err = cli(
+        ["interpolate", str(src), "-o", str(out), "--model", str(tmp_path / "none"), *args], capsys
+    )
     lines = [line for line in err.splitlines() if not line.startswith(("backend:", "note:"))]
     if case == "mixed sizes":
         # Found while reading, after the model loaded: this test's model does not exist, so check

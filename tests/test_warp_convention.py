@@ -96,9 +96,12 @@ def test_numpy_op_matches_the_custom_op_on_random_flows():
 
 def test_unknown_conventions_are_one_line_errors():
     image, flow = torch.rand(1, 3, 4, 4), torch.zeros(1, 2, 4, 4)
-    for call in (lambda: backwarp(image, flow, "sideways"),
-                 lambda: backwarp_numpy(image.numpy(), flow.numpy(), "sideways"),
-                 lambda: ModelConfig(width=4, warp="sideways"), lambda: ModelConfig.from_dict({"warp": 1})):
+    for call in (
+        lambda: backwarp(image, flow, "sideways"),
+        lambda: backwarp_numpy(image.numpy(), flow.numpy(), "sideways"),
+        lambda: ModelConfig(width=4, warp="sideways"),
+        lambda: ModelConfig.from_dict({"warp": 1}),
+    ):
         with pytest.raises(SloMoError) as caught:
             call()
         assert "\n" not in str(caught.value) and "reference" in str(caught.value)
@@ -145,12 +148,17 @@ def test_safetensors_from_before_the_field_loads_as_reference(tmp_path):
 
 def test_a_bad_warp_in_a_checkpoint_config_is_a_one_line_error(tmp_path):
     save_checkpoint(super_slomo(width=4), tmp_path / "good.safetensors")
-    bad = _rewrite_config(tmp_path / "good.safetensors", tmp_path / "bad.safetensors",
-                          {"width": 4, "warp": "sideways"})
+    bad = _rewrite_config(
+        tmp_path / "good.safetensors", tmp_path / "bad.safetensors", {"width": 4, "warp": "sideways"}
+    )
     with pytest.raises(CheckpointError, match="bad config: warp convention"):
         load_checkpoint(bad)
-    result = subprocess.run([sys.executable, "-m", "superslomo.cli", "info", str(bad)], check=False,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "superslomo.cli", "info", str(bad)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and result.stderr.startswith("error: "), result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
 
@@ -185,8 +193,13 @@ def test_shipped_demo16_still_loads_as_reference_with_unchanged_output():
     assert float(flow01[:, 0].mean()) == pytest.approx(2.2425711154937744, abs=1e-5)
     assert float(out.mean()) == pytest.approx(0.499132364988327, abs=1e-5)
     assert float((out - 0.5).abs().mean()) == pytest.approx(0.19572728872299194, abs=1e-5)
-    frozen = [0.47082847356796265, 0.2845945954322815, 0.800000011920929, 0.3960345387458801,
-              0.49335306882858276]
+    frozen = [
+        0.47082847356796265,
+        0.2845945954322815,
+        0.800000011920929,
+        0.3960345387458801,
+        0.49335306882858276,
+    ]
     at = ((0, 10, 20), (1, 33, 47), (2, 50, 80), (0, 0, 0), (1, 63, 95))
     got = [float(out[0, c, y, x]) for c, y, x in at]
     assert got == pytest.approx(frozen, abs=1e-5)
@@ -243,8 +256,16 @@ def _interp_parity(backend, model, seed=0, size=(64, 96)) -> np.ndarray:
     assert flow01.abs().max() > 0.5, "flows too small for the warp to be exercised"
     flows = backend.infer("flow", {"frame0": f0.numpy(), "frame1": f1.numpy()})
     np.testing.assert_allclose(flows["flow01"], flow01.numpy(), atol=PARITY_ATOL, rtol=0)
-    out = backend.infer("interp", {"frame0": f0.numpy(), "frame1": f1.numpy(), "flow01": flow01.numpy(),
-                                   "flow10": flow10.numpy(), "t": t.numpy()})["frame_t"]
+    out = backend.infer(
+        "interp",
+        {
+            "frame0": f0.numpy(),
+            "frame1": f1.numpy(),
+            "flow01": flow01.numpy(),
+            "flow10": flow10.numpy(),
+            "t": t.numpy(),
+        },
+    )["frame_t"]
     np.testing.assert_allclose(out, ref, atol=PARITY_ATOL, rtol=0)
     return out
 

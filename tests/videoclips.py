@@ -19,7 +19,9 @@ def scene_frame(index: int, width: int, height: int, scene: int = 0) -> np.ndarr
     frame = base
     cx = (8 + 3 * index) % max(1, width - 16)
     cy = height // 3
-    frame[cy : cy + max(4, height // 5), cx : cx + max(6, width // 6)] = (230, 40, 40) if scene == 0 else (20, 200, 220)
+    frame[cy : cy + max(4, height // 5), cx : cx + max(6, width // 6)] = (
+        (230, 40, 40) if scene == 0 else (20, 200, 220)
+    )
     r = max(3, min(width, height) // 8)
     ox = width // 2 + int((width // 4) * np.sin(index / 5.0))
     oy = (2 * height) // 3
@@ -81,18 +83,32 @@ def make_clip(
             rng = np.random.default_rng(0)
             for start in range(0, total, chunk):
                 n = min(chunk, total - start)
-                tone = (0.3 * np.sin(2 * np.pi * 440 * (start + np.arange(chunk)) / sample_rate)).astype(np.float32)
+                tone = (0.3 * np.sin(2 * np.pi * 440 * (start + np.arange(chunk)) / sample_rate)).astype(
+                    np.float32
+                )
                 channels = astream.codec_context.channels
-                data = np.repeat(tone[None], channels, 0) if fmt.endswith("p") else np.repeat(tone[:, None], channels, 1)
-                af = av.AudioFrame.from_ndarray(data.reshape(channels, -1) if fmt.endswith("p") else data.reshape(1, -1),
-                                                format="fltp" if fmt.endswith("p") else "flt", layout=astream.layout.name)
+                data = (
+                    np.repeat(tone[None], channels, 0)
+                    if fmt.endswith("p")
+                    else np.repeat(tone[:, None], channels, 1)
+                )
+                af = av.AudioFrame.from_ndarray(
+                    data.reshape(channels, -1) if fmt.endswith("p") else data.reshape(1, -1),
+                    format="fltp" if fmt.endswith("p") else "flt",
+                    layout=astream.layout.name,
+                )
                 af.sample_rate = sample_rate
                 af.pts = start
                 packets = astream.encode(af)
                 for packet in packets:
                     if broken_audio:  # garbage payloads with valid timing: the decoder must choke
                         junk = av.Packet(rng.integers(0, 256, packet.size, dtype=np.uint8).tobytes())
-                        junk.pts, junk.dts, junk.time_base, junk.stream = packet.pts, packet.dts, packet.time_base, astream
+                        junk.pts, junk.dts, junk.time_base, junk.stream = (
+                            packet.pts,
+                            packet.dts,
+                            packet.time_base,
+                            astream,
+                        )
                         packet = junk
                     container.mux(packet)
                 del n
@@ -153,8 +169,12 @@ def stream_facts(path: Path) -> dict:
                 first = frame.time if first is None else first
                 last = frame.time + frame.samples / frame.sample_rate
                 samples += frame.samples
-            facts["audio"] = {"codec": stream.codec_context.name, "seconds": samples / stream.codec_context.sample_rate,
-                              "start": first, "end": last}
+            facts["audio"] = {
+                "codec": stream.codec_context.name,
+                "seconds": samples / stream.codec_context.sample_rate,
+                "start": first,
+                "end": last,
+            }
     return facts
 
 

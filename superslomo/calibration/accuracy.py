@@ -19,7 +19,12 @@ from superslomo.calibration.calibset import CalibSet, to_graph_frames
 from superslomo.errors import SloMoError
 from superslomo.eval.metrics import psnr, ssim
 
-SETTINGS = {"fp32": ("fp32", "fp32"), "flow": ("int8", "fp32"), "interp": ("fp32", "int8"), "both": ("int8", "int8")}
+SETTINGS = {
+    "fp32": ("fp32", "fp32"),
+    "flow": ("int8", "fp32"),
+    "interp": ("fp32", "int8"),
+    "both": ("int8", "int8"),
+}
 
 
 def open_session(path: str | os.PathLike, threads: int | None = None):
@@ -54,29 +59,45 @@ def evaluation_rows(calib: CalibSet, count: int) -> list[int]:
     return sorted(set(np.linspace(0, n - 1, count).round().astype(int).tolist()))
 
 
-def measure(fp32: Mapping[str, Path], int8: Mapping[str, Path], calib: CalibSet, io: str,
-            count: int = 16, settings: tuple[str, ...] = ("flow", "interp", "both")) -> dict:
+def measure(
+    fp32: Mapping[str, Path],
+    int8: Mapping[str, Path],
+    calib: CalibSet,
+    io: str,
+    count: int = 16,
+    settings: tuple[str, ...] = ("flow", "interp", "both"),
+) -> dict:
     """PSNR/SSIM of every setting vs fp32 output and vs ground truth on the set's triplets."""
-    sessions = {("flow", "fp32"): open_session(fp32["flow"]), ("interp", "fp32"): open_session(fp32["interp"])}
+    sessions = {
+        ("flow", "fp32"): open_session(fp32["flow"]),
+        ("interp", "fp32"): open_session(fp32["interp"]),
+    }
     for graph in ("flow", "interp"):
         if graph in int8:
             sessions[(graph, "int8")] = open_session(int8[graph])
     rows = evaluation_rows(calib, count)
-    per: dict[str, dict[str, list[float]]] = {s: {"psnr_gt": [], "ssim_gt": [], "psnr_fp32": [], "ssim_fp32": []}
-                                             for s in ("fp32", *settings)}
+    per: dict[str, dict[str, list[float]]] = {
+        s: {"psnr_gt": [], "ssim_gt": [], "psnr_fp32": [], "ssim_fp32": []} for s in ("fp32", *settings)
+    }
     for row in rows:
-        frames = {"frame0": to_graph_frames(calib["frame0"][row:row + 1], io),
-                  "frame1": to_graph_frames(calib["frame1"][row:row + 1], io)}
+        frames = {
+            "frame0": to_graph_frames(calib["frame0"][row : row + 1], io),
+            "frame1": to_graph_frames(calib["frame1"][row : row + 1], io),
+        }
         target = np.asarray(calib["target"][row])
         flows = {}
         for precision in ("fp32", "int8"):
             if ("flow", precision) in sessions:
-                flows[precision] = dict(zip(("flow01", "flow10"), _run(sessions[("flow", precision)], frames)))
+                flows[precision] = dict(
+                    zip(("flow01", "flow10"), _run(sessions[("flow", precision)], frames), strict=False)
+                )
         reference = None
         for setting in ("fp32", *settings):
             flow_p, interp_p = SETTINGS[setting]
             if ("flow", flow_p) not in sessions or ("interp", interp_p) not in sessions:
-                raise SloMoError(f"setting {setting!r} needs the INT8 {('flow' if flow_p == 'int8' else 'interp')} graph")
+                raise SloMoError(
+                    f"setting {setting!r} needs the INT8 {('flow' if flow_p == 'int8' else 'interp')} graph"
+                )
             feed = {**frames, **flows[flow_p], "t": np.full(1, 0.5, np.float32)}
             image = _to_uint8_frame(_run(sessions[("interp", interp_p)], feed)[0], io)
             if setting == "fp32":
@@ -92,14 +113,24 @@ def measure(fp32: Mapping[str, Path], int8: Mapping[str, Path], calib: CalibSet,
         summary["psnr_drop_db"] = base - summary["psnr_gt"]
         summary["worst_psnr_fp32"] = float(np.min(values["psnr_fp32"]))
         report["settings"][setting] = summary
-    blend = [psnr(((calib["frame0"][r].astype(np.float32) + calib["frame1"][r]) / 2 + 0.5).astype(np.uint8),
-                  calib["target"][r]) for r in rows]
+    blend = [
+        psnr(
+            ((calib["frame0"][r].astype(np.float32) + calib["frame1"][r]) / 2 + 0.5).astype(np.uint8),
+            calib["target"][r],
+        )
+        for r in rows
+    ]
     report["blend_psnr_gt"] = float(np.mean(blend))  # the baseline a trained model must beat
     return report
 
 
-def time_graphs(paths: Mapping[str, Path], size: tuple[int, int], io: str = "float32", repeats: int = 5,
-                threads: int | None = None) -> dict:
+def time_graphs(
+    paths: Mapping[str, Path],
+    size: tuple[int, int],
+    io: str = "float32",
+    repeats: int = 5,
+    threads: int | None = None,
+) -> dict:
     """Median seconds per frame pair (flow once + interp once) at WIDTHxHEIGHT on the CPU."""
     width, height = size
     rng = np.random.default_rng(0)
@@ -109,7 +140,7 @@ def time_graphs(paths: Mapping[str, Path], size: tuple[int, int], io: str = "flo
     times = {"flow": [], "interp": []}
     for attempt in range(repeats + 1):
         began = time.perf_counter()
-        flows = dict(zip(("flow01", "flow10"), _run(flow_s, feed)))
+        flows = dict(zip(("flow01", "flow10"), _run(flow_s, feed), strict=False))
         middle = time.perf_counter()
         _run(interp_s, {**feed, **flows, "t": np.full(1, 0.5, np.float32)})
         done = time.perf_counter()

@@ -55,7 +55,9 @@ class CalibSet:
             raise SloMoError(f"{self.path} is not a calibration set (.npz): {error}") from None
         missing = [k for k in KEYS if k not in self.arrays]
         if missing:
-            raise SloMoError(f"{self.path} is not a calibration set from `slomo calibrate` (missing {', '.join(missing)})")
+            raise SloMoError(
+                f"{self.path} is not a calibration set from `slomo calibrate` (missing {', '.join(missing)})"
+            )
         n = len(self.arrays["t"])
         shapes_ok = all(self.arrays[k].shape[0] == n for k in KEYS if k != "meta")
         if not shapes_ok or self.arrays["frame0"].ndim != 4 or self.arrays["frame0"].dtype != np.uint8:
@@ -89,7 +91,9 @@ def _map_member(path: Path, info: zipfile.ZipInfo) -> np.ndarray:
         start = info.header_offset + 30 + name_len + extra_len
         handle.seek(start)
         version = np.lib.format.read_magic(handle)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        read_header = (
+            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        )
         shape, fortran, dtype = read_header(handle)
         if dtype.hasobject:
             raise ValueError("object arrays are refused")
@@ -123,8 +127,10 @@ class CalibWriter:
             "source": ((count,), np.int64),
             "index": ((count,), np.int64),
         }
-        self.arrays = {name: np.lib.format.open_memmap(self.folder / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
-                       for name, (shape, dtype) in specs.items()}
+        self.arrays = {
+            name: np.lib.format.open_memmap(self.folder / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
+            for name, (shape, dtype) in specs.items()
+        }
         self.count = count
         self.rows = 0
 
@@ -185,12 +191,16 @@ def build_calibration_set(
 
     width, height = size
     if width % SIZE_MULTIPLE or height % SIZE_MULTIPLE:
-        raise SloMoError(f"--size must be multiples of {SIZE_MULTIPLE} (the graphs' size step), got {width}x{height}")
+        raise SloMoError(
+            f"--size must be multiples of {SIZE_MULTIPLE} (the graphs' size step), got {width}x{height}"
+        )
     output = Path(output)
     manifest = read_manifest(model_dir)
     if manifest.precision != "fp32":
-        raise SloMoError(f"{model_dir} is a {manifest.precision} export; calibration flows must come from an fp32 "
-                         "export (slomo export CKPT -o DIR)")
+        raise SloMoError(
+            f"{model_dir} is a {manifest.precision} export; calibration flows must come from an fp32 "
+            "export (slomo export CKPT -o DIR)"
+        )
     sources = open_sources(inputs)
     backend = OnnxRuntimeBackend(model_dir)
     rejections = Rejections()
@@ -201,25 +211,51 @@ def build_calibration_set(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=sum(s.frames for s in sources), unit="frame", desc="calibrating", file=sys.stderr,
-                   dynamic_ncols=True)
+        bar = tqdm(
+            total=sum(s.frames for s in sources),
+            unit="frame",
+            desc="calibrating",
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
     writer = CalibWriter(output, pairs, size)
     try:
-        for sample in sample_triplets(sources, pairs, size, seed,
-                                      DEFAULT_THRESHOLD if scene_threshold is None else scene_threshold,
-                                      on_frame=bar.update if bar else None, rejections=rejections):
+        for sample in sample_triplets(
+            sources,
+            pairs,
+            size,
+            seed,
+            DEFAULT_THRESHOLD if scene_threshold is None else scene_threshold,
+            on_frame=bar.update if bar else None,
+            rejections=rejections,
+        ):
             frames = np.stack([sample.frame0, sample.frame1])
             graph_frames = to_graph_frames(frames, manifest.io)
             flows = backend.infer("flow", {"frame0": graph_frames[:1], "frame1": graph_frames[1:]})
-            writer.add({
-                "frame0": sample.frame0, "frame1": sample.frame1, "target": sample.target,
-                "flow01": flows["flow01"][0], "flow10": flows["flow10"][0],
-                "t": rng.uniform(*T_RANGE), "source": sample.source, "index": sample.index,
-            })
+            writer.add(
+                {
+                    "frame0": sample.frame0,
+                    "frame1": sample.frame1,
+                    "target": sample.target,
+                    "flow01": flows["flow01"][0],
+                    "flow10": flows["flow10"][0],
+                    "t": rng.uniform(*T_RANGE),
+                    "source": sample.source,
+                    "index": sample.index,
+                }
+            )
         meta = {
             "inputs": [{"path": str(s.path), "frames": s.frames} for s in sources],
-            "pairs": pairs, "size": [width, height], "seed": seed, "t_range": list(T_RANGE),
-            "model": {"folder": str(model_dir), "source": manifest.source, "io": manifest.io, "warp": manifest.warp},
+            "pairs": pairs,
+            "size": [width, height],
+            "seed": seed,
+            "t_range": list(T_RANGE),
+            "model": {
+                "folder": str(model_dir),
+                "source": manifest.source,
+                "io": manifest.io,
+                "warp": manifest.warp,
+            },
             "rejected": asdict(rejections),
             "triplet": "frame0 = f(i), target = f(i+1), frame1 = f(i+2)",
         }

@@ -60,14 +60,19 @@ class QuantizeOptions:
 def ort_method(method: str):
     from onnxruntime.quantization import CalibrationMethod
 
-    return {"entropy": CalibrationMethod.Entropy, "max": CalibrationMethod.MinMax,
-            "percentile": CalibrationMethod.Percentile}[method]
+    return {
+        "entropy": CalibrationMethod.Entropy,
+        "max": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+    }[method]
 
 
 class CalibReader:
     """onnxruntime CalibrationDataReader over a CalibSet for one graph, batch by batch."""
 
-    def __init__(self, calib: CalibSet, graph: str, io: str, batch: int = 1, limit: int | None = None) -> None:
+    def __init__(
+        self, calib: CalibSet, graph: str, io: str, batch: int = 1, limit: int | None = None
+    ) -> None:
         self.calib, self.graph, self.io, self.batch = calib, graph, io, batch
         self.count = min(len(calib), limit) if limit else len(calib)
         self.batches_total = -(-self.count // batch)
@@ -85,8 +90,10 @@ class CalibReader:
         for number in range(*self._range):
             start = number * self.batch
             rows = slice(start, min(start + self.batch, self.count))
-            feed = {"frame0": to_graph_frames(self.calib["frame0"][rows], self.io),
-                    "frame1": to_graph_frames(self.calib["frame1"][rows], self.io)}
+            feed = {
+                "frame0": to_graph_frames(self.calib["frame0"][rows], self.io),
+                "frame1": to_graph_frames(self.calib["frame1"][rows], self.io),
+            }
             if self.graph == "interp":
                 feed["flow01"] = np.ascontiguousarray(self.calib["flow01"][rows])
                 feed["flow10"] = np.ascontiguousarray(self.calib["flow10"][rows])
@@ -121,8 +128,13 @@ def measure_ranges(src: Path, reader: CalibReader, options: QuantizeOptions, cac
         calib_options.update(num_bins=2048, num_quantized_bins=128)
     elif options.method == "percentile":
         calib_options.update(num_bins=2048, percentile=options.percentile)
-    calibrator = create_calibrator(src, ["Conv"], augmented_model_path=str(cache.with_name("augmented.onnx")),
-                                   calibrate_method=ort_method(options.method), extra_options=calib_options)
+    calibrator = create_calibrator(
+        src,
+        ["Conv"],
+        augmented_model_path=str(cache.with_name("augmented.onnx")),
+        calibrate_method=ort_method(options.method),
+        extra_options=calib_options,
+    )
     for start in range(0, len(reader), _BATCHES_PER_FOLD):
         reader.set_range(start, start + _BATCHES_PER_FOLD)
         calibrator.collect_data(reader)
@@ -133,7 +145,9 @@ def conv_nodes(model) -> list:
     return [node for node in model.graph.node if node.op_type == "Conv"]
 
 
-def quantize_graph(src: Path, dst: Path, graph: str, calib: CalibSet, io: str, options: QuantizeOptions) -> dict:
+def quantize_graph(
+    src: Path, dst: Path, graph: str, calib: CalibSet, io: str, options: QuantizeOptions
+) -> dict:
     """Write the Q/DQ version of one graph; returns the facts for the manifest."""
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -169,12 +183,16 @@ def quantize_graph(src: Path, dst: Path, graph: str, calib: CalibSet, io: str, o
     # progress on stdout; the exported graphs are already shape-inferred, so both are noise.
     root.setLevel(logging.ERROR)
     try:
-        with tempfile.TemporaryDirectory(prefix=".calib.", dir=dst.parent) as scratch, \
-                contextlib.redirect_stdout(io_module.StringIO()):
+        with (
+            tempfile.TemporaryDirectory(prefix=".calib.", dir=dst.parent) as scratch,
+            contextlib.redirect_stdout(io_module.StringIO()),
+        ):
             cache = Path(scratch) / "ranges.json"
             measure_ranges(src, reader, options, cache)
             quantize_static(
-                str(src), str(dst), None,
+                str(src),
+                str(dst),
+                None,
                 quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=["Conv"],
                 nodes_to_exclude=keep,
@@ -211,8 +229,16 @@ def qdq_facts(path: str | os.PathLike) -> dict:
     model = onnx.load(str(path))
     producers = {out: node for node in model.graph.node for out in node.output}
     initialisers = {init.name: init for init in model.graph.initializer}
-    facts = {"quantize": 0, "dequantize": 0, "convs": 0, "convs_qdq_input": 0, "convs_qdq_weight": 0,
-             "int32_dequantize": 0, "warp_inputs_from_qdq": 0, "float_ops_after_dq": []}
+    facts = {
+        "quantize": 0,
+        "dequantize": 0,
+        "convs": 0,
+        "convs_qdq_input": 0,
+        "convs_qdq_weight": 0,
+        "int32_dequantize": 0,
+        "warp_inputs_from_qdq": 0,
+        "float_ops_after_dq": [],
+    }
     for node in model.graph.node:
         if node.op_type == "QuantizeLinear":
             facts["quantize"] += 1
@@ -305,20 +331,28 @@ def quantize_model(
     model_dir, output = Path(model_dir), Path(output)
     manifest = read_manifest(model_dir)
     if manifest.kind != "onnx" or manifest.precision != "fp32":
-        raise SloMoError(f"{model_dir} is a {manifest.kind} {manifest.precision} folder; quantize an fp32 ONNX "
-                         "export (slomo export CKPT -o DIR)")
+        raise SloMoError(
+            f"{model_dir} is a {manifest.kind} {manifest.precision} folder; quantize an fp32 ONNX "
+            "export (slomo export CKPT -o DIR)"
+        )
     if manifest.warp != "gridsample":
-        raise SloMoError(f"{model_dir} uses the BackWarp plugin, which ONNX Runtime's calibrator cannot run; "
-                         "quantize a --warp gridsample export (the Q/DQ placement does not depend on the warp)")
+        raise SloMoError(
+            f"{model_dir} uses the BackWarp plugin, which ONNX Runtime's calibrator cannot run; "
+            "quantize a --warp gridsample export (the Q/DQ placement does not depend on the warp)"
+        )
     if output.resolve() == model_dir.resolve():
         raise SloMoError("the INT8 output folder must differ from the fp32 folder")
-    if output.exists() and (not output.is_dir() or (any(output.iterdir()) and not (output / "manifest.json").is_file())):
+    if output.exists() and (
+        not output.is_dir() or (any(output.iterdir()) and not (output / "manifest.json").is_file())
+    ):
         raise SloMoError(f"{output} exists and is not an empty folder or a model folder; choose another -o")
     calib = CalibSet(calib_path)
     made_with = calib.meta.get("model", {}).get("source", {}).get("sha256")
     if made_with and manifest.source.get("sha256") and made_with != manifest.source["sha256"]:
-        raise SloMoError(f"{calib_path} was made with another model's flows (checkpoint sha256 {made_with[:12]}...); "
-                         f"re-run slomo calibrate with --model {model_dir}")
+        raise SloMoError(
+            f"{calib_path} was made with another model's flows (checkpoint sha256 {made_with[:12]}...); "
+            f"re-run slomo calibrate with --model {model_dir}"
+        )
     output.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp", dir=output.parent))
     work.chmod(0o755)  # mkdtemp's 0700 would follow the folder through the rename
@@ -338,34 +372,63 @@ def quantize_model(
         report = measure(fp32, {g: paths[g] for g in graphs}, calib, manifest.io, eval_count, settings)
         chosen = "both" if len(graphs) == 2 else graphs[0]
         drop = report["settings"][chosen]["psnr_drop_db"]
-        report.update({
-            "chosen": chosen, "max_drop_db": max_drop_db, "passed": drop <= max_drop_db, "forced": bool(force),
-            "model": {"folder": str(model_dir), "source": manifest.source},
-            "calibration": {"file": str(calib_path), "sha256": sha256_of(calib_path), **calib.meta},
-            "quantizer": _quantizer_facts(options, onnxruntime.__version__), "graphs": facts,
-        })
+        report.update(
+            {
+                "chosen": chosen,
+                "max_drop_db": max_drop_db,
+                "passed": drop <= max_drop_db,
+                "forced": bool(force),
+                "model": {"folder": str(model_dir), "source": manifest.source},
+                "calibration": {"file": str(calib_path), "sha256": sha256_of(calib_path), **calib.meta},
+                "quantizer": _quantizer_facts(options, onnxruntime.__version__),
+                "graphs": facts,
+            }
+        )
         refused = None
         if drop > max_drop_db:
-            refused = (f"INT8 ({chosen}) loses {drop:.2f} dB PSNR vs fp32 on {report['triplets']} calibration "
-                       f"triplets (limit {max_drop_db} dB)")
+            refused = (
+                f"INT8 ({chosen}) loses {drop:.2f} dB PSNR vs fp32 on {report['triplets']} calibration "
+                f"triplets (limit {max_drop_db} dB)"
+            )
             if not force:
-                raise CheckFailed(refused + "; nothing was written (use --force to write it anyway, or try "
-                                  "--method, more --pairs, or --graphs flow / interp)")
+                raise CheckFailed(
+                    refused + "; nothing was written (use --force to write it anyway, or try "
+                    "--method, more --pairs, or --graphs flow / interp)"
+                )
         (work / REPORT_NAME).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
         entries = {}
         for graph in GRAPHS:
             old = manifest.graphs[graph]
-            entries[graph] = GraphEntry(file=f"{graph}.onnx", sha256=sha256_of(paths[graph]), inputs=old.inputs,
-                                        outputs=old.outputs, precision="int8" if graph in graphs else old.precision)
+            entries[graph] = GraphEntry(
+                file=f"{graph}.onnx",
+                sha256=sha256_of(paths[graph]),
+                inputs=old.inputs,
+                outputs=old.outputs,
+                precision="int8" if graph in graphs else old.precision,
+            )
         summary = {s: {k: round(v, 4) for k, v in report["settings"][s].items()} for s in report["settings"]}
-        new = dataclasses.replace(manifest, precision="int8", graphs=entries, extra={
-            **manifest.extra,
-            "calibration": {"sha256": report["calibration"]["sha256"], "pairs": len(calib),
-                            "size": list(calib.size), "seed": calib.meta.get("seed"),
-                            "inputs": [i["path"] for i in calib.meta.get("inputs", [])]},
-            "quantizer": report["quantizer"], "accuracy": {"chosen": chosen, "settings": summary,
-                                                           "report": REPORT_NAME, "forced": refused is not None},
-        })
+        new = dataclasses.replace(
+            manifest,
+            precision="int8",
+            graphs=entries,
+            extra={
+                **manifest.extra,
+                "calibration": {
+                    "sha256": report["calibration"]["sha256"],
+                    "pairs": len(calib),
+                    "size": list(calib.size),
+                    "seed": calib.meta.get("seed"),
+                    "inputs": [i["path"] for i in calib.meta.get("inputs", [])],
+                },
+                "quantizer": report["quantizer"],
+                "accuracy": {
+                    "chosen": chosen,
+                    "settings": summary,
+                    "report": REPORT_NAME,
+                    "forced": refused is not None,
+                },
+            },
+        )
         write_manifest(work, new)
         _replace_folder(work, output)
         return QuantizeResult(output, new, report, refused)
@@ -375,11 +438,18 @@ def quantize_model(
 
 def _quantizer_facts(options: QuantizeOptions, version: str) -> dict:
     return {
-        "tool": f"onnxruntime {version} quantize_static", "format": "QDQ", "ops": ["Conv"],
-        "method": options.method, **({"percentile": options.percentile} if options.method == "percentile" else {}),
-        "weights": "int8 symmetric per output channel" if options.per_channel else "int8 symmetric per tensor",
-        "activations": "int8 symmetric per tensor", "bias": "float (no INT32 DequantizeLinear)",
-        "conv_outputs": options.conv_outputs, "kept_float": options.keep_float,
+        "tool": f"onnxruntime {version} quantize_static",
+        "format": "QDQ",
+        "ops": ["Conv"],
+        "method": options.method,
+        **({"percentile": options.percentile} if options.method == "percentile" else {}),
+        "weights": "int8 symmetric per output channel"
+        if options.per_channel
+        else "int8 symmetric per tensor",
+        "activations": "int8 symmetric per tensor",
+        "bias": "float (no INT32 DequantizeLinear)",
+        "conv_outputs": options.conv_outputs,
+        "kept_float": options.keep_float,
     }
 
 

@@ -60,9 +60,9 @@ def count_frames(path: Path) -> int:
     """Frames in a folder of images, or video packets of a video (demuxed, not decoded)."""
     if path.is_dir():
         return len(list_frame_files(path))
-    from superslomo.video.decode import probe
-
     import av
+
+    from superslomo.video.decode import probe
 
     probe(path)  # refuses non-videos and oversized ones with a one-line message
     with av.open(str(path), metadata_errors="ignore") as container:
@@ -105,7 +105,7 @@ def allocate(counts: Sequence[int], pairs: int) -> list[int]:
         return [0] * len(counts)
     wanted = min(pairs, total)
     exact = [wanted * c / total for c in counts]
-    quota = [min(int(e), c) for e, c in zip(exact, counts)]
+    quota = [min(int(e), c) for e, c in zip(exact, counts, strict=False)]
     order = sorted(range(len(counts)), key=lambda i: (-(exact[i] - int(exact[i])), i))
     while sum(quota) < wanted:
         for i in order:
@@ -140,14 +140,18 @@ class Rejections:
     duplicate: int = 0
 
 
-def triplet_problem(frames: Sequence[np.ndarray], signatures: Sequence[np.ndarray],
-                    scene_threshold: float, duplicate_level: float) -> str | None:
+def triplet_problem(
+    frames: Sequence[np.ndarray],
+    signatures: Sequence[np.ndarray],
+    scene_threshold: float,
+    duplicate_level: float,
+) -> str | None:
     """Why a triplet is unusable ("scene_cut", "duplicate") or None."""
-    if any(cut_score(a, b) > scene_threshold for a, b in zip(signatures, signatures[1:])):
+    if any(cut_score(a, b) > scene_threshold for a, b in zip(signatures, signatures[1:], strict=False)):
         return "scene_cut"
     # Either half repeating is enough to reject: its flow would be zero by construction.
     greys = [_thumb_grey(f) for f in frames]
-    if min(float(np.abs(a - b).mean()) for a, b in zip(greys, greys[1:])) < duplicate_level:
+    if min(float(np.abs(a - b).mean()) for a, b in zip(greys, greys[1:], strict=False)) < duplicate_level:
         return "duplicate"
     return None
 
@@ -171,12 +175,14 @@ def sample_triplets(
     quotas = allocate([s.triplets for s in sources], pairs)
     if sum(quotas) < pairs:
         have = sum(s.triplets for s in sources)
-        raise SloMoError(f"the inputs hold {have} frame triplets; cannot sample {pairs} pairs "
-                         "(lower --pairs or add footage)")
+        raise SloMoError(
+            f"the inputs hold {have} frame triplets; cannot sample {pairs} pairs "
+            "(lower --pairs or add footage)"
+        )
     reserve: list[tuple[float, Sample]] = []  # (key, sample): the highest keys are kept
     reserve_size = min(RESERVE_LIMIT, pairs)
     emitted = 0
-    for number, (source, quota) in enumerate(zip(sources, quotas)):
+    for number, (source, quota) in enumerate(zip(sources, quotas, strict=False)):
         if quota == 0:
             continue
         # Segment j holds triplet starts [bounds[j], bounds[j+1]).
@@ -234,7 +240,8 @@ def sample_triplets(
     if missing > len(reserve):
         raise SloMoError(
             f"only {emitted + len(reserve)} usable pairs in the inputs (need {pairs}; rejected "
-            f"{rejections.scene_cut} scene cuts, {rejections.duplicate} repeated frames): lower --pairs or add footage"
+            f"{rejections.scene_cut} scene cuts, {rejections.duplicate} repeated frames): "
+            "lower --pairs or add footage"
         )
     # Refill from the reserve spread over it, not its first entries.
     for position in np.linspace(0, len(reserve) - 1, missing).round().astype(int) if missing else []:

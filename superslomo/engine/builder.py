@@ -49,8 +49,13 @@ def _write_atomic(path: Path, data: bytes | memoryview) -> None:
             tmp.unlink()
 
 
-def validate_options(profiles: Sequence[Profile], workspace_mib: int | None, builder_level: int | None,
-                     hardware_compat: bool, version_compatible: bool) -> None:
+def validate_options(
+    profiles: Sequence[Profile],
+    workspace_mib: int | None,
+    builder_level: int | None,
+    hardware_compat: bool,
+    version_compatible: bool,
+) -> None:
     """Reject bad options before touching the GPU (pure; tested without TensorRT)."""
     if not profiles:
         raise BuildError("at least one optimisation profile is needed")
@@ -60,13 +65,26 @@ def validate_options(profiles: Sequence[Profile], workspace_mib: int | None, bui
         raise BuildError(f"--builder-level must be 0..5, got {builder_level}")
 
 
-def engine_manifest(source: Manifest, plans: dict[str, Path], trt_version: str, gpu: dict[str, Any],
-                    profiles: Sequence[Profile], onnx_sha256: dict[str, str], hardware_compat: bool,
-                    version_compatible: bool, builder_level: int | None) -> Manifest:
+def engine_manifest(
+    source: Manifest,
+    plans: dict[str, Path],
+    trt_version: str,
+    gpu: dict[str, Any],
+    profiles: Sequence[Profile],
+    onnx_sha256: dict[str, str],
+    hardware_compat: bool,
+    version_compatible: bool,
+    builder_level: int | None,
+) -> Manifest:
     """The manifest of an engine folder, derived from the ONNX folder's (pure; tested without TensorRT)."""
     graphs = {
-        name: GraphEntry(file=plans[name].name, sha256=sha256_of(plans[name]), inputs=list(entry.inputs),
-                         outputs=list(entry.outputs), precision=entry.precision)
+        name: GraphEntry(
+            file=plans[name].name,
+            sha256=sha256_of(plans[name]),
+            inputs=list(entry.inputs),
+            outputs=list(entry.outputs),
+            precision=entry.precision,
+        )
         for name, entry in source.graphs.items()
     }
     return replace(
@@ -100,8 +118,9 @@ def _network_flags(plugin: bool) -> int:
     return flags
 
 
-def _parse(builder: trt.Builder, logger: trt.ILogger, onnx_path: Path,
-           plugin: bool) -> tuple[trt.INetworkDefinition, trt.OnnxParser]:
+def _parse(
+    builder: trt.Builder, logger: trt.ILogger, onnx_path: Path, plugin: bool
+) -> tuple[trt.INetworkDefinition, trt.OnnxParser]:
     import tensorrt as trt
 
     network = builder.create_network(_network_flags(plugin))
@@ -111,13 +130,20 @@ def _parse(builder: trt.Builder, logger: trt.ILogger, onnx_path: Path,
         hint = ""
         if any("BackWarp" in e for e in errors):
             hint = " (the BackWarp plugin was not found: is this TensorRT >= 10.9 with tensorrt.plugin?)"
-        raise BuildError(f"TensorRT could not parse {onnx_path.name}: {'; '.join(errors) or 'unknown error'}{hint}")
+        raise BuildError(
+            f"TensorRT could not parse {onnx_path.name}: {'; '.join(errors) or 'unknown error'}{hint}"
+        )
     # The parser keeps references into the network; return both so neither dies early.
     return network, parser
 
 
-def _add_profiles(builder: trt.Builder, config: trt.IBuilderConfig, network: trt.INetworkDefinition,
-                  profiles: Sequence[Profile], io: str) -> None:
+def _add_profiles(
+    builder: trt.Builder,
+    config: trt.IBuilderConfig,
+    network: trt.INetworkDefinition,
+    profiles: Sequence[Profile],
+    io: str,
+) -> None:
     import tensorrt as trt
 
     names = [network.get_input(i).name for i in range(network.num_inputs)]
@@ -165,14 +191,18 @@ def build_engines(
     onnx_dir, out_dir = Path(onnx_dir), Path(out_dir)
     source = read_manifest(onnx_dir)
     if source.kind != "onnx":
-        raise BuildError(f"{onnx_dir} holds {source.kind} files; build-engine needs an ONNX folder from `slomo export`")
+        raise BuildError(
+            f"{onnx_dir} holds {source.kind} files; build-engine needs an ONNX folder from `slomo export`"
+        )
     if out_dir.resolve() == onnx_dir.resolve():
         raise BuildError("the engine folder must differ from the ONNX folder (both have a manifest.json)")
     if source.warp == "plugin" and hardware_compat:
         # The plugin's PTX is compiled by Triton for the building GPU (sm_90a-style targets on
         # Hopper), so a "runs on any Ampere+" plan would carry a kernel that other GPUs reject.
-        raise BuildError("--hardware-compat cannot be combined with a --warp plugin folder (its kernel is "
-                         "compiled for this GPU); export with --warp gridsample for portable engines")
+        raise BuildError(
+            "--hardware-compat cannot be combined with a --warp plugin folder (its kernel is "
+            "compiled for this GPU); export with --warp gridsample for portable engines"
+        )
     cache_path = Path(timing_cache) if timing_cache is not None else None
 
     version = tensorrt_version(import_tensorrt())
@@ -185,8 +215,10 @@ def build_engines(
 
         register_backwarp_plugin()
     gpu = gpu_identity(device)
-    log(f"TensorRT {version} on {gpu['name']} (sm {gpu['compute_capability']}); warp {source.warp}, "
-        f"precision {source.precision}, {len(profiles)} profile(s)")
+    log(
+        f"TensorRT {version} on {gpu['name']} (sm {gpu['compute_capability']}); warp {source.warp}, "
+        f"precision {source.precision}, {len(profiles)} profile(s)"
+    )
 
     # Made only now that TensorRT and a GPU are known to be here; removed again if the build fails.
     created = not out_dir.exists()
@@ -228,10 +260,22 @@ def build_engines(
                     cache_path.parent.mkdir(parents=True, exist_ok=True)
                     _write_atomic(cache_path, memoryview(config.get_timing_cache().serialize()))
                 del parser, network
-                log(f"{name}: {plan} ({plan.stat().st_size / 2**20:.1f} MiB, {time.monotonic() - started:.0f} s)")
+                log(
+                    f"{name}: {plan} ({plan.stat().st_size / 2**20:.1f} MiB, "
+                    f"{time.monotonic() - started:.0f} s)"
+                )
 
-        manifest = engine_manifest(source, plans, version_string(), gpu, profiles, onnx_sha,
-                                   hardware_compat, version_compatible, builder_level)
+        manifest = engine_manifest(
+            source,
+            plans,
+            version_string(),
+            gpu,
+            profiles,
+            onnx_sha,
+            hardware_compat,
+            version_compatible,
+            builder_level,
+        )
         write_manifest(out_dir, manifest)
         return manifest
     except BaseException:

@@ -40,15 +40,23 @@ def _plugin_nodes(path: str | os.PathLike) -> list[dict]:
     """The attributes of each BackWarp node in the graph at `path`."""
     onnx = _import_onnx()
     model = onnx.load(str(path), load_external_data=False)
-    return [{a.name: _text(onnx.helper.get_attribute_value(a)) for a in node.attribute}
-            for node in model.graph.node if node.op_type == PLUGIN_OP]
+    return [
+        {a.name: _text(onnx.helper.get_attribute_value(a)) for a in node.attribute}
+        for node in model.graph.node
+        if node.op_type == PLUGIN_OP
+    ]
 
 
 def plugin_nodes_missing_attributes(path: str | os.PathLike) -> tuple[int, int]:
     """(number of BackWarp nodes, how many of them lack plugin_namespace/aot/convention)."""
     nodes = _plugin_nodes(path)
-    missing = sum(1 for attrs in nodes if attrs.get("plugin_namespace") != PLUGIN_NAMESPACE
-                  or int(attrs.get("aot", 0)) != 1 or CONVENTION_ATTRIBUTE not in attrs)
+    missing = sum(
+        1
+        for attrs in nodes
+        if attrs.get("plugin_namespace") != PLUGIN_NAMESPACE
+        or int(attrs.get("aot", 0)) != 1
+        or CONVENTION_ATTRIBUTE not in attrs
+    )
     return len(nodes), missing
 
 
@@ -61,16 +69,21 @@ def _check_conventions(src: str | os.PathLike, expected: str | None) -> None:
     found = plugin_conventions(src)
     unknown = sorted(str(c) for c in found - set(CONVENTIONS))
     if unknown:
-        raise SloMoError(f"{src}: BackWarp convention {unknown[0]!r} is unknown to this version of "
-                         f"superslomo-trt (it knows {', '.join(CONVENTIONS)}); upgrade it or re-export the "
-                         "model")
+        raise SloMoError(
+            f"{src}: BackWarp convention {unknown[0]!r} is unknown to this version of "
+            f"superslomo-trt (it knows {', '.join(CONVENTIONS)}); upgrade it or re-export the "
+            "model"
+        )
     if expected is not None and found - {expected}:
-        raise SloMoError(f"{src}: the manifest says warp convention {expected} but the graph's BackWarp "
-                         f"nodes compute {', '.join(sorted(found))}; re-export the folder")
+        raise SloMoError(
+            f"{src}: the manifest says warp convention {expected} but the graph's BackWarp "
+            f"nodes compute {', '.join(sorted(found))}; re-export the folder"
+        )
 
 
-def prepare_plugin_graph(src: str | os.PathLike, dst_dir: str | os.PathLike, required: bool = True,
-                         convention: str | None = None) -> Path:
+def prepare_plugin_graph(
+    src: str | os.PathLike, dst_dir: str | os.PathLike, required: bool = True, convention: str | None = None
+) -> Path:
     """Return a path to `src` with every BackWarp node marked for the AOT plugin (src itself if already so).
 
     `required=False` for graphs that may have no warp at all (the flow graph). `convention`, when
@@ -93,8 +106,12 @@ def prepare_plugin_graph(src: str | os.PathLike, dst_dir: str | os.PathLike, req
         kept = [a for a in node.attribute if a.name not in ("plugin_namespace", "aot")]
         del node.attribute[:]
         node.attribute.extend(kept)
-        node.attribute.extend([onnx.helper.make_attribute("plugin_namespace", PLUGIN_NAMESPACE),
-                               onnx.helper.make_attribute("aot", 1)])
+        node.attribute.extend(
+            [
+                onnx.helper.make_attribute("plugin_namespace", PLUGIN_NAMESPACE),
+                onnx.helper.make_attribute("aot", 1),
+            ]
+        )
         if CONVENTION_ATTRIBUTE not in present:
             node.attribute.append(onnx.helper.make_attribute(CONVENTION_ATTRIBUTE, LEGACY_CONVENTION))
     dst = Path(dst_dir) / Path(src).name

@@ -13,7 +13,6 @@ serialise attributes into the engine, which is fine: the choice is baked into th
 
 # No `from __future__ import annotations` here: tensorrt.plugin inspects these functions'
 # annotations at registration and needs real types, not strings.
-from typing import List, Tuple, Union
 
 from superslomo.engine.version import check_plugin_supported, import_tensorrt, tensorrt_version
 
@@ -48,16 +47,19 @@ def register_backwarp_plugin() -> None:
 
     @trtp.autotune(PLUGIN_ID)
     def backwarp_autotune(
-        image: trtp.TensorDesc, flow: trtp.TensorDesc, outputs: Tuple[trtp.TensorDesc]
-    ) -> List[trtp.AutoTuneCombination]:
+        image: trtp.TensorDesc, flow: trtp.TensorDesc, outputs: tuple[trtp.TensorDesc]
+    ) -> list[trtp.AutoTuneCombination]:
         # image and output share fp32|fp16; the flow (coordinates) is always fp32.
         return [trtp.AutoTuneCombination("FP32|FP16, FP32, FP32|FP16", "LINEAR")]
 
     @trtp.aot_impl(PLUGIN_ID)
     def backwarp_aot(
-        image: trtp.TensorDesc, flow: trtp.TensorDesc, convention: str, outputs: Tuple[trtp.TensorDesc],
+        image: trtp.TensorDesc,
+        flow: trtp.TensorDesc,
+        convention: str,
+        outputs: tuple[trtp.TensorDesc],
         tactic: int,
-    ) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymExprs]:
+    ) -> tuple[str | bytes, str | bytes, trtp.KernelLaunchParams, trtp.SymExprs]:
         image_type = "fp32" if image.dtype == trt.float32 else "fp16"
         compiled = compile_backwarp(image_type, convention=_field_text(convention))
         shape = image.shape_expr
@@ -66,7 +68,9 @@ def register_backwarp_plugin() -> None:
         launch.grid_x = trtp.cdiv(pixels, BLOCK)
         launch.block_x = compiled.metadata.num_warps * 32
         launch.shared_mem = compiled.metadata.shared
-        scalars = trtp.SymIntExprs.from_tuple([trtp.SymInt32(e) for e in (pixels, shape[1], shape[2], shape[3])])
+        scalars = trtp.SymIntExprs.from_tuple(
+            [trtp.SymInt32(e) for e in (pixels, shape[1], shape[2], shape[3])]
+        )
         return compiled.metadata.name, compiled.asm["ptx"], launch, scalars
 
     _registered = True

@@ -32,8 +32,10 @@ class Shape:
     def __str__(self) -> str:
         return f"{self.n}x{self.h}x{self.w}"
 
-    def fits_in(self, low: "Shape", high: "Shape") -> bool:
-        return all(lo <= v <= hi for v, lo, hi in zip(self.astuple(), low.astuple(), high.astuple()))
+    def fits_in(self, low: Shape, high: Shape) -> bool:
+        return all(
+            lo <= v <= hi for v, lo, hi in zip(self.astuple(), low.astuple(), high.astuple(), strict=False)
+        )
 
     def astuple(self) -> tuple[int, int, int]:
         return (self.n, self.h, self.w)
@@ -53,10 +55,14 @@ class Profile:
         return shape.fits_in(self.min, self.max)
 
     def to_json(self) -> dict[str, list[int]]:
-        return {"min": list(self.min.astuple()), "opt": list(self.opt.astuple()), "max": list(self.max.astuple())}
+        return {
+            "min": list(self.min.astuple()),
+            "opt": list(self.opt.astuple()),
+            "max": list(self.max.astuple()),
+        }
 
     @classmethod
-    def from_json(cls, data: Any) -> "Profile":
+    def from_json(cls, data: Any) -> Profile:
         try:
             return cls(*(Shape(*(int(v) for v in data[key])) for key in ("min", "opt", "max")))
         except (KeyError, TypeError, ValueError):
@@ -84,9 +90,15 @@ def parse_shape(text: str, what: str = "shape") -> Shape:
 
 
 def make_profile(low: Shape, opt: Shape, high: Shape) -> Profile:
-    for axis, (lo, op, hi) in zip(("batch", "height", "width"), zip(low.astuple(), opt.astuple(), high.astuple())):
+    for axis, (lo, op, hi) in zip(
+        ("batch", "height", "width"),
+        zip(low.astuple(), opt.astuple(), high.astuple(), strict=False),
+        strict=False,
+    ):
         if not lo <= op <= hi:
-            raise ProfileError(f"profile {axis}: need min <= opt <= max, got {lo}, {op}, {hi} (from {low}, {opt}, {high})")
+            raise ProfileError(
+                f"profile {axis}: need min <= opt <= max, got {lo}, {op}, {hi} (from {low}, {opt}, {high})"
+            )
     return Profile(low, opt, high)
 
 
@@ -118,13 +130,16 @@ def split_profiles(base: Profile, count: int) -> list[Profile]:
         maxima[-1] = hi
     profiles = []
     for top in maxima:
-        opt = Shape(*(min(max(o, l), t) for o, l, t in zip(base.opt.astuple(), lo.astuple(), top.astuple())))
+        axes = zip(base.opt.astuple(), lo.astuple(), top.astuple(), strict=False)
+        opt = Shape(*(min(max(o, low), t) for o, low, t in axes))
         profiles.append(Profile(lo, opt, top))
     return profiles
 
 
 def parse_profiles(min_text: str, opt_text: str, max_text: str, count: int = 1) -> list[Profile]:
-    base = make_profile(parse_shape(min_text, "--min"), parse_shape(opt_text, "--opt"), parse_shape(max_text, "--max"))
+    base = make_profile(
+        parse_shape(min_text, "--min"), parse_shape(opt_text, "--opt"), parse_shape(max_text, "--max")
+    )
     return split_profiles(base, count)
 
 

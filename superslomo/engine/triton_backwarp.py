@@ -37,8 +37,17 @@ def _define_kernel() -> Any:
     triton, tl = import_triton()
 
     @triton.jit
-    def backwarp_kernel(image_ptr, flow_ptr, num_pixels, channels, height, width, out_ptr,
-                        BLOCK: tl.constexpr, EXACT: tl.constexpr):  # type: ignore[name-defined]
+    def backwarp_kernel(
+        image_ptr,
+        flow_ptr,
+        num_pixels,
+        channels,
+        height,
+        width,
+        out_ptr,
+        BLOCK: tl.constexpr,
+        EXACT: tl.constexpr,
+    ):  # type: ignore[name-defined]
         pid = tl.program_id(0)
         offs = pid * BLOCK + tl.arange(0, BLOCK)
         live = offs < num_pixels
@@ -138,8 +147,10 @@ CONVENTIONS = ("reference", "exact")
 def exact_flag(convention: str) -> int:
     """The EXACT constexpr for a warp convention (a SloMoError for one this kernel does not know)."""
     if convention not in CONVENTIONS:
-        raise SloMoError(f"BackWarp: unknown warp convention {convention!r}; this build knows "
-                         f"{', '.join(CONVENTIONS)} (upgrade superslomo-trt)")
+        raise SloMoError(
+            f"BackWarp: unknown warp convention {convention!r}; this build knows "
+            f"{', '.join(CONVENTIONS)} (upgrade superslomo-trt)"
+        )
     return int(convention == "exact")
 
 
@@ -152,10 +163,21 @@ def backwarp_triton(image: Any, flow: Any, block: int = BLOCK, convention: str =
     import torch
 
     exact = exact_flag(convention)
-    if image.dim() != 4 or flow.dim() != 4 or flow.shape[1] != 2 or image.shape[0] != flow.shape[0] or image.shape[2:] != flow.shape[2:]:
-        raise SloMoError(f"backwarp: image [N,C,H,W] and flow [N,2,H,W] expected, got {tuple(image.shape)} and {tuple(flow.shape)}")
+    if (
+        image.dim() != 4
+        or flow.dim() != 4
+        or flow.shape[1] != 2
+        or image.shape[0] != flow.shape[0]
+        or image.shape[2:] != flow.shape[2:]
+    ):
+        raise SloMoError(
+            "backwarp: image [N,C,H,W] and flow [N,2,H,W] expected, "
+            f"got {tuple(image.shape)} and {tuple(flow.shape)}"
+        )
     if image.dtype not in (torch.float32, torch.float16) or flow.dtype != torch.float32:
-        raise SloMoError(f"backwarp: image must be float32/float16 and flow float32, got {image.dtype} and {flow.dtype}")
+        raise SloMoError(
+            f"backwarp: image must be float32/float16 and flow float32, got {image.dtype} and {flow.dtype}"
+        )
     image = image.contiguous()
     flow = flow.contiguous()
     out = torch.empty_like(image)
@@ -163,23 +185,28 @@ def backwarp_triton(image: Any, flow: Any, block: int = BLOCK, convention: str =
     pixels = n * h * w
     if image.numel() >= 2**31:
         raise SloMoError("backwarp: tensor too large for int32 indexing")
-    backwarp_kernel()[(grid_size(pixels, block),)](image, flow, pixels, c, h, w, out, BLOCK=block,
-                                                   EXACT=exact)
+    backwarp_kernel()[(grid_size(pixels, block),)](
+        image, flow, pixels, c, h, w, out, BLOCK=block, EXACT=exact
+    )
     return out
 
 
-def compile_backwarp(image_type: str, target: Any = None, block: int = BLOCK,
-                     convention: str = "reference") -> Any:
+def compile_backwarp(
+    image_type: str, target: Any = None, block: int = BLOCK, convention: str = "reference"
+) -> Any:
     """Compile the kernel ahead of time to PTX (no GPU needed when `target` is given)."""
     triton, _ = import_triton()
     constexprs = {"BLOCK": block, "EXACT": exact_flag(convention)}
-    source = triton.compiler.ASTSource(fn=backwarp_kernel(), signature=kernel_signature(image_type),
-                                       constexprs=constexprs)
+    source = triton.compiler.ASTSource(
+        fn=backwarp_kernel(), signature=kernel_signature(image_type), constexprs=constexprs
+    )
     compiled = triton.compile(source, target=target) if target is not None else triton.compile(source)
     # Newer Triton appends scratch-buffer pointers to every kernel; TensorRT's AOT launcher does
     # not supply them, which is only safe while the kernel asks for no scratch memory.
     for field in ("global_scratch_size", "profile_scratch_size"):
         if getattr(compiled.metadata, field, 0):
-            raise SloMoError(f"the compiled BackWarp kernel needs {field}={getattr(compiled.metadata, field)}; "
-                             "TensorRT's AOT plugins cannot provide scratch memory")
+            raise SloMoError(
+                f"the compiled BackWarp kernel needs {field}={getattr(compiled.metadata, field)}; "
+                "TensorRT's AOT plugins cannot provide scratch memory"
+            )
     return compiled

@@ -8,7 +8,9 @@ from types import ModuleType
 
 from superslomo.errors import SloMoError
 
-INSTALL_HINT = "install the GPU extra: pip install 'superslomo-trt[tensorrt]' (on Jetson, TensorRT comes with JetPack)"
+INSTALL_HINT = (
+    "install the GPU extra: pip install 'superslomo-trt[tensorrt]' (on Jetson, TensorRT comes with JetPack)"
+)
 
 
 class TensorRTUnavailable(SloMoError):
@@ -22,7 +24,7 @@ class TrtVersion:
     patch: int = 0
 
     @classmethod
-    def parse(cls, text: str) -> "TrtVersion":
+    def parse(cls, text: str) -> TrtVersion:
         match = re.match(r"^\s*(\d+)\.(\d+)(?:\.(\d+))?", str(text))
         if not match:
             raise SloMoError(f"cannot read a TensorRT version from {text!r}")

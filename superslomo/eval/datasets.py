@@ -57,8 +57,10 @@ def _holders(path: Path, stems: tuple[str, ...]) -> list[Path]:
 
 
 def _missing_ground_truth(inputs: Path) -> SloMoError:
-    return SloMoError(f"no ground truth for the input pairs in {inputs} (<seq>/frame10,frame11 without "
-                      "frame10i11): pass the folder that holds <seq>/frame10i11 with --gt DIR")
+    return SloMoError(
+        f"no ground truth for the input pairs in {inputs} (<seq>/frame10,frame11 without "
+        "frame10i11): pass the folder that holds <seq>/frame10i11 with --gt DIR"
+    )
 
 
 def split_roots(path: Path, gt: Path | None = None) -> tuple[Path, Path | None] | None:
@@ -67,8 +69,10 @@ def split_roots(path: Path, gt: Path | None = None) -> tuple[Path, Path | None] 
     if gt is not None:
         inputs = next((path / name for name, _ in SPLIT_TREES if (path / name).is_dir()), path)
         if not _holders(inputs, MIDDLEBURY[:2]):
-            raise SloMoError(f"--gt names the ground truth of Middlebury-style input pairs, but {inputs} "
-                             "holds no <seq>/frame10,frame11")
+            raise SloMoError(
+                f"--gt names the ground truth of Middlebury-style input pairs, but {inputs} "
+                "holds no <seq>/frame10,frame11"
+            )
         if not gt.is_dir():
             raise SloMoError(f"ground-truth folder not found: {gt}")
         return inputs, gt
@@ -110,14 +114,17 @@ def detect_layout(path: Path, gt: Path | None = None) -> str:
     )
 
 
-def ground_truth_root(path: str | os.PathLike, layout: str = "auto", gt: str | os.PathLike | None = None) -> Path | None:
+def ground_truth_root(
+    path: str | os.PathLike, layout: str = "auto", gt: str | os.PathLike | None = None
+) -> Path | None:
     """Where the middle frames of a Middlebury set come from when they are not beside the inputs
     (None otherwise); raises when they are missing. `layout` is the resolved one."""
     path, gt = Path(path), Path(gt) if gt is not None else None
     if layout != "middlebury":
         if gt is not None:
-            raise SloMoError(f"--gt is for Middlebury-style input pairs; the {layout} layout holds its own "
-                             "ground truth")
+            raise SloMoError(
+                f"--gt is for Middlebury-style input pairs; the {layout} layout holds its own ground truth"
+            )
         return None
     split = split_roots(path, gt)
     if split is None:
@@ -151,15 +158,20 @@ def _split_triplets(inputs: Path, gt: Path) -> Iterator[Triplet]:
         raise SloMoError(f"no <seq>/frame10,frame11 input pairs found under {inputs}")
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise SloMoError(f"no ground truth (frame10i11) in {gt} for {len(missing)} of {len(folders)} "
-                         f"sequence(s): {shown}")
+        raise SloMoError(
+            f"no ground truth (frame10i11) in {gt} for {len(missing)} of {len(folders)} sequence(s): {shown}"
+        )
     for folder in folders:
         f0, f1 = (read_image(_find(folder, n)) for n in MIDDLEBURY[:2])  # type: ignore[arg-type]
         yield Triplet(folder.name, f0, f1, read_image(targets[folder.name]))  # type: ignore[arg-type]
 
 
-def iter_triplets(path: str | os.PathLike, layout: str = "auto", limit: int | None = None,
-                  gt: str | os.PathLike | None = None) -> Iterator[Triplet]:
+def iter_triplets(
+    path: str | os.PathLike,
+    layout: str = "auto",
+    limit: int | None = None,
+    gt: str | os.PathLike | None = None,
+) -> Iterator[Triplet]:
     """Triplets from ucf (frame0/1/2, frame1 is the target), middlebury (frame10, frame10i11,
     frame11; beside each other, or the middle frames in a separate tree: other-gt-interp/, gt/ or
     `gt`) or frames (every other frame of a folder or video is held out as the target)."""

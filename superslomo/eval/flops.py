@@ -104,5 +104,10 @@ class ModelFlops:
 
 def model_flops(model_width: int, width: int, height: int) -> ModelFlops:
     """FLOPs of the flow graph (once per pair) and the interpolation graph (once per new frame)."""
-    return ModelFlops(width, height, model_width, unet_flops(*FLOW_CHANNELS, model_width, width, height),
-                      unet_flops(*INTERP_CHANNELS, model_width, width, height))
+    return ModelFlops(
+        width,
+        height,
+        model_width,
+        unet_flops(*FLOW_CHANNELS, model_width, width, height),
+        unet_flops(*INTERP_CHANNELS, model_width, width, height),
+    )

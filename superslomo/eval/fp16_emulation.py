@@ -38,16 +38,35 @@ from superslomo.runtime.backend import Backend
 from superslomo.runtime.manifest import Manifest, sha256_of
 
 MEASURED = "fp16 storage rounding of weights and activations, emulated on the CPU"
-NOT_MEASURED = ("fp16 arithmetic and accumulation inside kernels, and TensorRT's kernel and tactic choices "
-                "(fusions, reduced-precision accumulation): only a TensorRT fp16 engine on the GPU measures those")
+NOT_MEASURED = (
+    "fp16 arithmetic and accumulation inside kernels, and TensorRT's kernel and tactic choices "
+    "(fusions, reduced-precision accumulation): only a TensorRT fp16 engine on the GPU measures those"
+)
 EMULATED_NAME = "onnxruntime-fp16-emulated"
 GRAPHS = ("flow", "interp")
 
 # Ops that only move or select values: an fp16-exact input gives an fp16-exact output.
-_DATA_MOVEMENT = frozenset({
-    "Concat", "Reshape", "Transpose", "Slice", "Squeeze", "Unsqueeze", "Identity", "Gather", "GatherElements",
-    "Split", "Flatten", "Expand", "Tile", "Pad", "DepthToSpace", "SpaceToDepth", "MaxPool",
-})
+_DATA_MOVEMENT = frozenset(
+    {
+        "Concat",
+        "Reshape",
+        "Transpose",
+        "Slice",
+        "Squeeze",
+        "Unsqueeze",
+        "Identity",
+        "Gather",
+        "GatherElements",
+        "Split",
+        "Flatten",
+        "Expand",
+        "Tile",
+        "Pad",
+        "DepthToSpace",
+        "SpaceToDepth",
+        "MaxPool",
+    }
+)
 _SUFFIX = "__fp16_emulation"
 
 
@@ -60,8 +79,13 @@ class EmulationStats:
     kept_fp32: list[str] = field(default_factory=list)  # op types that compute in fp32 in the fp16 graph
 
     def as_dict(self) -> dict:
-        return {"weights": self.weights, "weight_values": self.weight_values, "rounded_activations": self.rounded,
-                "data_movement_outputs": self.moved, "kept_fp32_ops": sorted(set(self.kept_fp32))}
+        return {
+            "weights": self.weights,
+            "weight_values": self.weight_values,
+            "rounded_activations": self.rounded,
+            "data_movement_outputs": self.moved,
+            "kept_fp32_ops": sorted(set(self.kept_fp32)),
+        }
 
 
 def _tensor_types(model) -> dict[str, int]:
@@ -70,7 +94,9 @@ def _tensor_types(model) -> dict[str, int]:
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     except onnx.shape_inference.InferenceError as error:
-        raise SloMoError(f"cannot infer the tensor types of the fp16 graph: {str(error).splitlines()[0]}") from None
+        raise SloMoError(
+            f"cannot infer the tensor types of the fp16 graph: {str(error).splitlines()[0]}"
+        ) from None
     graph = inferred.graph
     types = {v.name: v.type.tensor_type.elem_type for v in (*graph.value_info, *graph.input, *graph.output)}
     types.update({init.name: init.data_type for init in graph.initializer})
@@ -100,7 +126,9 @@ def emulate_fp16_storage(model):
     graph = model.graph
     types = _tensor_types(model)
     if any(types.get(v.name) == FP16 for v in (*graph.input, *graph.output)):
-        raise SloMoError("this graph has fp16 inputs or outputs; the fp16 export keeps I/O fp32, so it is not one of ours")
+        raise SloMoError(
+            "this graph has fp16 inputs or outputs; the fp16 export keeps I/O fp32, so it is not one of ours"
+        )
     stats = EmulationStats()
     for index, init in enumerate(graph.initializer):
         if init.data_type == FP16:
@@ -109,16 +137,23 @@ def emulate_fp16_storage(model):
     nodes = []
     for node in graph.node:
         if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
-            raise SloMoError(f"fp16 emulation does not handle control flow ({node.op_type} node {node.name!r})")
+            raise SloMoError(
+                f"fp16 emulation does not handle control flow ({node.op_type} node {node.name!r})"
+            )
         for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.TENSOR and attr.t.data_type == FP16:  # Constant, ConstantOfShape
+            if (
+                attr.type == onnx.AttributeProto.TENSOR and attr.t.data_type == FP16
+            ):  # Constant, ConstantOfShape
                 attr.t.CopyFrom(_upcast_tensor(attr.t, stats))
             elif attr.name == "dtype" and attr.type == onnx.AttributeProto.INT and attr.i == FP16:
                 attr.i = FP32
         fp16_outputs = [i for i, name in enumerate(node.output) if name and types.get(name) == FP16]
         if node.op_type == "Constant" or not fp16_outputs:
-            if not fp16_outputs and node.op_type not in (*_DATA_MOVEMENT, "Cast", "CastLike", "Constant") and any(
-                    types.get(name) == FP32 for name in node.output):
+            if (
+                not fp16_outputs
+                and node.op_type not in (*_DATA_MOVEMENT, "Cast", "CastLike", "Constant")
+                and any(types.get(name) == FP32 for name in node.output)
+            ):
                 stats.kept_fp32.append(node.op_type)
             nodes.append(node)
             continue
@@ -133,10 +168,20 @@ def emulate_fp16_storage(model):
                 node.output[i] = f"{name}{_SUFFIX}_fp16"
             else:  # computes in fp32 now that its inputs are fp32; round its result
                 node.output[i] = f"{name}{_SUFFIX}_fp32"
-                nodes.append(helper.make_node("Cast", [node.output[i]], [f"{name}{_SUFFIX}_fp16"], to=FP16,
-                                              name=f"{name}{_SUFFIX}_round"))
-            nodes.append(helper.make_node("Cast", [f"{name}{_SUFFIX}_fp16"], [name], to=FP32,
-                                          name=f"{name}{_SUFFIX}_back"))
+                nodes.append(
+                    helper.make_node(
+                        "Cast",
+                        [node.output[i]],
+                        [f"{name}{_SUFFIX}_fp16"],
+                        to=FP16,
+                        name=f"{name}{_SUFFIX}_round",
+                    )
+                )
+            nodes.append(
+                helper.make_node(
+                    "Cast", [f"{name}{_SUFFIX}_fp16"], [name], to=FP32, name=f"{name}{_SUFFIX}_back"
+                )
+            )
             stats.rounded += 1
     del graph.node[:]
     graph.node.extend(nodes)
@@ -153,7 +198,9 @@ def open_emulated_backend(folder: str | os.PathLike, manifest: Manifest) -> tupl
     from superslomo.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
     if manifest.kind != "onnx" or manifest.precision != "fp16":
-        raise SloMoError(f"fp16 emulation needs an fp16 ONNX folder, {folder} holds {manifest.kind} {manifest.precision}")
+        raise SloMoError(
+            f"fp16 emulation needs an fp16 ONNX folder, {folder} holds {manifest.kind} {manifest.precision}"
+        )
     stats: dict[str, dict] = {}
     graphs = {}
     # The sessions hold the graphs in memory once built, so the copies live only as long as that.

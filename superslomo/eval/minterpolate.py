@@ -38,7 +38,12 @@ REPEATS = 2
 
 def _check(frame0: np.ndarray, frame1: np.ndarray) -> None:
     for name, frame in (("frame0", frame0), ("frame1", frame1)):
-        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        if (
+            not isinstance(frame, np.ndarray)
+            or frame.dtype != np.uint8
+            or frame.ndim != 3
+            or frame.shape[2] != 3
+        ):
             raise SloMoError(f"minterpolate: {name} must be HxWx3 uint8 RGB")
     if frame0.shape != frame1.shape:
         raise SloMoError(f"minterpolate: frames differ in size ({frame0.shape} vs {frame1.shape})")
@@ -60,16 +65,21 @@ def minterpolate_middle(frame0: np.ndarray, frame1: np.ndarray) -> np.ndarray:
 
     try:
         graph = av.filter.Graph()
-        source = graph.add("buffer", f"video_size={padded_w}x{padded_h}:pix_fmt={PIXEL_FORMAT}:time_base=1/1:"
-                                     "frame_rate=1/1:pixel_aspect=1/1")
+        source = graph.add(
+            "buffer",
+            f"video_size={padded_w}x{padded_h}:pix_fmt={PIXEL_FORMAT}:time_base=1/1:"
+            "frame_rate=1/1:pixel_aspect=1/1",
+        )
         interp = graph.add("minterpolate", f"fps=2:{FILTER_OPTIONS}")
         sink = graph.add("buffersink")
         source.link_to(interp)
         interp.link_to(sink)
         graph.configure()
     except (av.error.FFmpegError, ValueError) as error:
-        raise SloMoError(f"minterpolate is not usable in this PyAV build ({error}); "
-                         "skip the baseline with --no-minterpolate") from None
+        raise SloMoError(
+            f"minterpolate is not usable in this PyAV build ({error}); "
+            "skip the baseline with --no-minterpolate"
+        ) from None
 
     # Input frame i sits at time i; the wanted frame is halfway between frame0's last repeat and
     # frame1's first. Picked by time, not by position, so a filter that dropped or added a frame
@@ -88,7 +98,9 @@ def minterpolate_middle(frame0: np.ndarray, frame1: np.ndarray) -> np.ndarray:
                 middle = frame.to_ndarray(format="rgb24")
 
     for index, image in enumerate([frame0] * REPEATS + [frame1] * REPEATS):
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24").reformat(format=PIXEL_FORMAT)
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24").reformat(
+            format=PIXEL_FORMAT
+        )
         frame.pts = index
         source.push(frame)
         drain()

@@ -60,10 +60,13 @@ DEFAULT_GATES = {
 }
 
 
-def choose_gate(precision: str, atol: float | None = None, rtol: float | None = None,
-                min_psnr: float | None = None) -> Gate:
+def choose_gate(
+    precision: str, atol: float | None = None, rtol: float | None = None, min_psnr: float | None = None
+) -> Gate:
     if min_psnr is not None and (atol is not None or rtol is not None):
-        raise SloMoError("give either --atol/--rtol (tensor tolerances) or --min-psnr (frame quality), not both")
+        raise SloMoError(
+            "give either --atol/--rtol (tensor tolerances) or --min-psnr (frame quality), not both"
+        )
     for name, value in (("atol", atol), ("rtol", rtol)):
         if value is not None and not (value >= 0 and math.isfinite(value)):
             raise SloMoError(f"--{name} must be a finite number >= 0, got {value}")
@@ -86,7 +89,9 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
         try:
             width, height = (int(v) for v in item.lower().split("x"))
         except ValueError:
-            raise SloMoError(f"sizes are WIDTHxHEIGHT[,WIDTHxHEIGHT...], e.g. 448x256,1280x720; got {item!r}") from None
+            raise SloMoError(
+                f"sizes are WIDTHxHEIGHT[,WIDTHxHEIGHT...], e.g. 448x256,1280x720; got {item!r}"
+            ) from None
         if not (16 <= width <= 8192 and 16 <= height <= 8192):
             raise SloMoError(f"size {item} is out of range (16..8192 on each side)")
         sizes.append((width, height))
@@ -132,8 +137,9 @@ def random_cases(sizes: Sequence[tuple[int, int]], seed: int = 0) -> list[Case]:
     return [Case(f"random-{w}x{h}", *random_pair(w, h, rng)) for w, h in sizes]
 
 
-def frame_cases(paths: Sequence[str | os.PathLike], sizes: Sequence[tuple[int, int]] | None = None,
-                pairs: int = 2) -> list[Case]:
+def frame_cases(
+    paths: Sequence[str | os.PathLike], sizes: Sequence[tuple[int, int]] | None = None, pairs: int = 2
+) -> list[Case]:
     """Pairs from the given images, frame folders and videos (consecutive frames, in order) and
     triplet data sets (each sequence's own pair), at their own size or resized to each of `sizes`."""
     from superslomo.eval.datasets import iter_pairs
@@ -162,14 +168,20 @@ def frame_cases(paths: Sequence[str | os.PathLike], sizes: Sequence[tuple[int, i
             break
     found += list(pairwise(frames))
     if not found:
-        raise SloMoError("--data needs at least two frames (two images, a folder or video of them, or a "
-                         "triplet data set)")
+        raise SloMoError(
+            "--data needs at least two frames (two images, a folder or video of them, or a triplet data set)"
+        )
     cases = []
     for (name0, f0), (name1, f1) in found[:pairs]:
         if sizes:
             for width, height in sizes:
-                cases.append(Case(f"{name0}-{name1}@{width}x{height}", _resize(f0, width, height),
-                                  _resize(f1, width, height)))
+                cases.append(
+                    Case(
+                        f"{name0}-{name1}@{width}x{height}",
+                        _resize(f0, width, height),
+                        _resize(f1, width, height),
+                    )
+                )
         else:
             height, width = f0.shape[:2]
             cases.append(Case(f"{name0}-{name1}@{width}x{height}", f0, _resize(f1, width, height)))
@@ -204,23 +216,39 @@ def _run_case(test: Interpolator, reference: Interpolator, case: Case, times: Se
 
     io = test.backend.manifest.io
     # The interpolation graph alone, on the reference flows (see the module docstring).
-    test_frame_t = test.backend.infer("interp", {
-        "frame0": repeat(test_pair.frame0), "frame1": repeat(test_pair.frame1),
-        "flow01": repeat(ref_pair.flow01), "flow10": repeat(ref_pair.flow10), "t": t,
-    })["frame_t"]
-    ref_frame_t = reference.backend.infer("interp", {
-        "frame0": repeat(ref_pair.frame0), "frame1": repeat(ref_pair.frame1),
-        "flow01": repeat(ref_pair.flow01), "flow10": repeat(ref_pair.flow10), "t": t,
-    })["frame_t"]
+    test_frame_t = test.backend.infer(
+        "interp",
+        {
+            "frame0": repeat(test_pair.frame0),
+            "frame1": repeat(test_pair.frame1),
+            "flow01": repeat(ref_pair.flow01),
+            "flow10": repeat(ref_pair.flow10),
+            "t": t,
+        },
+    )["frame_t"]
+    ref_frame_t = reference.backend.infer(
+        "interp",
+        {
+            "frame0": repeat(ref_pair.frame0),
+            "frame1": repeat(ref_pair.frame1),
+            "flow01": repeat(ref_pair.flow01),
+            "flow10": repeat(ref_pair.flow10),
+            "t": t,
+        },
+    )["frame_t"]
     test_final = np.stack(test.synthesize(test_pair, times, as_float=True))
     ref_final = np.stack(reference.synthesize(ref_pair, times, as_float=True))
     test_out = {
-        "flow01": test_pair.flow01.astype(np.float32), "flow10": test_pair.flow10.astype(np.float32),
-        "frame_t": _frames_as_float(test_frame_t, io), "final": test_final.astype(np.float32),
+        "flow01": test_pair.flow01.astype(np.float32),
+        "flow10": test_pair.flow10.astype(np.float32),
+        "frame_t": _frames_as_float(test_frame_t, io),
+        "final": test_final.astype(np.float32),
     }
     ref_out = {
-        "flow01": ref_pair.flow01.astype(np.float32), "flow10": ref_pair.flow10.astype(np.float32),
-        "frame_t": _like_test_output(ref_frame_t, io), "final": _like_test_output(ref_final, io),
+        "flow01": ref_pair.flow01.astype(np.float32),
+        "flow10": ref_pair.flow10.astype(np.float32),
+        "frame_t": _like_test_output(ref_frame_t, io),
+        "final": _like_test_output(ref_final, io),
     }
     return ref_out, test_out
 
@@ -248,8 +276,13 @@ def _tolerances(gate: Gate, output: str, io: str) -> dict:
     return {"atol": atol, "rtol": gate.rtol, "check": "elemwise"}
 
 
-def check_parity(backend: Backend, reference: Backend, cases: Sequence[Case], gate: Gate,
-                 times: Sequence[float] = DEFAULT_TIMES) -> dict:
+def check_parity(
+    backend: Backend,
+    reference: Backend,
+    cases: Sequence[Case],
+    gate: Gate,
+    times: Sequence[float] = DEFAULT_TIMES,
+) -> dict:
     """Run `backend` and `reference` on every case and compare; returns the report (a dict).
 
     `reference` is normally `TorchBackend` on the checkpoint; any Backend works, which is what
@@ -272,8 +305,12 @@ def check_parity(backend: Backend, reference: Backend, cases: Sequence[Case], ga
         ref_out, test_out = _run_case(test, ref, case, times)
         ref_iters.append(IterationResult(outputs=ref_out, runner_name=REFERENCE_NAME))
         test_iters.append(IterationResult(outputs=test_out, runner_name=test_name))
-        psnrs.append({name: psnr(test_out[name], ref_out[name]) if np.isfinite(test_out[name]).all() else math.nan
-                      for name in IMAGE_OUTPUTS})
+        psnrs.append(
+            {
+                name: psnr(test_out[name], ref_out[name]) if np.isfinite(test_out[name]).all() else math.nan
+                for name in IMAGE_OUTPUTS
+            }
+        )
     results = RunResults()
     results.append((REFERENCE_NAME, ref_iters))
     results.append((test_name, test_iters))
@@ -294,20 +331,31 @@ def check_parity(backend: Backend, reference: Backend, cases: Sequence[Case], ga
                 passed, why = False, "non-finite values (NaN/Inf)"
             elif gate.mode == "tolerance":
                 passed = bool(result)
-                why = None if passed else (f"max abs error {result.max_absdiff:.3g} exceeds "
-                                           f"{_tolerances(gate, name, io)['atol']:.3g} (rtol {gate.rtol:.3g})")
+                why = (
+                    None
+                    if passed
+                    else (
+                        f"max abs error {result.max_absdiff:.3g} exceeds "
+                        f"{_tolerances(gate, name, io)['atol']:.3g} (rtol {gate.rtol:.3g})"
+                    )
+                )
             elif name in IMAGE_OUTPUTS:
                 passed = value >= gate.min_psnr
                 why = None if passed else f"PSNR {value:.2f} dB below {gate.min_psnr:.2f} dB"
             else:
                 passed, why = True, None
             outputs[name] = {
-                "max_abs": result.max_absdiff, "mean_abs": result.mean_absdiff, "psnr": value,
-                "passed": passed, "why": why, "shape": list(test_iters[index][name].shape),
+                "max_abs": result.max_absdiff,
+                "mean_abs": result.mean_absdiff,
+                "psnr": value,
+                "passed": passed,
+                "why": why,
+                "shape": list(test_iters[index][name].shape),
                 **_tolerances(gate, name, io),
             }
-        report_cases.append({"name": case.name, "size": f"{case.frame0.shape[1]}x{case.frame0.shape[0]}",
-                             "outputs": outputs})
+        report_cases.append(
+            {"name": case.name, "size": f"{case.frame0.shape[1]}x{case.frame0.shape[0]}", "outputs": outputs}
+        )
 
     summary = {}
     for name in OUTPUTS:
@@ -340,11 +388,21 @@ def check_parity(backend: Backend, reference: Backend, cases: Sequence[Case], ga
 
 
 # -- the command ------------------------------------------------------------------------------
-def run_parity(folder: str | os.PathLike, checkpoint: str | os.PathLike, backend: str = "auto",
-               frames: Sequence[str | os.PathLike] | None = None, sizes: Sequence[tuple[int, int]] | None = None,
-               atol: float | None = None, rtol: float | None = None, min_psnr: float | None = None,
-               times: Sequence[float] = DEFAULT_TIMES, seed: int = 0, pairs: int = 2,
-               report: str | os.PathLike | None = None, junit: str | os.PathLike | None = None) -> dict:
+def run_parity(
+    folder: str | os.PathLike,
+    checkpoint: str | os.PathLike,
+    backend: str = "auto",
+    frames: Sequence[str | os.PathLike] | None = None,
+    sizes: Sequence[tuple[int, int]] | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    min_psnr: float | None = None,
+    times: Sequence[float] = DEFAULT_TIMES,
+    seed: int = 0,
+    pairs: int = 2,
+    report: str | os.PathLike | None = None,
+    junit: str | os.PathLike | None = None,
+) -> dict:
     """`slomo parity`: open both sides, compare, write the reports. Raises CheckFailed (exit 1)
     naming the failing outputs after the reports are written."""
     from superslomo.runtime.loader import open_backend
@@ -381,16 +439,18 @@ def run_parity(folder: str | os.PathLike, checkpoint: str | os.PathLike, backend
         test.close()
     checkpoint_sha = sha256_of(checkpoint)
     exported_from = manifest.source.get("sha256")
-    result.update({
-        "model": str(folder),
-        "checkpoint": str(checkpoint),
-        "checkpoint_sha256": checkpoint_sha,
-        # A folder exported from another checkpoint is not an error here (that is drift too, and the
-        # numbers will say so), but the report says it so nobody hunts for a numeric bug.
-        "checkpoint_matches_manifest": None if exported_from is None else exported_from == checkpoint_sha,
-        "inputs": "frames" if frames else f"random (seed {seed})",
-        "emulation": emulation,
-    })
+    result.update(
+        {
+            "model": str(folder),
+            "checkpoint": str(checkpoint),
+            "checkpoint_sha256": checkpoint_sha,
+            # A folder exported from another checkpoint is not an error here (that is drift too, and the
+            # numbers will say so), but the report says it so nobody hunts for a numeric bug.
+            "checkpoint_matches_manifest": None if exported_from is None else exported_from == checkpoint_sha,
+            "inputs": "frames" if frames else f"random (seed {seed})",
+            "emulation": emulation,
+        }
+    )
     if report is not None:
         from superslomo.eval.reports import write_json
 
@@ -406,10 +466,19 @@ def junit_cases(result: dict) -> list[dict]:
     cases = []
     for case in result["cases"]:
         for name, out in case["outputs"].items():
-            details = ", ".join(f"{k}={out[k]}" for k in ("max_abs", "mean_abs", "psnr", "atol", "rtol", "min_psnr")
-                                if out.get(k) is not None)
-            cases.append({"classname": f"parity.{result['backend']}.{case['name']}", "name": name,
-                          "failure": None if out["passed"] else f"{name}: {out['why']}", "details": details})
+            details = ", ".join(
+                f"{k}={out[k]}"
+                for k in ("max_abs", "mean_abs", "psnr", "atol", "rtol", "min_psnr")
+                if out.get(k) is not None
+            )
+            cases.append(
+                {
+                    "classname": f"parity.{result['backend']}.{case['name']}",
+                    "name": name,
+                    "failure": None if out["passed"] else f"{name}: {out['why']}",
+                    "details": details,
+                }
+            )
     return cases
 
 
@@ -421,18 +490,28 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def summary_lines(result: dict) -> list[str]:
     gate = result["gate"]
-    rule = (f"PSNR >= {gate['min_psnr']} dB on frames" if gate["mode"] == "psnr"
-            else f"atol {gate['atol']:g}, rtol {gate['rtol']:g}")
-    lines = [(f"parity: {result['backend']} ({result['precision']}, io {result['io']}) vs {result['reference']}, "
-              f"{len(result['cases'])} case(s), t = {', '.join(f'{t:g}' for t in result['times'])}; "
-              f"gate: {rule} ({gate['origin']})"),
-             f"  {'output':8s} {'max abs':>10s} {'mean abs':>10s} {'PSNR dB':>8s}  verdict"]
+    rule = (
+        f"PSNR >= {gate['min_psnr']} dB on frames"
+        if gate["mode"] == "psnr"
+        else f"atol {gate['atol']:g}, rtol {gate['rtol']:g}"
+    )
+    lines = [
+        (
+            f"parity: {result['backend']} ({result['precision']}, io {result['io']}) "
+            f"vs {result['reference']}, "
+            f"{len(result['cases'])} case(s), t = {', '.join(f'{t:g}' for t in result['times'])}; "
+            f"gate: {rule} ({gate['origin']})"
+        ),
+        f"  {'output':8s} {'max abs':>10s} {'mean abs':>10s} {'PSNR dB':>8s}  verdict",
+    ]
     for name, out in result["outputs"].items():
         verdict = "ok" if out["passed"] else "FAIL"
         if out.get("gated") is False:
             verdict = "ok (reported)"
-        lines.append(f"  {name:8s} {_fmt(out['max_abs'], '10.3g')} {_fmt(out['mean_abs'], '10.3g')} "
-                     f"{_fmt(out['psnr'], '8.2f')}  {verdict}")
+        lines.append(
+            f"  {name:8s} {_fmt(out['max_abs'], '10.3g')} {_fmt(out['mean_abs'], '10.3g')} "
+            f"{_fmt(out['psnr'], '8.2f')}  {verdict}"
+        )
     emulation = result.get("emulation")
     if emulation:
         lines += [f"  measured: {emulation['measured']}", f"  not measured: {emulation['not_measured']}"]

@@ -24,7 +24,11 @@ METRICS = ("psnr", "ssim", "ie")
 
 
 def measure(output: np.ndarray, target: np.ndarray) -> dict[str, float]:
-    return {"psnr": float(psnr(output, target)), "ssim": ssim(output, target), "ie": interpolation_error(output, target)}
+    return {
+        "psnr": float(psnr(output, target)),
+        "ssim": ssim(output, target),
+        "ie": interpolation_error(output, target),
+    }
 
 
 def _means(items: list[dict], key: str | None) -> dict[str, float]:
@@ -32,8 +36,13 @@ def _means(items: list[dict], key: str | None) -> dict[str, float]:
     return {m: float(np.mean([r[m] for r in rows])) for m in METRICS}
 
 
-def evaluate_triplets(triplets: Iterable[Triplet], interpolator=None, reference=None,
-                      progress: Callable[[dict], None] | None = None, minterpolate: bool = True) -> dict:
+def evaluate_triplets(
+    triplets: Iterable[Triplet],
+    interpolator=None,
+    reference=None,
+    progress: Callable[[dict], None] | None = None,
+    minterpolate: bool = True,
+) -> dict:
     """PSNR, SSIM and IE of `interpolator` (an Interpolator, or None for the baselines alone), of
     the linear blend and (unless `minterpolate` is False) of ffmpeg's minterpolate on each triplet,
     with means; against `reference` (another Interpolator) too. Every method is scored by the same
@@ -43,14 +52,21 @@ def evaluate_triplets(triplets: Iterable[Triplet], interpolator=None, reference=
     items = []
     began = time.perf_counter()
     for triplet in triplets:
-        item: dict = {"name": triplet.name, "size": f"{triplet.frame0.shape[1]}x{triplet.frame0.shape[0]}",
-                      "t": triplet.t}
+        item: dict = {
+            "name": triplet.name,
+            "size": f"{triplet.frame0.shape[1]}x{triplet.frame0.shape[0]}",
+            "t": triplet.t,
+        }
         item["baseline"] = measure(blend(triplet.frame0, triplet.frame1, triplet.t), triplet.target)
         if minterpolate:
             if triplet.t != 0.5:
-                raise SloMoError(f"{triplet.name}: the minterpolate baseline makes only the middle frame "
-                                 f"(t=0.5), this triplet's is at t={triplet.t}; skip it with --no-minterpolate")
-            item["minterpolate"] = measure(minterpolate_middle(triplet.frame0, triplet.frame1), triplet.target)
+                raise SloMoError(
+                    f"{triplet.name}: the minterpolate baseline makes only the middle frame "
+                    f"(t=0.5), this triplet's is at t={triplet.t}; skip it with --no-minterpolate"
+                )
+            item["minterpolate"] = measure(
+                minterpolate_middle(triplet.frame0, triplet.frame1), triplet.target
+            )
         if interpolator is not None:
             output = interpolator.interpolate(triplet.frame0, triplet.frame1, [triplet.t])[0]
             item.update(measure(output, triplet.target))
@@ -69,14 +85,21 @@ def evaluate_triplets(triplets: Iterable[Triplet], interpolator=None, reference=
     if minterpolate:
         report["minterpolate"] = {"method": METHOD, **_means(items, "minterpolate")}
     if interpolator is not None and reference is not None:
-        report["vs_reference"] = {m: float(np.mean([i["vs_reference"][m] for i in items])) for m in ("psnr", "ssim")}
+        report["vs_reference"] = {
+            m: float(np.mean([i["vs_reference"][m] for i in items])) for m in ("psnr", "ssim")
+        }
     report["items"] = items
     report["seconds"] = round(time.perf_counter() - began, 3)
     return report
 
 
-def check_eval_options(data: str | os.PathLike, layout: str = "auto", limit: int | None = None,
-                       report: str | os.PathLike | None = None, gt: str | os.PathLike | None = None) -> str:
+def check_eval_options(
+    data: str | os.PathLike,
+    layout: str = "auto",
+    limit: int | None = None,
+    report: str | os.PathLike | None = None,
+    gt: str | os.PathLike | None = None,
+) -> str:
     """Everything about the options that can be wrong (missing ground truth included), checked
     before a model is loaded; returns the resolved layout."""
     if layout not in LAYOUTS:
@@ -94,18 +117,38 @@ def check_eval_options(data: str | os.PathLike, layout: str = "auto", limit: int
     return resolved
 
 
-def run_eval(data: str | os.PathLike, interpolator=None, layout: str = "auto", limit: int | None = None,
-             reference=None, report: str | os.PathLike | None = None, model_label: str | None = None,
-             backend_label: str | None = None, progress: Callable[[dict], None] | None = None,
-             gt: str | os.PathLike | None = None, minterpolate: bool = True) -> dict:
+def run_eval(
+    data: str | os.PathLike,
+    interpolator=None,
+    layout: str = "auto",
+    limit: int | None = None,
+    reference=None,
+    report: str | os.PathLike | None = None,
+    model_label: str | None = None,
+    backend_label: str | None = None,
+    progress: Callable[[dict], None] | None = None,
+    gt: str | os.PathLike | None = None,
+    minterpolate: bool = True,
+) -> dict:
     """`slomo eval` after the CLI has opened the model: measure and write the report."""
     data = Path(data)
     resolved = check_eval_options(data, layout, limit, report, gt)
     gt_root = ground_truth_root(data, resolved, gt)
-    result = evaluate_triplets(iter_triplets(data, resolved, limit=limit, gt=gt_root), interpolator, reference,
-                               progress, minterpolate=minterpolate)
-    result = {"data": str(data), "layout": resolved, "ground_truth": str(gt_root) if gt_root else None,
-              "model": model_label, "backend": backend_label, **result}
+    result = evaluate_triplets(
+        iter_triplets(data, resolved, limit=limit, gt=gt_root),
+        interpolator,
+        reference,
+        progress,
+        minterpolate=minterpolate,
+    )
+    result = {
+        "data": str(data),
+        "layout": resolved,
+        "ground_truth": str(gt_root) if gt_root else None,
+        "model": model_label,
+        "backend": backend_label,
+        **result,
+    }
     if report is not None:
         from superslomo.eval.reports import write_json
 
@@ -127,7 +170,9 @@ def summary_lines(result: dict) -> list[str]:
     if "psnr" in result:
         lines.append(f"  gain over blend: {result['psnr'] - base['psnr']:+.2f} dB PSNR")
         if "minterpolate" in result:
-            lines.append(f"  gain over minterpolate: {result['psnr'] - result['minterpolate']['psnr']:+.2f} dB PSNR")
+            lines.append(
+                f"  gain over minterpolate: {result['psnr'] - result['minterpolate']['psnr']:+.2f} dB PSNR"
+            )
     if "vs_reference" in result:
         ref = result["vs_reference"]
         lines.append(f"  vs reference:  {ref['psnr']:.2f} dB PSNR, SSIM {ref['ssim']:.4f}")

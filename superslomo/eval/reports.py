@@ -51,8 +51,16 @@ def write_junit(path: str | os.PathLike, suite: str, cases: list[dict], seconds:
     """cases: dicts with classname, name, and failure (a message, or None when it passed)."""
     failures = sum(1 for c in cases if c.get("failure"))
     root = ET.Element("testsuites", tests=str(len(cases)), failures=str(failures), time=f"{seconds:.3f}")
-    node = ET.SubElement(root, "testsuite", name=suite, tests=str(len(cases)), failures=str(failures),
-                         errors="0", skipped="0", time=f"{seconds:.3f}")
+    node = ET.SubElement(
+        root,
+        "testsuite",
+        name=suite,
+        tests=str(len(cases)),
+        failures=str(failures),
+        errors="0",
+        skipped="0",
+        time=f"{seconds:.3f}",
+    )
     for case in cases:
         element = ET.SubElement(node, "testcase", classname=case["classname"], name=case["name"], time="0")
         if case.get("failure"):

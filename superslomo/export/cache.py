@@ -32,8 +32,9 @@ def to_stderr(line: str) -> None:
 # every app that takes a checkpoint (the CLI's interpolate and calibrate, demo/run.py, the
 # benchmarks, any embedding app via model_folder), and a silent 20-40 s stall on first use looks
 # like a hang. One line on stderr keeps stdout clean for whatever parses it; say=None silences it.
-def onnx_folder_for(checkpoint: str | os.PathLike, precision: str = "fp32",
-                    say: Callable[[str], None] | None = to_stderr) -> Path:
+def onnx_folder_for(
+    checkpoint: str | os.PathLike, precision: str = "fp32", say: Callable[[str], None] | None = to_stderr
+) -> Path:
     """The exported fp32/fp16 gridsample folder for this checkpoint, exporting it if needed.
 
     `say` gets one line before an export (none when the cache is hit)."""
@@ -54,15 +55,23 @@ def onnx_folder_for(checkpoint: str | os.PathLike, precision: str = "fp32",
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
     except OSError as error:
-        raise SloMoError(f"cannot write the ONNX cache in {folder.parent}: {error.strerror}; "
-                         "set SLOMO_CACHE_DIR or export by hand with slomo export") from None
+        raise SloMoError(
+            f"cannot write the ONNX cache in {folder.parent}: {error.strerror}; "
+            "set SLOMO_CACHE_DIR or export by hand with slomo export"
+        ) from None
     # Said only once the checkpoint loaded and the cache is writable, so an error comes alone.
     if say is not None:
-        say(f"first use of {checkpoint.name}: exporting it to ONNX once (about 20-40 s on a CPU), "
-            f"cached in {folder}")
+        say(
+            f"first use of {checkpoint.name}: exporting it to ONNX once (about 20-40 s on a CPU), "
+            f"cached in {folder}"
+        )
     try:
-        export_model(model, staging, ExportOptions(precision=precision),
-                     source={"checkpoint": checkpoint.name, "sha256": digest})
+        export_model(
+            model,
+            staging,
+            ExportOptions(precision=precision),
+            source={"checkpoint": checkpoint.name, "sha256": digest},
+        )
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(staging, folder)
@@ -71,8 +80,9 @@ def onnx_folder_for(checkpoint: str | os.PathLike, precision: str = "fp32",
     return folder
 
 
-def model_folder(model: str | os.PathLike | None = None,
-                 say: Callable[[str], None] | None = to_stderr) -> Path:
+def model_folder(
+    model: str | os.PathLike | None = None, say: Callable[[str], None] | None = to_stderr
+) -> Path:
     """A runnable model folder for `model`: the folder itself, a checkpoint's cached ONNX export,
     or (None) the shipped model's. `say` as for onnx_folder_for."""
     from superslomo.video.models import default_model

@@ -33,7 +33,9 @@ class InterpGraph(nn.Module):
         self.model, self.io = model, io
 
     def forward(self, frame0, frame1, flow01, flow10, t):
-        frame = self.model.synthesize(_frames_in(frame0, self.io), _frames_in(frame1, self.io), flow01, flow10, t)
+        frame = self.model.synthesize(
+            _frames_in(frame0, self.io), _frames_in(frame1, self.io), flow01, flow10, t
+        )
         frame = frame.clamp(0.0, 1.0)
         if self.io == "uint8":
             return (frame * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1)

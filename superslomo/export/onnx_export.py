@@ -43,8 +43,11 @@ class ExportOptions:
             )
         if self.opset < MIN_OPSET:
             raise SloMoError(f"opset {self.opset} is too old: GridSample needs opset >= {MIN_OPSET}")
-        for value, allowed, what in ((self.warp, WARPS, "warp"), (self.precision, PRECISIONS, "precision"),
-                                     (self.io, IO_TYPES, "io")):
+        for value, allowed, what in (
+            (self.warp, WARPS, "warp"),
+            (self.precision, PRECISIONS, "precision"),
+            (self.io, IO_TYPES, "io"),
+        ):
             if value not in allowed:
                 raise SloMoError(f"unknown {what} {value!r}; choose one of {', '.join(allowed)}")
         if self.fp16_coordinates and (self.warp != "gridsample" or self.precision != "fp16"):
@@ -75,8 +78,15 @@ def _quiet(line: str) -> None:
     pass
 
 
-def _export_one(module: torch.nn.Module, args: tuple, names: tuple[str, ...], outputs: tuple[str, ...],
-                path: Path, options: ExportOptions, say: Callable[[str], None] = _quiet) -> None:
+def _export_one(
+    module: torch.nn.Module,
+    args: tuple,
+    names: tuple[str, ...],
+    outputs: tuple[str, ...],
+    path: Path,
+    options: ExportOptions,
+    say: Callable[[str], None] = _quiet,
+) -> None:
     import onnx
 
     from superslomo.export.warp_lowering import LOWERINGS
@@ -120,10 +130,14 @@ def _rename_dims(model, io: str, names: tuple[str, ...]) -> None:
         dims = value.type.tensor_type.shape.dim
         if not len(dims):
             continue
-        labels = ("N", "H", "W", None) if value.name in nhwc or (io == "uint8" and value.name == "frame_t") else ("N", None, "H", "W")
+        labels = (
+            ("N", "H", "W", None)
+            if value.name in nhwc or (io == "uint8" and value.name == "frame_t")
+            else ("N", None, "H", "W")
+        )
         if len(dims) == 1:
             labels = ("N",)
-        for dim, label in zip(dims, labels):
+        for dim, label in zip(dims, labels, strict=False):
             if label and not dim.HasField("dim_value"):
                 dim.dim_param = label
 
@@ -137,7 +151,9 @@ def check_graph(path: Path, plugin: bool) -> None:
         onnx.checker.check_model(str(path), full_check=not plugin)
         onnx.shape_inference.infer_shapes_path(str(path), str(path), check_type=True, strict_mode=not plugin)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
-        raise SloMoError(f"exported graph {path.name} failed the ONNX checker: {str(error).splitlines()[0]}") from None
+        raise SloMoError(
+            f"exported graph {path.name} failed the ONNX checker: {str(error).splitlines()[0]}"
+        ) from None
 
 
 def export_model(
@@ -166,13 +182,35 @@ def export_model(
     frame0, frame1, flow01, flow10, t = _example_inputs(options.io)
     graphs = {}
     with torch.no_grad():
-        _export_one(FlowGraph(model, options.io), (frame0, frame1), FLOW_INPUTS, FLOW_OUTPUTS, out / "flow.onnx",
-                    options, say)
-        _export_one(InterpGraph(model, options.io), (frame0, frame1, flow01, flow10, t), INTERP_INPUTS, INTERP_OUTPUTS,
-                    out / "interp.onnx", options, say)
-    for name, inputs, outputs in (("flow", FLOW_INPUTS, FLOW_OUTPUTS), ("interp", INTERP_INPUTS, INTERP_OUTPUTS)):
-        graphs[name] = GraphEntry(file=f"{name}.onnx", sha256=sha256_of(out / f"{name}.onnx"),
-                                  inputs=list(inputs), outputs=list(outputs), precision=options.precision)
+        _export_one(
+            FlowGraph(model, options.io),
+            (frame0, frame1),
+            FLOW_INPUTS,
+            FLOW_OUTPUTS,
+            out / "flow.onnx",
+            options,
+            say,
+        )
+        _export_one(
+            InterpGraph(model, options.io),
+            (frame0, frame1, flow01, flow10, t),
+            INTERP_INPUTS,
+            INTERP_OUTPUTS,
+            out / "interp.onnx",
+            options,
+            say,
+        )
+    for name, inputs, outputs in (
+        ("flow", FLOW_INPUTS, FLOW_OUTPUTS),
+        ("interp", INTERP_INPUTS, INTERP_OUTPUTS),
+    ):
+        graphs[name] = GraphEntry(
+            file=f"{name}.onnx",
+            sha256=sha256_of(out / f"{name}.onnx"),
+            inputs=list(inputs),
+            outputs=list(outputs),
+            precision=options.precision,
+        )
     manifest = Manifest(
         kind="onnx",
         precision=options.precision,
@@ -183,8 +221,12 @@ def export_model(
         # The graphs compute the model's convention themselves; this says which, for people and checks.
         warp_convention=model.config.warp,
         source={"width": model.config.width, **(source or {})},
-        normalisation={"mean": list(MEAN), "std": [1.0, 1.0, 1.0], "range": [0.0, 1.0],
-                       "frames": "uint8 NHWC 0..255" if options.io == "uint8" else "float32 NCHW 0..1"},
+        normalisation={
+            "mean": list(MEAN),
+            "std": [1.0, 1.0, 1.0],
+            "range": [0.0, 1.0],
+            "frames": "uint8 NHWC 0..255" if options.io == "uint8" else "float32 NCHW 0..1",
+        },
         extra={"warp_coordinates": "fp16" if options.fp16_coordinates else "fp32"},
     )
     write_manifest(out, manifest)

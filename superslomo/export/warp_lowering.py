@@ -43,9 +43,13 @@ def _backwarp_schema() -> onnx.defs.OpSchema:
         inputs=[Param("image", "T"), Param("flow", "tensor(float)")],
         outputs=[Param("output", "T")],
         type_constraints=[("T", ["tensor(float)", "tensor(float16)"], "image type")],
-        attributes=[onnx.defs.OpSchema.Attribute(
-            CONVENTION_ATTRIBUTE, onnx.helper.make_attribute(CONVENTION_ATTRIBUTE, DEFAULT_CONVENTION),
-            "reference | exact")],
+        attributes=[
+            onnx.defs.OpSchema.Attribute(
+                CONVENTION_ATTRIBUTE,
+                onnx.helper.make_attribute(CONVENTION_ATTRIBUTE, DEFAULT_CONVENTION),
+                "reference | exact",
+            )
+        ],
     )
     onnx.defs.register_schema(schema)
     return onnx.defs.get_schema(PLUGIN_OP, PLUGIN_VERSION, PLUGIN_DOMAIN)
@@ -90,8 +94,13 @@ def _gridsample(image, flow, coords_type, convention: str):
     _check(convention)
     grid = _grid(flow, coords_type, convention)
     align_corners = 0 if convention == "exact" else 1
-    sampled = op.GridSample(op.Cast(image, to=coords_type), grid, align_corners=align_corners,
-                            mode="bilinear", padding_mode="zeros")
+    sampled = op.GridSample(
+        op.Cast(image, to=coords_type),
+        grid,
+        align_corners=align_corners,
+        mode="bilinear",
+        padding_mode="zeros",
+    )
     return op.CastLike(sampled, image)
 
 
@@ -107,8 +116,9 @@ def backwarp_gridsample_fp16_coords(image, flow, convention: str = DEFAULT_CONVE
 def backwarp_plugin(image, flow, convention: str = DEFAULT_CONVENTION):
     _check(convention)
     # Written even when it is the default, so the graph says which warp it computes.
-    warped = _backwarp_op(op.Cast(image, to=FLOAT.dtype), op.Cast(flow, to=FLOAT.dtype),
-                          convention=convention)
+    warped = _backwarp_op(
+        op.Cast(image, to=FLOAT.dtype), op.Cast(flow, to=FLOAT.dtype), convention=convention
+    )
     return op.CastLike(warped, image)
 
 

@@ -29,7 +29,7 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
+    def from_dict(cls, data: dict) -> ModelConfig:
         if not isinstance(data, dict):
             raise TypeError(f"config must be a JSON object, got {type(data).__name__}")
         width = data.get("width", DEFAULT_WIDTH)

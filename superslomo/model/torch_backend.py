@@ -10,13 +10,21 @@ import numpy as np
 import torch
 
 from superslomo.model.slomo import SuperSloMo
-from superslomo.runtime.manifest import Manifest, SIZE_MULTIPLE
+from superslomo.runtime.manifest import SIZE_MULTIPLE, Manifest
 
 
 def torch_manifest(model: SuperSloMo) -> Manifest:
-    return Manifest(kind="onnx", precision="fp32", warp="gridsample", io="float32", opset=0, graphs={},
-                    source={"width": model.config.width}, size_multiple=SIZE_MULTIPLE,
-                    warp_convention=model.config.warp)
+    return Manifest(
+        kind="onnx",
+        precision="fp32",
+        warp="gridsample",
+        io="float32",
+        opset=0,
+        graphs={},
+        source={"width": model.config.width},
+        size_multiple=SIZE_MULTIPLE,
+        warp_convention=model.config.warp,
+    )
 
 
 class TorchBackend:
@@ -29,7 +37,7 @@ class TorchBackend:
             torch.set_num_threads(threads)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike) -> "TorchBackend":
+    def from_checkpoint(cls, path: str | os.PathLike) -> TorchBackend:
         from superslomo.model.checkpoint import load_checkpoint
 
         return cls(load_checkpoint(path))

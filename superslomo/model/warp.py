@@ -32,8 +32,9 @@ class WarpConventionError(SloMoError, ValueError):
 
 def check_convention(convention: object) -> str:
     if convention not in CONVENTIONS:
-        raise WarpConventionError(f"warp convention must be one of {', '.join(CONVENTIONS)}, "
-                                  f"got {convention!r}")
+        raise WarpConventionError(
+            f"warp convention must be one of {', '.join(CONVENTIONS)}, got {convention!r}"
+        )
     return convention  # type: ignore[return-value]
 
 
@@ -102,8 +103,9 @@ def backwarp_exact(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     return out.to(image.dtype)
 
 
-def backwarp_eager(image: torch.Tensor, flow: torch.Tensor,
-                   convention: str = DEFAULT_CONVENTION) -> torch.Tensor:
+def backwarp_eager(
+    image: torch.Tensor, flow: torch.Tensor, convention: str = DEFAULT_CONVENTION
+) -> torch.Tensor:
     """The warp in plain PyTorch ops (what the custom op runs and differentiates)."""
     if check_convention(convention) == "exact":
         return backwarp_exact(image, flow)
@@ -117,8 +119,9 @@ def backwarp(image: torch.Tensor, flow: torch.Tensor, convention: str = DEFAULT_
 
 
 @backwarp.register_fake
-def _backwarp_fake(image: torch.Tensor, flow: torch.Tensor,
-                   convention: str = DEFAULT_CONVENTION) -> torch.Tensor:
+def _backwarp_fake(
+    image: torch.Tensor, flow: torch.Tensor, convention: str = DEFAULT_CONVENTION
+) -> torch.Tensor:
     torch._check(flow.shape[1] == 2, lambda: "flow must have 2 channels")
     check_convention(convention)
     return torch.empty_like(image)
@@ -137,7 +140,7 @@ def _backwarp_backward(ctx, grad_output):
         image_ = image.detach().requires_grad_(needs[0])
         flow_ = flow.detach().requires_grad_(needs[1])
         out = backwarp_eager(image_, flow_, ctx.convention)
-        wanted = [t for t, need in zip((image_, flow_), needs) if need]
+        wanted = [t for t, need in zip((image_, flow_), needs, strict=False) if need]
         grads = iter(torch.autograd.grad(out, wanted, grad_output)) if wanted else iter(())
     return (*(next(grads) if need else None for need in needs), None)
 

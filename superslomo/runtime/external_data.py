@@ -106,7 +106,12 @@ def external_locations(data: bytes | memoryview) -> list[tuple[str, str]]:
 
 
 def _escapes(location: str, folder: Path) -> bool:
-    if not location or os.path.isabs(location) or location.startswith(("\\", "/")) or re.match(r"[A-Za-z]:", location):
+    if (
+        not location
+        or os.path.isabs(location)
+        or location.startswith(("\\", "/"))
+        or re.match(r"[A-Za-z]:", location)
+    ):
         return True  # empty, or absolute (POSIX, UNC or a Windows drive)
     parts = location.replace("\\", "/").split("/")
     if ".." in parts:
@@ -130,5 +135,7 @@ def check_external_data(path: str | os.PathLike, folder: str | os.PathLike | Non
         raise SloMoError(f"{path} is not an ONNX model (malformed protobuf: {error})") from None
     for tensor, location in locations:
         if _escapes(location, folder):
-            raise SloMoError(f"{path}: tensor {tensor!r} names external data {location!r} outside its folder "
-                             f"{folder}; refusing to read it (re-export the model)")
+            raise SloMoError(
+                f"{path}: tensor {tensor!r} names external data {location!r} outside its folder "
+                f"{folder}; refusing to read it (re-export the model)"
+            )

@@ -77,7 +77,9 @@ class Interpolator:
         self.multiple = backend.manifest.size_multiple
 
     @classmethod
-    def from_dir(cls, folder, backend: str = "auto", device: int = 0, max_batch: int = 4, **options) -> "Interpolator":
+    def from_dir(
+        cls, folder, backend: str = "auto", device: int = 0, max_batch: int = 4, **options
+    ) -> Interpolator:
         from superslomo.runtime.loader import open_backend
 
         return cls(open_backend(folder, backend=backend, device=device, **options), max_batch=max_batch)
@@ -85,7 +87,7 @@ class Interpolator:
     def close(self) -> None:
         self.backend.close()
 
-    def __enter__(self) -> "Interpolator":
+    def __enter__(self) -> Interpolator:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -118,7 +120,10 @@ class Interpolator:
         check_frame(frame0, "frame0")
         check_frame(frame1, "frame1")
         if frame0.shape != frame1.shape:
-            raise SloMoError(f"frames differ in size: {frame0.shape[1]}x{frame0.shape[0]} vs {frame1.shape[1]}x{frame1.shape[0]}")
+            raise SloMoError(
+                f"frames differ in size: {frame0.shape[1]}x{frame0.shape[0]} "
+                f"vs {frame1.shape[1]}x{frame1.shape[0]}"
+            )
 
     def prepare(self, frame0: np.ndarray, frame1: np.ndarray) -> PreparedPair:
         self.check_pair(frame0, frame1)
@@ -128,7 +133,9 @@ class Interpolator:
             _check_finite(flows, "flow")
         return PreparedPair(g0, g1, flows["flow01"], flows["flow10"], frame0.shape[0], frame0.shape[1])
 
-    def synthesize(self, pair: PreparedPair, times: Sequence[float], as_float: bool = False) -> list[np.ndarray]:
+    def synthesize(
+        self, pair: PreparedPair, times: Sequence[float], as_float: bool = False
+    ) -> list[np.ndarray]:
         frames: list[np.ndarray] = []
         for batch in schedule_times(times, self.max_batch):
             n = len(batch)

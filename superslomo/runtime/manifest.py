@@ -90,20 +90,27 @@ def _require(condition: bool, message: str) -> None:
 def parse_manifest(data: Any, where: str = MANIFEST_NAME) -> Manifest:
     _require(isinstance(data, dict), f"{where}: not a JSON object")
     _require(data.get("format") == FORMAT, f"{where}: not a superslomo-trt manifest")
-    _require(data.get("version") == FORMAT_VERSION, f"{where}: manifest version {data.get('version')!r} is not supported "
-             f"(this build reads {FORMAT_VERSION}); re-export with this version of superslomo-trt")
+    _require(
+        data.get("version") == FORMAT_VERSION,
+        f"{where}: manifest version {data.get('version')!r} is not supported "
+        f"(this build reads {FORMAT_VERSION}); re-export with this version of superslomo-trt",
+    )
     _require(data.get("kind") in KINDS, f"{where}: kind must be one of {KINDS}")
     _require(data.get("precision") in PRECISIONS, f"{where}: precision must be one of {PRECISIONS}")
     _require(data.get("warp") in WARPS, f"{where}: warp must be one of {WARPS}")
     convention = data.get("warp_convention", DEFAULT_WARP_CONVENTION)
-    _require(convention in WARP_CONVENTIONS,
-             f"{where}: warp convention {convention!r} is unknown to this version of superslomo-trt "
-             f"(it knows {', '.join(WARP_CONVENTIONS)}); upgrade superslomo-trt or re-export the model "
-             "with this one")
+    _require(
+        convention in WARP_CONVENTIONS,
+        f"{where}: warp convention {convention!r} is unknown to this version of superslomo-trt "
+        f"(it knows {', '.join(WARP_CONVENTIONS)}); upgrade superslomo-trt or re-export the model "
+        "with this one",
+    )
     _require(data.get("io") in IO_TYPES, f"{where}: io must be one of {IO_TYPES}")
     _require(isinstance(data.get("opset"), int), f"{where}: opset must be an integer")
     graphs = data.get("graphs")
-    _require(isinstance(graphs, dict) and set(graphs) == set(GRAPHS), f"{where}: graphs must be exactly {GRAPHS}")
+    _require(
+        isinstance(graphs, dict) and set(graphs) == set(GRAPHS), f"{where}: graphs must be exactly {GRAPHS}"
+    )
     entries = {}
     for name, entry in graphs.items():
         _require(isinstance(entry, dict), f"{where}: graphs.{name} must be an object")
@@ -113,7 +120,10 @@ def parse_manifest(data: Any, where: str = MANIFEST_NAME) -> Manifest:
             isinstance(file, str) and file and Path(file).name == file and file not in (".", ".."),
             f"{where}: graphs.{name}.file must be a plain file name in the same folder, got {file!r}",
         )
-        _require(isinstance(entry.get("sha256"), str) and len(entry["sha256"]) == 64, f"{where}: graphs.{name}.sha256 missing")
+        _require(
+            isinstance(entry.get("sha256"), str) and len(entry["sha256"]) == 64,
+            f"{where}: graphs.{name}.sha256 missing",
+        )
         _require(entry.get("precision", "fp32") in PRECISIONS, f"{where}: graphs.{name}.precision invalid")
         entries[name] = GraphEntry(
             file=file,

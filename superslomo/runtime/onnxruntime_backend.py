@@ -33,8 +33,12 @@ def _register_backwarp_pyop() -> str:
 
         # The node's `convention` attribute says which warp the graph computes (see _plugin_model_bytes
         # for graphs from before it existed).
-        @onnx_op(op_type="BackWarp", inputs=[PyCustomOpDef.dt_float, PyCustomOpDef.dt_float],
-                 outputs=[PyCustomOpDef.dt_float], attrs={"convention": PyCustomOpDef.dt_string})
+        @onnx_op(
+            op_type="BackWarp",
+            inputs=[PyCustomOpDef.dt_float, PyCustomOpDef.dt_float],
+            outputs=[PyCustomOpDef.dt_float],
+            attrs={"convention": PyCustomOpDef.dt_string},
+        )
         def _backwarp(image: np.ndarray, flow: np.ndarray, convention: str) -> np.ndarray:
             return backwarp_numpy(image, flow, convention)
 
@@ -59,8 +63,10 @@ def _plugin_model_bytes(path: Path) -> bytes:
                     continue
                 value = onnx.helper.get_attribute_value(attribute).decode(errors="replace")
                 if value not in WARP_CONVENTIONS:
-                    raise SloMoError(f"{path}: BackWarp convention {value!r} is unknown to this version of "
-                                     f"superslomo-trt (it knows {', '.join(WARP_CONVENTIONS)})")
+                    raise SloMoError(
+                        f"{path}: BackWarp convention {value!r} is unknown to this version of "
+                        f"superslomo-trt (it knows {', '.join(WARP_CONVENTIONS)})"
+                    )
     for opset in model.opset_import:
         if opset.domain == PLUGIN_DOMAIN:
             opset.domain = _PYOP_DOMAIN
@@ -94,7 +100,9 @@ class OnnxRuntimeBackend:
         self.folder = Path(folder)
         self.manifest = manifest or read_manifest(self.folder)
         if self.manifest.kind != "onnx":
-            raise SloMoError(f"{self.folder} holds {self.manifest.kind} engines, not ONNX graphs; use --backend tensorrt")
+            raise SloMoError(
+                f"{self.folder} holds {self.manifest.kind} engines, not ONNX graphs; use --backend tensorrt"
+            )
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or os.cpu_count() or 1
@@ -113,14 +121,16 @@ class OnnxRuntimeBackend:
             check_external_data(path, self.folder)  # a manifest given by the caller was not checked
             source = _plugin_model_bytes(path) if plugin else str(path)
             try:
-                self.sessions[graph] = ort.InferenceSession(source, sess_options=options, providers=self.providers)
+                self.sessions[graph] = ort.InferenceSession(
+                    source, sess_options=options, providers=self.providers
+                )
             except Exception as error:  # onnxruntime raises its own exception types
                 raise SloMoError(f"ONNX Runtime cannot load {path}: {str(error).splitlines()[0]}") from None
 
     def infer(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         session = self.sessions[graph]
         names = [o.name for o in session.get_outputs()]
-        return dict(zip(names, session.run(names, dict(inputs))))
+        return dict(zip(names, session.run(names, dict(inputs)), strict=False))
 
     def close(self) -> None:
         self.sessions.clear()

@@ -20,8 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from superslomo.engine.profiles import Profile, ProfileError, Shape, choose_profile, tensor_shape
-from superslomo.engine.version import INSTALL_HINT, TrtVersion, TensorRTUnavailable, import_tensorrt, versions_compatible
+from superslomo.engine.profiles import Profile, Shape, choose_profile, tensor_shape
+from superslomo.engine.version import (
+    INSTALL_HINT,
+    TensorRTUnavailable,
+    TrtVersion,
+    import_tensorrt,
+    versions_compatible,
+)
 from superslomo.errors import SloMoError
 from superslomo.runtime.backend import FLOW_INPUTS, FLOW_OUTPUTS, INTERP_INPUTS, INTERP_OUTPUTS
 from superslomo.runtime.interpolator import schedule_times
@@ -41,34 +47,47 @@ class CudaError(SloMoError):
 
 
 def rebuild_hint(manifest: Manifest) -> str:
-    return ("rebuild the engines on this machine: slomo build-engine ONNX_DIR -o ENGINE_DIR "
-            f"(from the `slomo export` folder; these were built with TensorRT {manifest.tensorrt.get('version', '?')} "
-            f"on {manifest.tensorrt.get('gpu', '?')})")
+    return (
+        "rebuild the engines on this machine: slomo build-engine ONNX_DIR -o ENGINE_DIR "
+        "(from the `slomo export` folder; "
+        f"these were built with TensorRT {manifest.tensorrt.get('version', '?')} "
+        f"on {manifest.tensorrt.get('gpu', '?')})"
+    )
 
 
-def check_engine_manifest(manifest: Manifest, trt_version: str, gpu_name: str, compute_capability: str) -> None:
+def check_engine_manifest(
+    manifest: Manifest, trt_version: str, gpu_name: str, compute_capability: str
+) -> None:
     """Refuse plans built for another TensorRT or GPU, with a message saying how to rebuild.
 
     Plans are tied to the TensorRT version (unless built version-compatible) and to the GPU's
     compute capability (unless built hardware-compatible, which needs Ampere or newer).
     """
     if manifest.kind != "tensorrt":
-        raise ManifestError(f"not an engine folder (kind={manifest.kind!r}); build one with `slomo build-engine`")
+        raise ManifestError(
+            f"not an engine folder (kind={manifest.kind!r}); build one with `slomo build-engine`"
+        )
     info = manifest.tensorrt
     for key in ("version", "gpu", "compute_capability", "profiles"):
         if key not in info:
             raise ManifestError(f"engine manifest lacks tensorrt.{key}; {rebuild_hint(manifest)}")
     if not versions_compatible(info["version"], trt_version, bool(info.get("version_compatible"))):
-        raise ManifestError(f"engines were built with TensorRT {info['version']} but this is TensorRT {trt_version}; "
-                            f"{rebuild_hint(manifest)}")
+        raise ManifestError(
+            f"engines were built with TensorRT {info['version']} but this is TensorRT {trt_version}; "
+            f"{rebuild_hint(manifest)}"
+        )
     built_cc, running_cc = str(info["compute_capability"]), str(compute_capability)
     if info.get("hardware_compatible"):
         if TrtVersion.parse(running_cc + ".0") < TrtVersion(8, 0):
-            raise ManifestError(f"hardware-compatible engines need an Ampere or newer GPU (sm >= 8.0); "
-                                f"this {gpu_name} is sm {running_cc}; {rebuild_hint(manifest)}")
+            raise ManifestError(
+                f"hardware-compatible engines need an Ampere or newer GPU (sm >= 8.0); "
+                f"this {gpu_name} is sm {running_cc}; {rebuild_hint(manifest)}"
+            )
     elif built_cc != running_cc:
-        raise ManifestError(f"engines were built for {info['gpu']} (sm {built_cc}) but this GPU is {gpu_name} "
-                            f"(sm {running_cc}); {rebuild_hint(manifest)}")
+        raise ManifestError(
+            f"engines were built for {info['gpu']} (sm {built_cc}) but this GPU is {gpu_name} "
+            f"(sm {running_cc}); {rebuild_hint(manifest)}"
+        )
     if not manifest_profiles(manifest):
         raise ManifestError(f"engine manifest has no profiles; {rebuild_hint(manifest)}")
 
@@ -102,7 +121,9 @@ def plan_buffers(graph: str, shape: Shape, io: str, dtypes: Mapping[str, Any]) -
     for names, is_input in ((inputs, True), (outputs, False)):
         for name in names:
             if name not in dtypes:
-                raise ManifestError(f"the {graph} engine has no tensor {name!r}; rebuild it from a current export")
+                raise ManifestError(
+                    f"the {graph} engine has no tensor {name!r}; rebuild it from a current export"
+                )
             specs.append(BufferSpec(name, tensor_shape(name, shape, io), np.dtype(dtypes[name]), is_input))
     return specs
 
@@ -116,12 +137,18 @@ def input_shape_of(graph: str, inputs: Mapping[str, np.ndarray], io: str) -> Sha
     frame = np.asarray(inputs["frame0"])
     if frame.ndim != 4:
         raise SloMoError(f"{graph}: frame0 must be 4-D, got shape {frame.shape}")
-    n, h, w = (frame.shape[0], frame.shape[1], frame.shape[2]) if io == "uint8" else (frame.shape[0], frame.shape[2], frame.shape[3])
+    n, h, w = (
+        (frame.shape[0], frame.shape[1], frame.shape[2])
+        if io == "uint8"
+        else (frame.shape[0], frame.shape[2], frame.shape[3])
+    )
     shape = Shape(int(n), int(h), int(w))
     for name in names:
         expected = tensor_shape(name, shape, io)
         if tuple(np.shape(inputs[name])) != expected:
-            raise SloMoError(f"{graph}: {name} has shape {tuple(np.shape(inputs[name]))}, expected {expected}")
+            raise SloMoError(
+                f"{graph}: {name} has shape {tuple(np.shape(inputs[name]))}, expected {expected}"
+            )
     return shape
 
 
@@ -152,7 +179,11 @@ def device_identity(device: int = 0) -> dict[str, Any]:
     """GPU name and compute capability ("8.7"), as recorded in and checked against manifests."""
     cudart = import_cudart()
     props = cuda_call(cudart.cudaGetDeviceProperties(device), f"cudaGetDeviceProperties({device})")
-    name = props.name.decode(errors="replace").rstrip("\x00") if isinstance(props.name, bytes) else str(props.name)
+    name = (
+        props.name.decode(errors="replace").rstrip("\x00")
+        if isinstance(props.name, bytes)
+        else str(props.name)
+    )
     return {"name": name, "compute_capability": f"{props.major}.{props.minor}", "device": device}
 
 
@@ -162,9 +193,17 @@ class PinnedArray:
     def __init__(self, shape: tuple[int, ...], dtype: np.dtype) -> None:
         cudart = import_cudart()
         self.nbytes = max(int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize, 1)
-        self.ptr = int(cuda_call(cudart.cudaHostAlloc(self.nbytes, cudart.cudaHostAllocDefault), "cudaHostAlloc"))
+        self.ptr = int(
+            cuda_call(cudart.cudaHostAlloc(self.nbytes, cudart.cudaHostAllocDefault), "cudaHostAlloc")
+        )
         raw = (ctypes.c_byte * self.nbytes).from_address(self.ptr)
-        self.array = np.frombuffer(memoryview(raw).cast("B"), dtype=np.uint8)[: int(np.prod(shape)) * np.dtype(dtype).itemsize].view(dtype).reshape(shape)
+        self.array = (
+            np.frombuffer(memoryview(raw).cast("B"), dtype=np.uint8)[
+                : int(np.prod(shape)) * np.dtype(dtype).itemsize
+            ]
+            .view(dtype)
+            .reshape(shape)
+        )
 
     def free(self) -> None:
         if self.ptr:
@@ -218,18 +257,24 @@ class _ShapeSlot:
 class _Engine:
     """One deserialised plan with its execution context, stream and per-shape buffers."""
 
-    def __init__(self, runtime: trt.Runtime, plan: Path, graph: str, io: str, profiles: list[Profile]) -> None:
+    def __init__(
+        self, runtime: trt.Runtime, plan: Path, graph: str, io: str, profiles: list[Profile]
+    ) -> None:
         import tensorrt as trt
 
         cudart = import_cudart()
         self.graph, self.io, self.profiles = graph, io, profiles
         engine: trt.ICudaEngine | None = runtime.deserialize_cuda_engine(plan.read_bytes())
         if engine is None:
-            raise ManifestError(f"TensorRT could not load {plan}; it may come from another TensorRT version or GPU")
+            raise ManifestError(
+                f"TensorRT could not load {plan}; it may come from another TensorRT version or GPU"
+            )
         self.engine: trt.ICudaEngine = engine
         if self.engine.num_optimization_profiles != len(profiles):
-            raise ManifestError(f"{plan.name} has {self.engine.num_optimization_profiles} profiles, "
-                                f"its manifest lists {len(profiles)}")
+            raise ManifestError(
+                f"{plan.name} has {self.engine.num_optimization_profiles} profiles, "
+                f"its manifest lists {len(profiles)}"
+            )
         context: trt.IExecutionContext | None = self.engine.create_execution_context()
         if context is None:
             raise CudaError(f"could not create an execution context for {plan.name} (out of GPU memory?)")
@@ -238,8 +283,12 @@ class _Engine:
         for i in range(self.engine.num_io_tensors):
             name = self.engine.get_tensor_name(i)
             self.dtypes[name] = np.dtype(trt.nptype(self.engine.get_tensor_dtype(name)))
-        self.stream = cuda_call(cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking), "cudaStreamCreateWithFlags")
-        self.done = cuda_call(cudart.cudaEventCreateWithFlags(cudart.cudaEventDisableTiming), "cudaEventCreateWithFlags")
+        self.stream = cuda_call(
+            cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking), "cudaStreamCreateWithFlags"
+        )
+        self.done = cuda_call(
+            cudart.cudaEventCreateWithFlags(cudart.cudaEventDisableTiming), "cudaEventCreateWithFlags"
+        )
         self.slots: dict[tuple[Shape, int], _ShapeSlot] = {}
         self.active_profile = -1
         self.bound: tuple[Shape, int] | None = None
@@ -314,8 +363,9 @@ class TensorRTBackend:
 
     name = "tensorrt"
 
-    def __init__(self, folder: str | Path, manifest: Manifest | None = None, device: int = 0,
-                 cuda_graphs: bool = False) -> None:
+    def __init__(
+        self, folder: str | Path, manifest: Manifest | None = None, device: int = 0, cuda_graphs: bool = False
+    ) -> None:
         self.folder = Path(folder)
         # The loader has already read (and hashed) the manifest; reading it again costs a full pass
         # over both plans.
@@ -334,8 +384,12 @@ class TensorRTBackend:
         if self.manifest.tensorrt.get("version_compatible"):
             # Version-compatible plans carry their own lean runtime, which is host code.
             self._runtime.engine_host_code_allowed = True
-        self.engines = {g: _Engine(self._runtime, self.manifest.graph_path(self.folder, g), g, self.manifest.io,
-                                   self.profiles) for g in GRAPHS}
+        self.engines = {
+            g: _Engine(
+                self._runtime, self.manifest.graph_path(self.folder, g), g, self.manifest.io, self.profiles
+            )
+            for g in GRAPHS
+        }
         self._pair = 0
 
     @property
@@ -351,14 +405,24 @@ class TensorRTBackend:
         for name in GRAPH_IO[graph][0]:
             spec = slot.specs[name]
             np.copyto(slot.host[name].array, np.asarray(inputs[name]), casting="same_kind")
-            _copy_async(slot.device[name].ptr, slot.host[name].ptr, spec.nbytes,
-                        cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, stream)
+            _copy_async(
+                slot.device[name].ptr,
+                slot.host[name].ptr,
+                spec.nbytes,
+                cudart.cudaMemcpyKind.cudaMemcpyHostToDevice,
+                stream,
+            )
         if engine.bound != (shape, 0):
             engine.bind(shape, slot, (shape, 0))
         engine.execute(slot, self.cuda_graphs)
         for name in GRAPH_IO[graph][1]:
-            _copy_async(slot.host[name].ptr, slot.device[name].ptr, slot.specs[name].nbytes,
-                        cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream)
+            _copy_async(
+                slot.host[name].ptr,
+                slot.device[name].ptr,
+                slot.specs[name].nbytes,
+                cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+                stream,
+            )
         cuda_call(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
         return {name: slot.host[name].array.copy() for name in GRAPH_IO[graph][1]}
 
@@ -367,7 +431,9 @@ class TensorRTBackend:
             raise SloMoError(f"unknown graph {graph!r}; expected one of {GRAPHS}")
         return self._run(graph, inputs)
 
-    def infer_pairs(self, pairs: Iterable[tuple[np.ndarray, np.ndarray]], times: Sequence[float]) -> Iterable[list[np.ndarray]]:
+    def infer_pairs(
+        self, pairs: Iterable[tuple[np.ndarray, np.ndarray]], times: Sequence[float]
+    ) -> Iterable[list[np.ndarray]]:
         """Pipelined: for each (frame0, frame1) [1,...] yield the frames at `times`, flows kept on the GPU.
 
         Flow of pair k+1 (its own stream, slot k+1 mod 2) overlaps the interpolation of pair k;
@@ -389,12 +455,19 @@ class TensorRTBackend:
             fslot = flow.slot(shape, k)
             for name, frame in (("frame0", frame0), ("frame1", frame1)):
                 np.copyto(fslot.host[name].array, frame, casting="same_kind")
-                _copy_async(fslot.device[name].ptr, fslot.host[name].ptr, fslot.specs[name].nbytes,
-                            cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, flow.stream)
+                _copy_async(
+                    fslot.device[name].ptr,
+                    fslot.host[name].ptr,
+                    fslot.specs[name].nbytes,
+                    cudart.cudaMemcpyKind.cudaMemcpyHostToDevice,
+                    flow.stream,
+                )
             if flow.bound != (shape, k):
                 flow.bind(shape, fslot, (shape, k))
             flow.execute(fslot, self.cuda_graphs)
-            flow_done = cuda_call(cudart.cudaEventCreateWithFlags(cudart.cudaEventDisableTiming), "cudaEventCreateWithFlags")
+            flow_done = cuda_call(
+                cudart.cudaEventCreateWithFlags(cudart.cudaEventDisableTiming), "cudaEventCreateWithFlags"
+            )
             cuda_call(cudart.cudaEventRecord(flow_done, flow.stream), "cudaEventRecord")
             if pending is not None:
                 yield self._finish_interp(*pending)
@@ -402,8 +475,15 @@ class TensorRTBackend:
         if pending is not None:
             yield self._finish_interp(*pending)
 
-    def _finish_interp(self, fslot: _ShapeSlot, flow_done: Any, shape: Shape, batches: list[list[float]], k: int,
-                       slot_used: dict[int, Any]) -> list[np.ndarray]:
+    def _finish_interp(
+        self,
+        fslot: _ShapeSlot,
+        flow_done: Any,
+        shape: Shape,
+        batches: list[list[float]],
+        k: int,
+        slot_used: dict[int, Any],
+    ) -> list[np.ndarray]:
         cudart = import_cudart()
         interp = self.engines["interp"]
         cuda_call(cudart.cudaStreamWaitEvent(interp.stream, flow_done, 0), "cudaStreamWaitEvent")
@@ -417,15 +497,30 @@ class TensorRTBackend:
                 src = fslot.device[name].ptr
                 per = fslot.specs[name].nbytes
                 for b in range(bshape.n):  # broadcast the pair over the time batch on the device
-                    _copy_async(islot.device[name].ptr + b * per, src, per,
-                                cudart.cudaMemcpyKind.cudaMemcpyDeviceToDevice, interp.stream)
-            _copy_async(islot.device["t"].ptr, islot.host["t"].ptr, islot.specs["t"].nbytes,
-                        cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, interp.stream)
+                    _copy_async(
+                        islot.device[name].ptr + b * per,
+                        src,
+                        per,
+                        cudart.cudaMemcpyKind.cudaMemcpyDeviceToDevice,
+                        interp.stream,
+                    )
+            _copy_async(
+                islot.device["t"].ptr,
+                islot.host["t"].ptr,
+                islot.specs["t"].nbytes,
+                cudart.cudaMemcpyKind.cudaMemcpyHostToDevice,
+                interp.stream,
+            )
             if interp.bound != (bshape, k):
                 interp.bind(bshape, islot, (bshape, k))
             interp.execute(islot, self.cuda_graphs)
-            _copy_async(islot.host["frame_t"].ptr, islot.device["frame_t"].ptr, islot.specs["frame_t"].nbytes,
-                        cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, interp.stream)
+            _copy_async(
+                islot.host["frame_t"].ptr,
+                islot.device["frame_t"].ptr,
+                islot.specs["frame_t"].nbytes,
+                cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+                interp.stream,
+            )
             cuda_call(cudart.cudaStreamSynchronize(interp.stream), "cudaStreamSynchronize")
             results.extend(frame.copy() for frame in islot.host["frame_t"].array)
         cuda_call(cudart.cudaEventRecord(interp.done, interp.stream), "cudaEventRecord")
@@ -438,7 +533,7 @@ class TensorRTBackend:
             engine.close()
         self.engines = {}
 
-    def __enter__(self) -> "TensorRTBackend":
+    def __enter__(self) -> TensorRTBackend:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -16,8 +16,10 @@ def backwarp_numpy(image: np.ndarray, flow: np.ndarray, convention: str = "refer
     public weights' warp, with grid_sample's two rounding steps; exact: pixel x itself, so zero
     flow returns the image unchanged."""
     if convention not in WARP_CONVENTIONS:
-        raise SloMoError(f"BackWarp: unknown warp convention {convention!r} (this build knows "
-                         f"{', '.join(WARP_CONVENTIONS)}); upgrade superslomo-trt")
+        raise SloMoError(
+            f"BackWarp: unknown warp convention {convention!r} (this build knows "
+            f"{', '.join(WARP_CONVENTIONS)}); upgrade superslomo-trt"
+        )
     n, c, h, w = image.shape
     flow = flow.astype(np.float32, copy=False)
     cols = np.arange(w, dtype=np.float32)[None, None, :]

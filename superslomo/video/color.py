@@ -53,7 +53,9 @@ class ColorModel:
         from av.video.reformatter import Interpolation
 
         kwargs = {
-            "interpolation": Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT,
+            "interpolation": Interpolation.BILINEAR
+            | Interpolation.ACCURATE_RND
+            | Interpolation.FULL_CHR_H_INT,
             "src_color_range": "JPEG" if self.full_range else "MPEG",
         }
         if self.colorspace in _SWS_COLORSPACE:
@@ -113,8 +115,11 @@ def rgb_to_planes(rgb: np.ndarray, pix_fmt: str, model: ColorModel) -> list[np.n
     top = (1 << depth) - 1
     dtype = np.uint8 if depth == 8 else np.uint16
     planes = []
-    for source, row, gain, offset in ((x, luma, y_gain, y_offset), (chroma, blue, c_gain, 128 * scale),
-                                      (chroma, red, c_gain, 128 * scale)):
+    for source, row, gain, offset in (
+        (x, luma, y_gain, y_offset),
+        (chroma, blue, c_gain, 128 * scale),
+        (chroma, red, c_gain, 128 * scale),
+    ):
         plane = source @ (row * gain).astype(np.float32)
         plane += np.float32(offset)
         np.rint(plane, out=plane)
@@ -144,7 +149,7 @@ def from_rgb(rgb: np.ndarray, pix_fmt: str, model: ColorModel):
 
     height, width = rgb.shape[:2]
     frame = av.VideoFrame(width, height, pix_fmt)
-    for plane, data in zip(frame.planes, rgb_to_planes(rgb, pix_fmt, model)):
+    for plane, data in zip(frame.planes, rgb_to_planes(rgb, pix_fmt, model), strict=False):
         rows = np.frombuffer(plane, dtype=data.dtype).reshape(plane.height, -1)
         rows[:, : data.shape[1]] = data
     frame.color_range = 2 if model.full_range else 1

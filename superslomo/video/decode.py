@@ -79,18 +79,28 @@ def probe(path: str | os.PathLike, max_size: tuple[int, int] = DEFAULT_MAX_SIZE)
         max_w, max_h = max_size
         if width * height > max_w * max_h or max(width, height) > max(max_w, max_h):
             raise SloMoError(
-                f"{path} is {width}x{height}, larger than the limit {max_w}x{max_h} (raise it with --max-size)"
+                f"{path} is {width}x{height}, larger than the limit {max_w}x{max_h} "
+                "(raise it with --max-size)"
             )
         time_base = stream.time_base or Fraction(1, 1000)
         rate, variable = source_rate(container, stream, Fraction(time_base))
         start = Fraction(stream.start_time) * time_base if stream.start_time is not None else Fraction(0)
         duration = float(container.duration) / 1e6 if container.duration else None
         return VideoInfo(
-            path=path, width=width, height=height, rate=Fraction(rate), time_base=Fraction(time_base),
-            start_time=start, pix_fmt=ctx.format.name if ctx.format else "yuv420p",
-            colorspace=int(ctx.colorspace or 2), color_range=int(ctx.color_range or 0),
-            color_primaries=int(ctx.color_primaries or 2), color_trc=int(ctx.color_trc or 2),
-            frames=int(stream.frames or 0), duration=duration, has_audio=bool(container.streams.audio),
+            path=path,
+            width=width,
+            height=height,
+            rate=Fraction(rate),
+            time_base=Fraction(time_base),
+            start_time=start,
+            pix_fmt=ctx.format.name if ctx.format else "yuv420p",
+            colorspace=int(ctx.colorspace or 2),
+            color_range=int(ctx.color_range or 0),
+            color_primaries=int(ctx.color_primaries or 2),
+            color_trc=int(ctx.color_trc or 2),
+            frames=int(stream.frames or 0),
+            duration=duration,
+            has_audio=bool(container.streams.audio),
             variable_rate=variable,
         )
 
@@ -175,7 +185,9 @@ def decode_frames(info: VideoInfo, start: float = 0.0, duration: float | None = 
         stream.thread_type = "AUTO"
         if start_f > 0:
             try:
-                container.seek(int((info.start_time + start_f) / info.time_base), stream=stream, backward=True)
+                container.seek(
+                    int((info.start_time + start_f) / info.time_base), stream=stream, backward=True
+                )
             except av.error.FFmpegError:
                 container.seek(0, stream=stream)  # unseekable: decode from the start and skip
         previous: Fraction | None = None

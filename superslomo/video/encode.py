@@ -30,7 +30,11 @@ def default_crf(width: int, height: int) -> float:
     import math
 
     ratio = (640 * 360) / max(1, width * height)
-    return float(max(4, min(DEFAULT_CRF, round(DEFAULT_CRF - 5 * math.log2(ratio)))) if ratio > 1 else DEFAULT_CRF)
+    return float(
+        max(4, min(DEFAULT_CRF, round(DEFAULT_CRF - 5 * math.log2(ratio)))) if ratio > 1 else DEFAULT_CRF
+    )
+
+
 DEFAULT_PRESET = "fast"
 
 # Audio codecs each output container takes as-is; anything else is re-encoded (AAC/Opus).
@@ -56,8 +60,18 @@ def audio_codec_name(stream) -> str:
     return {"mp3float": "mp3", "mp3adufloat": "mp3", "aac_fixed": "aac", "libopus": "opus"}.get(name, name)
 
 
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
-                "placebo")
+X264_PRESETS = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+)
 
 
 def check_preset(codec: str, preset: str) -> None:
@@ -142,7 +156,8 @@ class AudioSource:
                 frames = self.stream.decode(packet)
             except av.error.FFmpegError as error:
                 raise SloMoError(
-                    f"{self.path}: the audio stream cannot be decoded ({_short(error)}); use --no-audio to drop it"
+                    f"{self.path}: the audio stream cannot be decoded ({_short(error)}); "
+                    "use --no-audio to drop it"
                 ) from None
             self._decoded += len(frames)
             yield packet, when, frames
@@ -169,7 +184,9 @@ class VideoWriter:
         self.output = output
         self.fmt = container_format(output)
         self.overwrite = overwrite
-        self.temp = None if check_only else output.with_name(f".{output.stem}.partial{os.getpid()}{output.suffix}")
+        self.temp = (
+            None if check_only else output.with_name(f".{output.stem}.partial{os.getpid()}{output.suffix}")
+        )
         self.rate = rate
         self.count = 0
         self.audio = audio
@@ -199,20 +216,27 @@ class VideoWriter:
         try:
             self.video.codec_context.open()
         except av.error.FFmpegError as error:
-            raise SloMoError(f"{codec} cannot encode {info.width}x{info.height} {self.pix_fmt} video "
-                             f"({reading_error(error)}); choose another --codec") from None
+            raise SloMoError(
+                f"{codec} cannot encode {info.width}x{info.height} {self.pix_fmt} video "
+                f"({reading_error(error)}); choose another --codec"
+            ) from None
         if self.audio_mode not in (None, "copy"):
             try:
                 self.audio_out.codec_context.open()
             except av.error.FFmpegError as error:
-                raise SloMoError(f"the source's audio cannot be {self.audio_mode} ({reading_error(error)}); "
-                                 "use --no-audio") from None
+                raise SloMoError(
+                    f"the source's audio cannot be {self.audio_mode} ({reading_error(error)}); use --no-audio"
+                ) from None
         try:
             self.container.start_encoding()
         except av.error.FFmpegError as error:
-            what = f"{codec} video" + (f" with {audio_codec_name(self.audio.stream)} audio" if self.audio_mode else "")
-            raise SloMoError(f"{self.output.suffix} files cannot hold {what} ({reading_error(error)}); "
-                             "use .mkv or another --codec") from None
+            what = f"{codec} video" + (
+                f" with {audio_codec_name(self.audio.stream)} audio" if self.audio_mode else ""
+            )
+            raise SloMoError(
+                f"{self.output.suffix} files cannot hold {what} ({reading_error(error)}); "
+                "use .mkv or another --codec"
+            ) from None
 
     def _setup_video(self, info: VideoInfo, codec: str, crf: float, preset: str) -> None:
         import av
@@ -223,8 +247,13 @@ class VideoWriter:
             raise SloMoError(f"unknown video encoder {codec!r} (try libx264)") from None
         if encoder.type != "video":
             raise SloMoError(f"{codec!r} is not a video encoder")
-        if encoder.name not in self.container.supported_codecs and codec not in self.container.supported_codecs:
-            raise SloMoError(f"{self.output.suffix} files cannot hold {codec} video; use .mkv or another --codec")
+        if (
+            encoder.name not in self.container.supported_codecs
+            and codec not in self.container.supported_codecs
+        ):
+            raise SloMoError(
+                f"{self.output.suffix} files cannot hold {codec} video; use .mkv or another --codec"
+            )
         stream = self.container.add_stream(codec, rate=self.rate)
         stream.width, stream.height = info.width, info.height
         formats = [f.name for f in (encoder.video_formats or [])]
@@ -234,7 +263,9 @@ class VideoWriter:
         # rather than losing a row or column.
         usable = [f for f in formats if writable_format(f)] if formats else ["yuv420p"]
         if not usable:
-            raise SloMoError(f"{codec} takes no planar YUV pixel format ({', '.join(formats)}); choose another --codec")
+            raise SloMoError(
+                f"{codec} takes no planar YUV pixel format ({', '.join(formats)}); choose another --codec"
+            )
         pix_fmt = info.pix_fmt if info.pix_fmt in usable and not (odd and "420" in info.pix_fmt) else None
         if pix_fmt is None:
             preferred = ["yuv444p", "yuv420p"] if odd else ["yuv420p", "yuv444p"]
@@ -290,12 +321,17 @@ class VideoWriter:
             self.audio_out = self.container.add_stream(target, rate=rate)
             self.audio_out.layout = layout
             self.audio_out.bit_rate = max(ctx.bit_rate or 0, 128_000)
-            changes = [f"{ctx.sample_rate / 1000:g} -> {rate / 1000:g} kHz"] if rate != ctx.sample_rate else []
+            changes = (
+                [f"{ctx.sample_rate / 1000:g} -> {rate / 1000:g} kHz"] if rate != ctx.sample_rate else []
+            )
             changes += [f"{ctx.layout.name} -> {layout}"] if ctx.layout and layout != ctx.layout.name else []
             self.audio_mode = f"re-encoded {name} as {target.replace('lib', '')}" + (
-                f" ({', '.join(changes)})" if changes else "")
+                f" ({', '.join(changes)})" if changes else ""
+            )
             self._resampler = av.AudioResampler(
-                format=encoder.audio_formats[0].name, layout=layout, rate=rate,
+                format=encoder.audio_formats[0].name,
+                layout=layout,
+                rate=rate,
             )
         self._audio_iter = audio.packets()
 
@@ -342,8 +378,9 @@ class VideoWriter:
         try:
             return self.audio_out.encode(frame)
         except av.error.FFmpegError as error:
-            raise SloMoError(f"the source's audio cannot be {self.audio_mode} ({reading_error(error)}); "
-                             "use --no-audio") from None
+            raise SloMoError(
+                f"the source's audio cannot be {self.audio_mode} ({reading_error(error)}); use --no-audio"
+            ) from None
 
     def write(self, frame) -> None:
         """One output frame: an RGB array (a new frame), or a decoded av.VideoFrame (an original,

@@ -13,7 +13,20 @@ from superslomo.video.color import ColorModel, to_rgb
 from superslomo.video.decode import reading_error
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".gif"}
+VIDEO_SUFFIXES = {
+    ".mp4",
+    ".mkv",
+    ".mov",
+    ".avi",
+    ".webm",
+    ".m4v",
+    ".mpg",
+    ".mpeg",
+    ".ts",
+    ".flv",
+    ".wmv",
+    ".gif",
+}
 
 
 def to_rgb8(array: np.ndarray, name: str = "frame") -> np.ndarray:
@@ -87,7 +100,9 @@ def iter_video_frames(path: str | os.PathLike, max_frames: int | None = None) ->
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         ctx = stream.codec_context
-        model = ColorModel.of(int(ctx.colorspace or 2), int(ctx.color_range or 0), ctx.format.name if ctx.format else "")
+        model = ColorModel.of(
+            int(ctx.colorspace or 2), int(ctx.color_range or 0), ctx.format.name if ctx.format else ""
+        )
         count = 0
         try:
             for frame in container.decode(stream):

@@ -115,8 +115,10 @@ def plan_rates(info: VideoInfo, options: Options) -> tuple[Fraction, int]:
         if options.slowmo:
             return rate, factor or 2
         if factor is not None:
-            raise SloMoError("--factor with --fps only makes sense with --slowmo (the slow-down); "
-                             "--fps alone keeps the duration")
+            raise SloMoError(
+                "--factor with --fps only makes sense with --slowmo (the slow-down); "
+                "--fps alone keeps the duration"
+            )
         return rate, 1
     factor = factor or 2
     if options.slowmo:
@@ -200,7 +202,9 @@ def validate(input_path: Path, output_path: Path, options: Options) -> VideoInfo
     if options.start < 0 or (options.duration is not None and options.duration <= 0):
         raise SloMoError("--start must be >= 0 and --duration > 0")
     if not 0.0 <= options.scene_threshold <= 1.0:
-        raise SloMoError(f"--scene-threshold must be between 0 and 1 (1 disables), got {options.scene_threshold}")
+        raise SloMoError(
+            f"--scene-threshold must be between 0 and 1 (1 disables), got {options.scene_threshold}"
+        )
     if options.crf is not None and not 0 <= options.crf <= 51:
         raise SloMoError(f"--crf must be between 0 and 51, got {options.crf:g}")
     check_preset(options.codec, options.preset)
@@ -217,8 +221,16 @@ def validate(input_path: Path, output_path: Path, options: Options) -> VideoInfo
     if not is_sequence_output(output_path):
         audio = _audio_source(info, options) if _keeps_audio(info, output_path, options, slowdown) else None
         try:
-            VideoWriter(output_path, info, out_rate, options.codec, options.crf, options.preset, audio,
-                        check_only=True)
+            VideoWriter(
+                output_path,
+                info,
+                out_rate,
+                options.codec,
+                options.crf,
+                options.preset,
+                audio,
+                check_only=True,
+            )
         finally:
             if audio is not None:
                 audio.close()
@@ -248,21 +260,41 @@ def interpolate_video(
     lock = claim if claim is not None else claim_output(output_path)
     try:
         _check_output(input_path, output_path, options)  # again, now that no other run can write it
-        return _run(input_path, output_path, info, interpolator, backend, options, progress,
-                    say or (lambda text: print(text, file=sys.stderr)))
+        return _run(
+            input_path,
+            output_path,
+            info,
+            interpolator,
+            backend,
+            options,
+            progress,
+            say or (lambda text: print(text, file=sys.stderr)),
+        )
     finally:
         if claim is None:
             lock.release()
 
 
-def _run(input_path: Path, output_path: Path, info: VideoInfo, interpolator, backend: str, options: Options,
-         progress: bool | None, say: Callable[[str], None]) -> Summary:
+def _run(
+    input_path: Path,
+    output_path: Path,
+    info: VideoInfo,
+    interpolator,
+    backend: str,
+    options: Options,
+    progress: bool | None,
+    say: Callable[[str], None],
+) -> Summary:
     out_rate, slowdown = plan_rates(info, options)
-    summary = Summary(input=input_path, output=output_path, backend=backend, out_rate=out_rate, slowdown=slowdown)
+    summary = Summary(
+        input=input_path, output=output_path, backend=backend, out_rate=out_rate, slowdown=slowdown
+    )
     if info.variable_rate and options.fps is None:
         # No rate puts every original of such input on the output grid: say what was chosen.
-        note = (f"variable frame rate input: output at {float(out_rate):.3f} fps from its average rate, "
-                "frames placed by timestamp (--fps sets the rate)")
+        note = (
+            f"variable frame rate input: output at {float(out_rate):.3f} fps from its average rate, "
+            "frames placed by timestamp (--fps sets the rate)"
+        )
         summary.notes.append(note)
         say(f"note: {note}")
 
@@ -271,16 +303,26 @@ def _run(input_path: Path, output_path: Path, info: VideoInfo, interpolator, bac
     if info.has_audio and options.audio and not to_sequence:
         if slowdown > 1:
             summary.audio = "dropped (the video is slowed down)"
-            say(f"note: audio dropped: the output is {slowdown}x slower and slowed audio is not kept "
-                "(--fps or --factor without --slowmo keep it)")
+            say(
+                f"note: audio dropped: the output is {slowdown}x slower and slowed audio is not kept "
+                "(--fps or --factor without --slowmo keep it)"
+            )
         else:
             audio = _audio_source(info, options)
     try:
         if to_sequence:
             writer = SequenceWriter(output_path, info, options.overwrite)
         else:
-            writer = VideoWriter(output_path, info, out_rate, options.codec, options.crf, options.preset, audio,
-                                 overwrite=options.overwrite)
+            writer = VideoWriter(
+                output_path,
+                info,
+                out_rate,
+                options.codec,
+                options.crf,
+                options.preset,
+                audio,
+                overwrite=options.overwrite,
+            )
     except BaseException:
         if audio is not None:
             audio.close()
@@ -357,10 +399,15 @@ def _run(input_path: Path, output_path: Path, info: VideoInfo, interpolator, bac
                 _put(pairs_q, _PairJob(frame0, frame, native0, native, slots, times, pair, cut, same), stop)
                 previous = item
             if previous is None:
-                raise SloMoError(f"{input_path} has no video frames" + (" in that segment" if options.start or options.duration else ""))
+                raise SloMoError(
+                    f"{input_path} has no video frames"
+                    + (" in that segment" if options.start or options.duration else "")
+                )
             if counts["in"] < 2:
                 where = " in that segment" if options.start or options.duration else ""
-                raise SloMoError(f"{input_path} has only one frame{where}: there is nothing to interpolate between")
+                raise SloMoError(
+                    f"{input_path} has only one frame{where}: there is nothing to interpolate between"
+                )
             frame0, t0, native0 = previous
             # The last frame is shown for one frame interval, so the output lasts as long as the source.
             tail = timeline.slots(t0 - origin, t0 - origin + gap)
@@ -393,7 +440,9 @@ def _run(input_path: Path, output_path: Path, info: VideoInfo, interpolator, bac
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=expected, unit="frame", desc="interpolating", dynamic_ncols=True, file=sys.stderr)
+            bar = tqdm(
+                total=expected, unit="frame", desc="interpolating", dynamic_ncols=True, file=sys.stderr
+            )
         for thread in threads:
             thread.start()
         while True:
@@ -435,7 +484,10 @@ def _run(input_path: Path, output_path: Path, info: VideoInfo, interpolator, bac
         writer.finish(audio_end=Fraction(writer.count) / out_rate if audio is not None else None)
         finished = True
     except _Stop:
-        raise failures[0] if failures else SloMoError("stopped")
+        if not failures:
+            raise SloMoError("stopped") from None
+        # The worker's own error, with its own cause; the _Stop that unwound this thread is noise.
+        raise failures[0] from failures[0].__cause__
     finally:
         stop.set()
         for thread in threads:

@@ -52,8 +52,10 @@ class OutputLock:
                 os.close(fd)
                 if error.errno in (errno.EAGAIN, errno.EACCES):
                     who = f" (pid {holder})" if holder else ""
-                    raise SloMoError(f"{self.target} is being written by another run{who}; wait for it "
-                                     f"or choose another output") from None
+                    raise SloMoError(
+                        f"{self.target} is being written by another run{who}; wait for it "
+                        f"or choose another output"
+                    ) from None
                 raise SloMoError(f"cannot lock {self.path}: {error.strerror}") from None
             # The holder before us may have unlinked the file between our open and our lock:
             # then we hold a lock nobody else can see. Only the file at the path counts.
@@ -114,16 +116,18 @@ def publish_file(temp: Path, target: Path, overwrite: bool) -> None:
     try:
         os.link(temp, target)  # fails if target exists: rename would silently replace it
     except FileExistsError:
-        raise SloMoError(f"{target} appeared while this run was writing it; nothing was replaced "
-                         f"({OVERWRITE_HINT})") from None
+        raise SloMoError(
+            f"{target} appeared while this run was writing it; nothing was replaced ({OVERWRITE_HINT})"
+        ) from None
     except OSError as error:
         if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV):
             raise
         # No hard links here (FAT, some network mounts): check, then rename. The lock still keeps
         # other runs of this tool out; only a third party could slip in between.
         if target.exists():
-            raise SloMoError(f"{target} appeared while this run was writing it; nothing was replaced "
-                             f"({OVERWRITE_HINT})") from None
+            raise SloMoError(
+                f"{target} appeared while this run was writing it; nothing was replaced ({OVERWRITE_HINT})"
+            ) from None
         os.replace(temp, target)
         return
     temp.unlink()

@@ -31,8 +31,16 @@ FOLDER_PATTERN = "%06d.png"
 FIRST_NUMBER = 1
 # What each output suffix is saved with: lossless where the format allows, so originals come
 # back bit-exact.
-_SAVE_OPTIONS = {".png": {"compress_level": 3}, ".tif": {}, ".tiff": {}, ".bmp": {}, ".ppm": {},
-                 ".webp": {"lossless": True}, ".jpg": {"quality": 95}, ".jpeg": {"quality": 95}}
+_SAVE_OPTIONS = {
+    ".png": {"compress_level": 3},
+    ".tif": {},
+    ".tiff": {},
+    ".bmp": {},
+    ".ppm": {},
+    ".webp": {"lossless": True},
+    ".jpg": {"quality": 95},
+    ".jpeg": {"quality": 95},
+}
 _FIELD = re.compile(r"%(0(\d+))?d")
 LOCK_NAME = ".slomo.lock"
 
@@ -56,7 +64,7 @@ def _split(pattern: Path) -> tuple[str, int, str]:
     if len(fields) != 1 or "%" in _FIELD.sub("", pattern.name):
         raise SloMoError(f"{pattern}: a sequence pattern needs exactly one %d or %0Nd field (and no other %)")
     field = fields[0]
-    return pattern.name[: field.start()], int(field.group(2) or 0), pattern.name[field.end():]
+    return pattern.name[: field.start()], int(field.group(2) or 0), pattern.name[field.end() :]
 
 
 def _numbered(folder: Path, prefix: str, digits: int, suffix: str) -> dict[int, Path]:
@@ -75,8 +83,10 @@ def _contiguous(found: dict[int, Path], where: str) -> list[Path]:
     for a, b in itertools.pairwise(numbers):
         if b != a + 1:
             missing = f"{a + 1}" if b == a + 2 else f"{a + 1} to {b - 1}"
-            raise SloMoError(f"{where}: frame {missing} is missing (after {found[a].name}); "
-                             "a sequence must be numbered without gaps")
+            raise SloMoError(
+                f"{where}: frame {missing} is missing (after {found[a].name}); "
+                "a sequence must be numbered without gaps"
+            )
     return [found[n] for n in numbers]
 
 
@@ -115,14 +125,28 @@ def probe_sequence(path: str | os.PathLike, rate: Fraction, max_size: tuple[int,
     height, width = first.shape[:2]
     max_w, max_h = max_size
     if width * height > max_w * max_h or max(width, height) > max(max_w, max_h):
-        raise SloMoError(f"{files[0]} is {width}x{height}, larger than the limit {max_w}x{max_h} "
-                         "(raise it with --max-size)")
+        raise SloMoError(
+            f"{files[0]} is {width}x{height}, larger than the limit {max_w}x{max_h} "
+            "(raise it with --max-size)"
+        )
     # Frames are sRGB pictures: say BT.709 in a video made from them, rather than leave players
     # to guess the matrix from the frame size.
     return VideoInfo(
-        path=path, width=width, height=height, rate=rate, time_base=1 / rate, start_time=Fraction(0),
-        pix_fmt="rgb24", colorspace=1, color_range=1, color_primaries=1, color_trc=1, frames=len(files),
-        duration=float(len(files) / rate), has_audio=False, files=tuple(files),
+        path=path,
+        width=width,
+        height=height,
+        rate=rate,
+        time_base=1 / rate,
+        start_time=Fraction(0),
+        pix_fmt="rgb24",
+        colorspace=1,
+        color_range=1,
+        color_primaries=1,
+        color_trc=1,
+        frames=len(files),
+        duration=float(len(files) / rate),
+        has_audio=False,
+        files=tuple(files),
     )
 
 
@@ -140,8 +164,10 @@ def sequence_frames(info: VideoInfo, start: float = 0.0, duration: float | None 
             break
         image = read_image(file)
         if image.shape[:2] != (info.height, info.width):
-            raise SloMoError(f"{file} is {image.shape[1]}x{image.shape[0]}, but {info.files[0].name} is "
-                             f"{info.width}x{info.height}: the frames of a sequence must be one size")
+            raise SloMoError(
+                f"{file} is {image.shape[1]}x{image.shape[0]}, but {info.files[0].name} is "
+                f"{info.width}x{info.height}: the frames of a sequence must be one size"
+            )
         yield Decoded(image, when, image)
 
 
@@ -176,8 +202,10 @@ def check_sequence_output(output: str | os.PathLike, input_path: Path, overwrite
         prefix, digits, suffix = _split(pattern)
         existing = _numbered(folder, prefix, digits, suffix)
         if existing:
-            raise SloMoError(f"{pattern} exists ({len(existing)} frames, e.g. {min(existing.items())[1].name}); "
-                             f"{OVERWRITE_HINT}")
+            raise SloMoError(
+                f"{pattern} exists ({len(existing)} frames, e.g. {min(existing.items())[1].name}); "
+                f"{OVERWRITE_HINT}"
+            )
     return pattern
 
 
@@ -251,8 +279,10 @@ class SequenceWriter:
             for path in moved:
                 path.unlink()
             self.abort()
-            raise SloMoError(f"{self.folder / name} appeared while this run was writing; nothing was "
-                             f"replaced ({OVERWRITE_HINT})") from None
+            raise SloMoError(
+                f"{self.folder / name} appeared while this run was writing; nothing was "
+                f"replaced ({OVERWRITE_HINT})"
+            ) from None
         except OSError as error:
             if not self.overwrite:
                 for path in moved:

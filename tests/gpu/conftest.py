@@ -8,7 +8,11 @@ import pytest
 
 
 def _gpu_reason() -> str | None:
-    for module, extra in (("tensorrt", "tensorrt"), ("cuda.bindings", "tensorrt (cuda-python)"), ("torch", "torch")):
+    for module, extra in (
+        ("tensorrt", "tensorrt"),
+        ("cuda.bindings", "tensorrt (cuda-python)"),
+        ("torch", "torch"),
+    ):
         try:
             found = importlib.util.find_spec(module) is not None
         except ModuleNotFoundError:

@@ -48,8 +48,12 @@ def _export(model, folder: Path, precision: str, warp: str) -> Path:
         build_calibration_set([frames], calib, fp32, pairs=4, size=(160, 128), progress=False)
         quantize_model(fp32, calib, folder, max_drop_db=1e9, eval_count=2)
         return folder
-    export.export_model(model, folder, export.ExportOptions(opset=17, warp=warp, precision=precision, io="float32"),
-                        source={"checkpoint": "test", "sha256": "0" * 64})
+    export.export_model(
+        model,
+        folder,
+        export.ExportOptions(opset=17, warp=warp, precision=precision, io="float32"),
+        source={"checkpoint": "test", "sha256": "0" * 64},
+    )
     return folder
 
 
@@ -66,15 +70,17 @@ def _torch_reference(model, f0, f1, t):
 
     with torch.no_grad():
         flow01, flow10 = model.flow(torch.from_numpy(f0), torch.from_numpy(f1))
-        out = model.synthesize(torch.from_numpy(f0), torch.from_numpy(f1), flow01, flow10, torch.from_numpy(t))
+        out = model.synthesize(
+            torch.from_numpy(f0), torch.from_numpy(f1), flow01, flow10, torch.from_numpy(t)
+        )
     return {"flow01": flow01.numpy(), "flow10": flow10.numpy(), "frame_t": out.numpy()}
 
 
 @pytest.fixture(scope="module")
 def default_model():
-    from superslomo.model import super_slomo
-
     import torch
+
+    from superslomo.model import super_slomo
 
     torch.manual_seed(0)
     return super_slomo().eval()
@@ -84,8 +90,9 @@ def _build(onnx_dir: Path, engine_dir: Path, tmp: Path):
     from superslomo.engine.builder import build_engines
     from superslomo.engine.profiles import parse_profiles
 
-    return build_engines(onnx_dir, engine_dir, parse_profiles(*PROFILE), timing_cache=tmp / "timing.cache",
-                         builder_level=1)
+    return build_engines(
+        onnx_dir, engine_dir, parse_profiles(*PROFILE), timing_cache=tmp / "timing.cache", builder_level=1
+    )
 
 
 @pytest.mark.parametrize("which", ["small", "default"])
@@ -112,13 +119,18 @@ def test_engine_matches_pytorch_through_polygraphy(request, tmp_path, which, pre
         loaded = RunResults.load(str(tmp_path / "pytorch_results.json"))
         plan = EngineFromBytes(BytesFromPath(str(tmp_path / "engine" / "interp.plan")))
         with TrtRunner(plan) as runner:
-            outputs = runner.infer({"frame0": f0, "frame1": f1, "flow01": ref["flow01"], "flow10": ref["flow10"], "t": t})
+            outputs = runner.infer(
+                {"frame0": f0, "frame1": f1, "flow01": ref["flow01"], "flow10": ref["flow10"], "t": t}
+            )
         trt_results = RunResults()
         trt_results.append(("tensorrt", [{"frame_t": np.asarray(outputs["frame_t"], np.float32)}]))
         tol = TOLERANCE[precision]
-        accuracy = Comparator.compare_accuracy(loaded.combine(trt_results) if hasattr(loaded, "combine") else
-                                               RunResults(list(loaded.items()) + list(trt_results.items())),
-                                               compare_func=SimpleCompareFunc(atol=tol, rtol=0))
+        accuracy = Comparator.compare_accuracy(
+            loaded.combine(trt_results)
+            if hasattr(loaded, "combine")
+            else RunResults(list(loaded.items()) + list(trt_results.items())),
+            compare_func=SimpleCompareFunc(atol=tol, rtol=0),
+        )
         err = float(np.abs(np.asarray(outputs["frame_t"], np.float32) - ref["frame_t"]).max())
         worst = max(worst, err)
         assert bool(accuracy), f"{which} {precision} at {shape}: max abs error {err} > {tol}"
@@ -137,8 +149,8 @@ def test_backend_runs_both_engines_pipelined_and_with_cuda_graphs(small_model, t
             flows = backend.infer("flow", {"frame0": pairs[0][0], "frame1": pairs[0][1]})
             got = list(backend.infer_pairs(pairs, times))
         assert len(got) == 4 and all(len(frames) == 3 for frames in got)
-        for (f0, f1), frames in zip(pairs, got):
-            for t, frame in zip(times, frames):
+        for (f0, f1), frames in zip(pairs, got, strict=False):
+            for t, frame in zip(times, frames, strict=False):
                 ref = _torch_reference(small_model, f0, f1, np.array([t], np.float32))["frame_t"][0]
                 assert np.abs(frame - ref).max() < TOLERANCE["fp32"]
         ref0 = _torch_reference(small_model, *pairs[0], np.array([0.5], np.float32))
@@ -147,10 +159,10 @@ def test_backend_runs_both_engines_pipelined_and_with_cuda_graphs(small_model, t
 
 
 def test_plugin_engine_matches_gridsample_engine(small_model, tmp_path):
+    import tensorrt
+
     from superslomo.engine.version import PLUGIN_MINIMUM, TrtVersion
     from superslomo.runtime.tensorrt_backend import TensorRTBackend
-
-    import tensorrt
 
     if TrtVersion.parse(tensorrt.__version__) < PLUGIN_MINIMUM:
         pytest.skip(f"BackWarp plugin needs TensorRT >= {PLUGIN_MINIMUM}")
@@ -161,8 +173,9 @@ def test_plugin_engine_matches_gridsample_engine(small_model, tmp_path):
         f0, f1 = _inputs((2, 128, 160))
         with TensorRTBackend(tmp_path / f"engine-{warp}") as backend:
             flows = backend.infer("flow", {"frame0": f0, "frame1": f1})
-            outs[warp] = backend.infer("interp", {"frame0": f0, "frame1": f1, **flows,
-                                                  "t": np.array([0.3, 0.7], np.float32)})["frame_t"]
+            outs[warp] = backend.infer(
+                "interp", {"frame0": f0, "frame1": f1, **flows, "t": np.array([0.3, 0.7], np.float32)}
+            )["frame_t"]
     err = float(np.abs(outs["plugin"] - outs["gridsample"]).max())
     _record(test="plugin-vs-gridsample", model="small", precision="fp32", max_abs=err, tolerance=1e-4)
     assert err < 1e-4

@@ -28,15 +28,33 @@ def folders(small_model, tmp_path_factory):
     for precision in ("fp32", "fp16"):
         export_model(small_model, root / f"onnx-{precision}", ExportOptions(precision=precision))
         engines[precision] = root / f"engine-{precision}"
-        build_engines(root / f"onnx-{precision}", engines[precision], parse_profiles(*PROFILE),
-                      timing_cache=root / "timing.cache", builder_level=1)
+        build_engines(
+            root / f"onnx-{precision}",
+            engines[precision],
+            parse_profiles(*PROFILE),
+            timing_cache=root / "timing.cache",
+            builder_level=1,
+        )
     return root, checkpoint, engines
 
 
 def _parity(capsys, folder: Path, checkpoint: Path, report: Path, *args: str) -> tuple[int, dict, str]:
     try:
-        main(["parity", str(folder), "--against", str(checkpoint), "--backend", "tensorrt", "--sizes", "96x64",
-              "--report", str(report), *args])
+        main(
+            [
+                "parity",
+                str(folder),
+                "--against",
+                str(checkpoint),
+                "--backend",
+                "tensorrt",
+                "--sizes",
+                "96x64",
+                "--report",
+                str(report),
+                *args,
+            ]
+        )
         code = 0
     except SystemExit as exit:
         code = exit.code if isinstance(exit.code, int) else 0
