@@ -18,17 +18,28 @@ def test_flops_match_a_hand_count_for_a_tiny_unet():
     # U-Net(1, 1) at width 1 on 32x32, written out layer by layer:
     # (cin, cout, kernel, output pixels); FLOPs = 2*cin*cout*k*k*pixels + cout*pixels (bias).
     layers = [
-        (1, 1, 7, 1024), (1, 1, 7, 1024),  # conv1, conv2 at 32x32
-        (1, 2, 5, 256), (2, 2, 5, 256),  # down1 at 16x16
-        (2, 4, 3, 64), (4, 4, 3, 64),  # down2 at 8x8
-        (4, 8, 3, 16), (8, 8, 3, 16),  # down3 at 4x4
-        (8, 16, 3, 4), (16, 16, 3, 4),  # down4 at 2x2
-        (16, 16, 3, 1), (16, 16, 3, 1),  # down5 at 1x1
-        (16, 16, 3, 4), (32, 16, 3, 4),  # up1 back at 2x2 (conv2 sees the concat: 2*16 in)
-        (16, 8, 3, 16), (16, 8, 3, 16),  # up2 at 4x4
-        (8, 4, 3, 64), (8, 4, 3, 64),  # up3 at 8x8
-        (4, 2, 3, 256), (4, 2, 3, 256),  # up4 at 16x16
-        (2, 1, 3, 1024), (2, 1, 3, 1024),  # up5 at 32x32
+        (1, 1, 7, 1024),
+        (1, 1, 7, 1024),  # conv1, conv2 at 32x32
+        (1, 2, 5, 256),
+        (2, 2, 5, 256),  # down1 at 16x16
+        (2, 4, 3, 64),
+        (4, 4, 3, 64),  # down2 at 8x8
+        (4, 8, 3, 16),
+        (8, 8, 3, 16),  # down3 at 4x4
+        (8, 16, 3, 4),
+        (16, 16, 3, 4),  # down4 at 2x2
+        (16, 16, 3, 1),
+        (16, 16, 3, 1),  # down5 at 1x1
+        (16, 16, 3, 4),
+        (32, 16, 3, 4),  # up1 back at 2x2 (conv2 sees the concat: 2*16 in)
+        (16, 8, 3, 16),
+        (16, 8, 3, 16),  # up2 at 4x4
+        (8, 4, 3, 64),
+        (8, 4, 3, 64),  # up3 at 8x8
+        (4, 2, 3, 256),
+        (4, 2, 3, 256),  # up4 at 16x16
+        (2, 1, 3, 1024),
+        (2, 1, 3, 1024),  # up5 at 32x32
         (1, 1, 3, 1024),  # conv3
     ]
     hand = sum(2 * ci * co * k * k * px + co * px for ci, co, k, px in layers)
@@ -45,8 +56,11 @@ def test_flop_table_is_the_pytorch_network():
     for cin, cout in ((6, 4), (20, 5)):
         net = UNet(cin, cout, width=3)
         seen = {}
-        hooks = [m.register_forward_hook(lambda m, i, o, n=n, seen=seen: seen.__setitem__(n, o.shape))
-                 for n, m in net.named_modules() if isinstance(m, torch.nn.Conv2d)]
+        hooks = [
+            m.register_forward_hook(lambda m, i, o, n=n, seen=seen: seen.__setitem__(n, o.shape))
+            for n, m in net.named_modules()
+            if isinstance(m, torch.nn.Conv2d)
+        ]
         with torch.no_grad():
             net(torch.zeros(1, cin, 64, 96))
         for h in hooks:
@@ -57,10 +71,11 @@ def test_flop_table_is_the_pytorch_network():
         counted = 0
         for conv in table:
             module = modules[conv.name]
-            assert (module.in_channels, module.out_channels, module.kernel_size) == (conv.cin, conv.cout,
-                                                                                     (conv.kernel, conv.kernel))
+            assert (module.in_channels, module.out_channels) == (conv.cin, conv.cout)
+            assert module.kernel_size == (conv.kernel, conv.kernel)
             assert tuple(seen[conv.name][2:]) == (64 >> conv.level, 96 >> conv.level)
-            counted += 2 * module.weight.numel() * seen[conv.name][2] * seen[conv.name][3] + seen[conv.name][1:].numel()
+            out_shape = seen[conv.name]
+            counted += 2 * module.weight.numel() * out_shape[2] * out_shape[3] + out_shape[1:].numel()
         assert unet_flops(cin, cout, 3, 96, 64) == counted
 
 
@@ -84,9 +99,11 @@ def test_padded_size():
 def test_row_figures_and_ratios_are_computed_right():
     fast = bench.Samples(flow_ms=[10, 12, 14, 100], interp_ms=[20, 22, 24, 30], peak_rss_mb=500, work_mb=40)
     slow = bench.Samples(flow_ms=[30, 30, 30, 30], interp_ms=[60, 60, 60, 60], peak_rss_mb=600, work_mb=80)
-    rows = [bench.make_row("torch", (64, 64), slow, 2, 50.0, 1),
-            bench.make_row("onnxruntime", (64, 64), fast, 2, 50.0, 1),
-            bench.skipped_row("tensorrt-fp16", (64, 64), 2, "no GPU")]
+    rows = [
+        bench.make_row("torch", (64, 64), slow, 2, 50.0, 1),
+        bench.make_row("onnxruntime", (64, 64), fast, 2, 50.0, 1),
+        bench.skipped_row("tensorrt-fp16", (64, 64), 2, "no GPU"),
+    ]
     bench.add_ratios(rows)
     torch_row, ort, trt = rows
     # per-iteration sums 30, 34, 38, 130: median 36, p25 33, p75 61
@@ -94,7 +111,9 @@ def test_row_figures_and_ratios_are_computed_right():
     assert ort["per_frame_iqr_ms"] == pytest.approx(61.0 - 33.0)
     assert ort["flow_ms"] == pytest.approx(13.0) and ort["interp_ms"] == pytest.approx(23.0)
     # 8x: flow / 7 + interp per iteration
-    assert ort["per_frame_8x_ms"] == pytest.approx(np.median([10 / 7 + 20, 12 / 7 + 22, 14 / 7 + 24, 100 / 7 + 30]))
+    assert ort["per_frame_8x_ms"] == pytest.approx(
+        np.median([10 / 7 + 20, 12 / 7 + 22, 14 / 7 + 24, 100 / 7 + 30])
+    )
     assert torch_row["speedup"] == pytest.approx(1.0)
     assert ort["speedup"] == pytest.approx(90.0 / 36.0)
     assert ort["speedup_8x"] == pytest.approx(torch_row["per_frame_8x_ms"] / ort["per_frame_8x_ms"])
@@ -106,6 +125,24 @@ def test_row_figures_and_ratios_are_computed_right():
     assert trt["skipped"] == "no GPU" and trt["per_frame_ms"] is None and trt["speedup"] is None
     lines = bench.table_lines(rows)
     assert "2.50x" in lines[3] and "skipped: no GPU" in lines[4]
+
+
+def test_psnr_column_compares_each_rows_frames_with_the_reference():
+    reference = np.full((1, 3, 4, 4), 0.5, np.float32)
+    off_by_a_step = reference + np.float32(0.01)  # MSE 1e-4: 40 dB
+    assert bench.psnr_against(off_by_a_step, reference) == pytest.approx(40.0)
+    # PyTorch eager does not clamp; the graphs do, so both sides are clamped before comparing.
+    assert bench.psnr_against(np.full_like(reference, 1.2), np.ones_like(reference)) is None
+    assert bench.psnr_against(reference, reference) is None  # identical: no finite figure
+    assert bench.psnr_against(None, reference) is None and bench.psnr_against(reference, None) is None
+    samples = bench.Samples(flow_ms=[1.0], interp_ms=[2.0], peak_rss_mb=1, work_mb=1)
+    rows = [bench.make_row(name, (64, 64), samples, 2, None, 1) for name in ("onnxruntime", "openvino-bf16")]
+    rows[0].update(psnr_reference=True, psnr_db=None)
+    rows[1].update(psnr_reference=False, psnr_db=52.345)
+    bench.add_ratios(rows)
+    lines = bench.table_lines(rows)
+    assert "PSNR dB" in lines[0] and lines[2].endswith("ref") and lines[3].endswith("52.3")
+    assert lines[-1].startswith("PSNR dB: interpolated frames against onnxruntime fp32's")
 
 
 def test_target_lines_judge_the_720p_rows():
@@ -131,7 +168,10 @@ class FakeBackend:
         self.log.append((self.name, graph, n))
         if graph == "flow":
             shape = inputs["frame0"].shape
-            return {"flow01": np.zeros((1, 2, *shape[2:]), np.float32), "flow10": np.zeros((1, 2, *shape[2:]), np.float32)}
+            return {
+                "flow01": np.zeros((1, 2, *shape[2:]), np.float32),
+                "flow10": np.zeros((1, 2, *shape[2:]), np.float32),
+            }
         assert inputs["t"].shape == (n,)
         return {"frame_t": inputs["frame0"]}
 
@@ -141,17 +181,21 @@ def test_measurement_is_interleaved_and_batched():
     backends = {n: FakeBackend(n, log) for n in ("a", "b", "c")}
     ticks = iter(range(10_000))
     frame = np.zeros((1, 3, 32, 32), np.float32)
-    results = bench.time_backends(backends, (frame, frame), times=7, warmup=1, iters=2, max_batch=4,
-                                  clock=lambda: next(ticks) / 1000)
+    results = bench.time_backends(
+        backends, (frame, frame), times=7, warmup=1, iters=2, max_batch=4, clock=lambda: next(ticks) / 1000
+    )
     # each visit: flow, then 7 frames as batches of 4 and 3
-    visits = [log[i:i + 3] for i in range(0, len(log), 3)]
+    visits = [log[i : i + 3] for i in range(0, len(log), 3)]
     assert all([v[1] for v in visit] == ["flow", "interp", "interp"] for visit in visits)
     assert {tuple(v[2] for v in visit) for visit in visits} == {(1, 4, 3)}
     order = [visit[0][0] for visit in visits]
     assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]  # rotated each iteration
     assert all(len(s.flow_ms) == 2 for s in results.values())  # warm-up not recorded
     # the fake clock ticks 1 ms per call: flow 1 ms, interp 1 ms for all 7 frames
-    assert results["a"].flow_ms == pytest.approx([1.0, 1.0]) and results["a"].interp_ms == pytest.approx([1 / 7] * 2)
+    assert results["a"].flow_ms == pytest.approx([1.0, 1.0])
+    assert results["a"].interp_ms == pytest.approx([1 / 7] * 2)
+    # the PSNR column's frames: the first batch (4 frames) of the last iteration
+    assert all(s.frames is not None and s.frames.shape == (4, 3, 32, 32) for s in results.values())
 
 
 def test_summarize_and_synthetic_inputs():
@@ -164,14 +208,17 @@ def test_summarize_and_synthetic_inputs():
 
 
 # -- options and skips -----------------------------------------------------------------------
-@pytest.mark.parametrize("change, message", [
-    ({"backends": ("torch", "tensorflow")}, "unknown backend 'tensorflow'"),
-    ({"backends": ("torch", "torch")}, "twice"),
-    ({"sizes": ((16, 64),)}, "at least 32x32"),
-    ({"times": 2}, "--times must be one of 1, 3, 7"),
-    ({"iters": 0}, "--iters >= 1"),
-    ({"model_width": 0}, "--width"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"backends": ("torch", "tensorflow")}, "unknown backend 'tensorflow'"),
+        ({"backends": ("torch", "torch")}, "twice"),
+        ({"sizes": ((16, 64),)}, "at least 32x32"),
+        ({"times": 2}, "--times must be one of 1, 3, 7"),
+        ({"iters": 0}, "--iters >= 1"),
+        ({"model_width": 0}, "--width"),
+    ],
+)
 def test_bad_options_are_one_line_errors(change, message):
     options = bench.BenchOptions(**change)
     with pytest.raises(SloMoError, match=message.replace("(", r"\(")) as error:
@@ -190,36 +237,96 @@ def test_cli_bad_size_exits_2(capsys):
 
 
 def test_tiny_run_writes_rows_and_skips_with_reasons(tmp_path, monkeypatch, capsys):
-    """torch + onnxruntime measured; TensorRT, CUDA and INT8 (no footage) skipped, each with why."""
+    """torch, onnxruntime and OpenVINO (when installed) measured, with PSNR against onnxruntime fp32;
+    TensorRT, CUDA and INT8 (no footage) skipped, each with why."""
+    import importlib.util
+
     from superslomo.cli import main
     from superslomo.runtime import loader
 
     monkeypatch.setattr(loader, "tensorrt_usable", lambda: (False, "no CUDA device"))
+    has_openvino = importlib.util.find_spec("openvino") is not None
     out = tmp_path / "rows.json"
+    named = (
+        "torch",
+        "onnxruntime",
+        "onnxruntime-int8",
+        "tensorrt-fp16",
+        "onnxruntime-cuda",
+        "openvino",
+        "openvino-bf16",
+        "openvino-int8",
+    )
     with pytest.raises(SystemExit) as exit_:
-        main(["bench", "--width", "2", "--sizes", "64x64,96x64", "--warmup", "0", "--iters", "2",
-              "--backends", "torch,onnxruntime,onnxruntime-int8,tensorrt-fp16,onnxruntime-cuda",
-              "--workdir", str(tmp_path / "work"), "--peak-gflops", "100", "--json", str(out)])
+        main(
+            [
+                "bench",
+                "--width",
+                "2",
+                "--sizes",
+                "64x64,96x64",
+                "--warmup",
+                "0",
+                "--iters",
+                "2",
+                "--backends",
+                ",".join(named),
+                "--workdir",
+                str(tmp_path / "work"),
+                "--peak-gflops",
+                "100",
+                "--json",
+                str(out),
+            ]
+        )
     assert exit_.value.code == 0
     text = capsys.readouterr().out
     rows = json.loads(out.read_text())
-    assert [(r["backend"], r["width"]) for r in rows] == [
-        (b, w) for w in (64, 96) for b in ("torch", "onnxruntime", "onnxruntime-int8", "tensorrt-fp16",
-                                           "onnxruntime-cuda")]
-    required = ("backend", "width", "height", "flow_ms", "interp_ms", "per_frame_ms", "flow_iqr_ms",
-                "interp_iqr_ms", "per_frame_iqr_ms", "gflops", "peak_rss_mb")
+    assert [(r["backend"], r["width"]) for r in rows] == [(b, w) for w in (64, 96) for b in named]
+    required = (
+        "backend",
+        "width",
+        "height",
+        "flow_ms",
+        "interp_ms",
+        "per_frame_ms",
+        "flow_iqr_ms",
+        "interp_iqr_ms",
+        "per_frame_iqr_ms",
+        "gflops",
+        "peak_rss_mb",
+    )
     for row in rows:
         assert all(key in row for key in required)
     measured = [r for r in rows if not r["skipped"]]
-    assert {r["backend"] for r in measured} == {"torch", "onnxruntime"}
+    openvino = {"openvino", "openvino-bf16"} if has_openvino else set()
+    assert {r["backend"] for r in measured} == {"torch", "onnxruntime"} | openvino
     for r in measured:
         assert r["per_frame_ms"] > 0 and r["peak_rss_mb"] > 0 and r["floor_ms"] > 0
-        assert r["speedup"] == pytest.approx(next(t["per_frame_ms"] for t in rows if t["backend"] == "torch"
-                                                  and t["width"] == r["width"]) / r["per_frame_ms"])
+        assert r["speedup"] == pytest.approx(
+            next(t["per_frame_ms"] for t in rows if t["backend"] == "torch" and t["width"] == r["width"])
+            / r["per_frame_ms"]
+        )
     reasons = {r["backend"]: r["skipped"] for r in rows if r["skipped"]}
     assert "no CUDA device" in reasons["tensorrt-fp16"]
     assert "--data" in reasons["onnxruntime-int8"]
     assert "CUDAExecutionProvider" in reasons["onnxruntime-cuda"]
+    # Without OpenVINO that is the reason for all three rows; with it, INT8 still needs footage.
+    assert ("--data" if has_openvino else "superslomo-trt[openvino]") in reasons["openvino-int8"]
+    if not has_openvino:
+        assert all("superslomo-trt[openvino]" in reasons[b] for b in ("openvino", "openvino-bf16"))
+    for width in (64, 96):
+        psnr = {r["backend"]: r["psnr_db"] for r in measured if r["width"] == width}
+        assert (
+            psnr["onnxruntime"] is None
+            and next(r for r in measured if r["width"] == width and r["backend"] == "onnxruntime")[
+                "psnr_reference"
+            ]
+        )
+        assert psnr["torch"] > 80  # fp32 on both sides: rounding only
+        if has_openvino:
+            # f32 is ONNX Runtime's numbers; bf16 is measurably not (8 mantissa bits).
+            assert psnr["openvino"] > 80 and psnr["openvino-bf16"] < psnr["openvino"]
     assert "random weights, width 2" in text and "skipped: no CUDA device" in text
     assert "target onnxruntime >= 1.5x torch at 1280x720: not measured" in text
 

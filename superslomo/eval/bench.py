@@ -9,13 +9,16 @@ tensors in, tensors out): no padding, colour conversion or video I/O, which
 Figures per backend and size: flow latency (once per pair), interpolation latency per output
 frame, and per interpolated frame for a 2x slow-down (flow + 1 interp) and an 8x one (flow / 7 +
 interp), each as a median with its interquartile range; peak resident memory; FLOPs (analytic,
-see `flops.py`), achieved FLOP/s and the compute floor `FLOPs / peak` of the machine.
+see `flops.py`), achieved FLOP/s and the compute floor `FLOPs / peak` of the machine; and the PSNR
+of each backend's interpolated frames against ONNX Runtime fp32's on the same input, so speed and
+what a lower precision costs sit in one table.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import resource
 import threading
@@ -30,18 +33,25 @@ from superslomo.errors import SloMoError
 from superslomo.eval.flops import SIZE_MULTIPLE, model_flops, padded_size
 
 # backend name -> (runtime, precision). "torch" is PyTorch eager fp32 on the CPU: the baseline
-# every ratio is taken against.
+# every ratio is taken against. OpenVINO's bf16 is a compute precision of the fp32 graphs, not an
+# export; its INT8 runs the same Q/DQ folder as onnxruntime-int8 (on OpenVINO as fast and as
+# accurate as the TensorRT-style folder without conv-output Q/DQ, so one calibration serves both).
 BACKENDS: dict[str, tuple[str, str]] = {
     "torch": ("torch", "fp32"),
     "onnxruntime": ("onnxruntime", "fp32"),
     "onnxruntime-fp16": ("onnxruntime", "fp16"),
     "onnxruntime-int8": ("onnxruntime", "int8"),
     "onnxruntime-cuda": ("onnxruntime-cuda", "fp32"),
+    "openvino": ("openvino", "fp32"),
+    "openvino-bf16": ("openvino", "bf16"),
+    "openvino-int8": ("openvino", "int8"),
     "tensorrt-fp32": ("tensorrt", "fp32"),
     "tensorrt-fp16": ("tensorrt", "fp16"),
     "tensorrt-int8": ("tensorrt", "int8"),
 }
 BASELINE = "torch"
+# Whose frames the PSNR column compares against: the fp32 graphs on the embedded default runtime.
+PSNR_REFERENCE = "onnxruntime"
 DEFAULT_BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8", "tensorrt-fp16")
 DEFAULT_SIZES = ((448, 256), (1280, 720))
 TIMES = (1, 3, 7)
@@ -81,7 +91,9 @@ class BenchOptions:
             if w < SIZE_MULTIPLE or h < SIZE_MULTIPLE:
                 raise SloMoError(f"sizes must be at least {SIZE_MULTIPLE}x{SIZE_MULTIPLE}, got {w}x{h}")
         if self.times not in TIMES:
-            raise SloMoError(f"--times must be one of {', '.join(map(str, TIMES))} (2x, 4x, 8x), got {self.times}")
+            raise SloMoError(
+                f"--times must be one of {', '.join(map(str, TIMES))} (2x, 4x, 8x), got {self.times}"
+            )
         if self.warmup < 0 or self.iters < 1:
             raise SloMoError(f"--warmup must be >= 0 and --iters >= 1, got {self.warmup} and {self.iters}")
         if self.threads is not None and self.threads < 1:
@@ -130,7 +142,7 @@ def summarize(samples: Sequence[float]) -> dict[str, float]:
 def per_frame_samples(flow_ms: Sequence[float], interp_ms: Sequence[float], new_frames: int) -> list[float]:
     """Milliseconds per interpolated frame when each pair yields `new_frames` of them, per
     iteration (so the spread is that of the sum, not a sum of spreads)."""
-    return [f / new_frames + i for f, i in zip(flow_ms, interp_ms)]
+    return [f / new_frames + i for f, i in zip(flow_ms, interp_ms, strict=True)]
 
 
 # -- memory --------------------------------------------------------------------------------
@@ -192,8 +204,10 @@ def synthetic_pair(width: int, height: int, shift: int = 6) -> tuple[np.ndarray,
 
     def scene(dx: float) -> np.ndarray:
         u = x + dx
-        channels = [0.5 + 0.25 * np.sin(u / 23.0 + c) * np.cos(y / 31.0 - c) + 0.15 * np.sin((u + y) / 7.0 + 2 * c)
-                    for c in range(3)]
+        channels = [
+            0.5 + 0.25 * np.sin(u / 23.0 + c) * np.cos(y / 31.0 - c) + 0.15 * np.sin((u + y) / 7.0 + 2 * c)
+            for c in range(3)
+        ]
         return (np.clip(np.stack(channels, -1), 0, 1) * 255 + 0.5).astype(np.uint8)
 
     return scene(0.0), scene(float(shift))
@@ -255,8 +269,14 @@ def _export_cached(model, folder: Path, precision: str, source: dict, say: Calla
     return folder
 
 
-def _int8_cached(fp32: Path, folder: Path, calib_data: Sequence[Path], pairs: int, conv_outputs: bool,
-                 say: Callable[[str], None]) -> tuple[Path, dict]:
+def _int8_cached(
+    fp32: Path,
+    folder: Path,
+    calib_data: Sequence[Path],
+    pairs: int,
+    conv_outputs: bool,
+    say: Callable[[str], None],
+) -> tuple[Path, dict]:
     """An INT8 Q/DQ folder from a small calibration set. `conv_outputs` puts Q/DQ on conv outputs
     as well, which is what lets ONNX Runtime's CPU kernels run integer convolutions; without it
     the CPU dequantizes the weights and convolves in float (TensorRT fuses either form)."""
@@ -270,31 +290,48 @@ def _int8_cached(fp32: Path, folder: Path, calib_data: Sequence[Path], pairs: in
             build_calibration_set(list(calib_data), calib, fp32, pairs=pairs, size=(448, 256), progress=False)
         say(f"quantizing to {folder} ...")
         # force: the bench reports the PSNR drop next to the speed rather than refusing to time it
-        quantize_model(fp32, calib, folder, QuantizeOptions(conv_outputs=conv_outputs), max_drop_db=INT8_MAX_DROP_DB,
-                       force=True, eval_count=pairs)
+        quantize_model(
+            fp32,
+            calib,
+            folder,
+            QuantizeOptions(conv_outputs=conv_outputs),
+            max_drop_db=INT8_MAX_DROP_DB,
+            force=True,
+            eval_count=pairs,
+        )
     report = json.loads((folder / REPORT_NAME).read_text())
     return folder, report
 
 
 def prepare_models(options: BenchOptions, say: Callable[[str], None] = print) -> tuple[object, Prepared]:
-    from superslomo.runtime.loader import tensorrt_usable
+    from superslomo.runtime.loader import openvino_usable, tensorrt_usable
 
     model, checkpoint, label, key = load_model(options)
     prepared = Prepared(checkpoint, label, model.config.width)
     if checkpoint is None:
-        prepared.notes.append("no checkpoint: random weights (timings hold; the INT8 PSNR drop means nothing)")
+        prepared.notes.append(
+            "no checkpoint: random weights (timings hold; the INT8 PSNR drop means nothing)"
+        )
     root = options.workdir / key
     source = {"checkpoint": checkpoint.name if checkpoint else "random", "sha256": key}
     trt_ok, trt_why = tensorrt_usable()
+    wants_openvino = any(BACKENDS[b][0] == "openvino" for b in options.backends)
+    ov_ok, ov_why = openvino_usable() if wants_openvino else (True, "")
     for backend in options.backends:
         runtime, precision = BACKENDS[backend]
         if runtime == "tensorrt" and not trt_ok:
-            prepared.skips[backend] = f"{trt_why} (TensorRT needs an NVIDIA GPU: pip install 'superslomo-trt[tensorrt]')"
+            prepared.skips[backend] = (
+                f"{trt_why} (TensorRT needs an NVIDIA GPU: pip install 'superslomo-trt[tensorrt]')"
+            )
+        if runtime == "openvino" and not ov_ok:
+            prepared.skips[backend] = ov_why
         if runtime == "onnxruntime-cuda":
             import onnxruntime as ort
 
             if "CUDAExecutionProvider" not in ort.get_available_providers():
-                prepared.skips[backend] = "onnxruntime has no CUDAExecutionProvider here (pip install onnxruntime-gpu)"
+                prepared.skips[backend] = (
+                    "onnxruntime has no CUDAExecutionProvider here (pip install onnxruntime-gpu)"
+                )
         if precision == "int8" and backend not in prepared.skips and not options.calib_data:
             prepared.skips[backend] = "no calibration footage: pass --data CLIP (a few real frame pairs)"
     runnable = [b for b in options.backends if b not in prepared.skips]
@@ -303,17 +340,21 @@ def prepare_models(options: BenchOptions, say: Callable[[str], None] = print) ->
         prepared.folders["fp32"] = _export_cached(model, root / "fp32", "fp32", source, say)
     if "fp16" in wanted:
         prepared.folders["fp16"] = _export_cached(model, root / "fp16", "fp16", source, say)
-    if "onnxruntime-int8" in runnable:
+    if "onnxruntime-int8" in runnable or "openvino-int8" in runnable:
         prepared.folders["int8-cpu"], prepared.int8_report = _int8_cached(
-            prepared.folders["fp32"], root / "int8-cpu", options.calib_data, options.calib_pairs, True, say)
+            prepared.folders["fp32"], root / "int8-cpu", options.calib_data, options.calib_pairs, True, say
+        )
     if "tensorrt-int8" in runnable:
         prepared.folders["int8"], report = _int8_cached(
-            prepared.folders["fp32"], root / "int8", options.calib_data, options.calib_pairs, False, say)
+            prepared.folders["fp32"], root / "int8", options.calib_data, options.calib_pairs, False, say
+        )
         prepared.int8_report = prepared.int8_report or report
     return model, prepared
 
 
-def _engine_folder(onnx: Path, sizes: Sequence[tuple[int, int]], max_batch: int, say: Callable[[str], None]) -> Path:
+def _engine_folder(
+    onnx: Path, sizes: Sequence[tuple[int, int]], max_batch: int, say: Callable[[str], None]
+) -> Path:
     from superslomo.engine.builder import build_engines
     from superslomo.engine.profiles import make_profile, parse_shape
 
@@ -324,19 +365,24 @@ def _engine_folder(onnx: Path, sizes: Sequence[tuple[int, int]], max_batch: int,
     folder = onnx.parent / f"engine-{onnx.name}-{wmin}x{hmin}-{wmax}x{hmax}-b{max_batch}"
     if not (folder / "manifest.json").is_file():
         say(f"building TensorRT engines in {folder} ...")
-        profile = make_profile(parse_shape(f"1x{hmin}x{wmin}", "--min"), parse_shape(f"1x{opt_h}x{opt_w}", "--opt"),
-                               parse_shape(f"{max_batch}x{hmax}x{wmax}", "--max"))
+        profile = make_profile(
+            parse_shape(f"1x{hmin}x{wmin}", "--min"),
+            parse_shape(f"1x{opt_h}x{opt_w}", "--opt"),
+            parse_shape(f"{max_batch}x{hmax}x{wmax}", "--max"),
+        )
         build_engines(onnx, folder, [profile], timing_cache=onnx.parent / "timing.cache", log=say)
     return folder
 
 
-def open_backends(options: BenchOptions, model, prepared: Prepared, say: Callable[[str], None] = print) -> dict:
+def open_backends(
+    options: BenchOptions, model, prepared: Prepared, say: Callable[[str], None] = print
+) -> dict:
     """Backend objects by name; a backend that fails to open is recorded as skipped, with why."""
     from superslomo.model.torch_backend import TorchBackend
     from superslomo.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
     threads = options.threads or os.cpu_count() or 1
-    opened = {}
+    opened: dict = {}  # one Backend per name, of whichever runtime
     for name in options.backends:
         if name in prepared.skips:
             continue
@@ -347,6 +393,13 @@ def open_backends(options: BenchOptions, model, prepared: Prepared, say: Callabl
             elif runtime == "onnxruntime":
                 folder = prepared.folders["int8-cpu" if precision == "int8" else precision]
                 opened[name] = OnnxRuntimeBackend(folder, threads=threads, providers=["CPUExecutionProvider"])
+            elif runtime == "openvino":
+                from superslomo.runtime.openvino_backend import OpenVinoBackend
+
+                folder = prepared.folders["int8-cpu" if precision == "int8" else "fp32"]
+                opened[name] = OpenVinoBackend(
+                    folder, precision="bf16" if precision == "bf16" else "f32", threads=threads
+                )
             elif runtime == "onnxruntime-cuda":
                 opened[name] = OnnxRuntimeBackend(prepared.folders[precision], threads=threads, device=0)
             else:
@@ -366,16 +419,26 @@ class Samples:
     interp_ms: list[float] = field(default_factory=list)  # per output frame
     peak_rss_mb: float = 0.0
     work_mb: float = 0.0  # peak during the calls minus the RSS just before them
+    frames: np.ndarray | None = None  # the first batch of interpolated frames of the last iteration
 
 
-def time_backends(backends: dict, frames: tuple[np.ndarray, np.ndarray], times: int, warmup: int, iters: int,
-                  max_batch: int = 4, sampler: RssSampler | None = None,
-                  clock: Callable[[], float] = time.perf_counter) -> dict[str, Samples]:
+def time_backends(
+    backends: dict,
+    frames: tuple[np.ndarray, np.ndarray],
+    times: int,
+    warmup: int,
+    iters: int,
+    max_batch: int = 4,
+    sampler: RssSampler | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, Samples]:
     """Interleaved timing: every iteration runs each backend once (flow, then `times` output
-    frames in batches of at most `max_batch`), the order rotated by one per iteration."""
+    frames in batches of at most `max_batch`), the order rotated by one per iteration. The last
+    iteration's first batch of frames is kept for the PSNR column: every backend gets the same
+    inputs, so outputs compare directly."""
     f0, f1 = frames
     ts = [(i + 1) / (times + 1) for i in range(times)]
-    batches = [ts[i:i + max_batch] for i in range(0, len(ts), max_batch)]
+    batches = [ts[i : i + max_batch] for i in range(0, len(ts), max_batch)]
     names = list(backends)
     results = {name: Samples() for name in names}
     for iteration in range(warmup + iters):
@@ -383,16 +446,24 @@ def time_backends(backends: dict, frames: tuple[np.ndarray, np.ndarray], times: 
         for name in names[shift:] + names[:shift]:
             backend = backends[name]
             before = current_rss_mb()
-            with (sampler.window() if sampler else contextlib.nullcontext(current_rss_mb)) as peak:
+            with sampler.window() if sampler else contextlib.nullcontext(current_rss_mb) as peak:
                 began = clock()
                 flows = backend.infer("flow", {"frame0": f0, "frame1": f1})
                 middle = clock()
+                kept = None
                 for batch in batches:
                     n = len(batch)
-                    backend.infer("interp", {
-                        "frame0": np.repeat(f0, n, 0), "frame1": np.repeat(f1, n, 0),
-                        "flow01": np.repeat(flows["flow01"], n, 0), "flow10": np.repeat(flows["flow10"], n, 0),
-                        "t": np.asarray(batch, dtype=np.float32)})
+                    frame_t = backend.infer(
+                        "interp",
+                        {
+                            "frame0": np.repeat(f0, n, 0),
+                            "frame1": np.repeat(f1, n, 0),
+                            "flow01": np.repeat(flows["flow01"], n, 0),
+                            "flow10": np.repeat(flows["flow10"], n, 0),
+                            "t": np.asarray(batch, dtype=np.float32),
+                        },
+                    )["frame_t"]
+                    kept = frame_t if kept is None else kept
                 done = clock()
             if iteration >= warmup:
                 sample = results[name]
@@ -400,11 +471,19 @@ def time_backends(backends: dict, frames: tuple[np.ndarray, np.ndarray], times: 
                 sample.interp_ms.append(1000 * (done - middle) / times)
                 sample.peak_rss_mb = max(sample.peak_rss_mb, peak())
                 sample.work_mb = max(sample.work_mb, peak() - before)
+                if iteration == warmup + iters - 1:
+                    sample.frames = kept
     return results
 
 
-def make_row(name: str, size: tuple[int, int], samples: Samples, model_width: int, peak_gflops: float | None,
-             times: int) -> dict:
+def make_row(
+    name: str,
+    size: tuple[int, int],
+    samples: Samples,
+    model_width: int,
+    peak_gflops: float | None,
+    times: int,
+) -> dict:
     """One JSON row: medians (2x case unless named), spreads as IQRs, FLOPs and the roofline."""
     width, height = size
     flops = model_flops(model_width, width, height)
@@ -414,20 +493,36 @@ def make_row(name: str, size: tuple[int, int], samples: Samples, model_width: in
     x8 = summarize(per_frame_samples(samples.flow_ms, samples.interp_ms, 7))
     gflop_2x = flops.per_frame(1) / 1e9
     row = {
-        "backend": name, "runtime": BACKENDS[name][0], "precision": BACKENDS[name][1],
-        "width": width, "height": height, "padded": list(flops.padded), "model_width": model_width,
-        "times": times, "iters": len(samples.flow_ms),
-        "flow_ms": flow["median"], "flow_iqr_ms": flow["iqr"],
-        "interp_ms": interp["median"], "interp_iqr_ms": interp["iqr"],
-        "per_frame_ms": x2["median"], "per_frame_iqr_ms": x2["iqr"],
-        "per_frame_p25_ms": x2["p25"], "per_frame_p75_ms": x2["p75"],
-        "per_frame_8x_ms": x8["median"], "per_frame_8x_iqr_ms": x8["iqr"],
-        "fps_2x": 1000 / x2["median"], "fps_8x": 1000 / x8["median"],
-        "gflops": gflop_2x, "gflops_flow": flops.flow / 1e9, "gflops_interp": flops.interp / 1e9,
+        "backend": name,
+        "runtime": BACKENDS[name][0],
+        "precision": BACKENDS[name][1],
+        "width": width,
+        "height": height,
+        "padded": list(flops.padded),
+        "model_width": model_width,
+        "times": times,
+        "iters": len(samples.flow_ms),
+        "flow_ms": flow["median"],
+        "flow_iqr_ms": flow["iqr"],
+        "interp_ms": interp["median"],
+        "interp_iqr_ms": interp["iqr"],
+        "per_frame_ms": x2["median"],
+        "per_frame_iqr_ms": x2["iqr"],
+        "per_frame_p25_ms": x2["p25"],
+        "per_frame_p75_ms": x2["p75"],
+        "per_frame_8x_ms": x8["median"],
+        "per_frame_8x_iqr_ms": x8["iqr"],
+        "fps_2x": 1000 / x2["median"],
+        "fps_8x": 1000 / x8["median"],
+        "gflops": gflop_2x,
+        "gflops_flow": flops.flow / 1e9,
+        "gflops_interp": flops.interp / 1e9,
         "achieved_gflops_s": gflop_2x / (x2["median"] / 1000),
         "peak_gflops_s": peak_gflops,
         "floor_ms": 1000 * gflop_2x / peak_gflops if peak_gflops else None,
-        "peak_rss_mb": samples.peak_rss_mb, "work_mb": samples.work_mb, "peak_device_mb": None,
+        "peak_rss_mb": samples.peak_rss_mb,
+        "work_mb": samples.work_mb,
+        "peak_device_mb": None,
         "skipped": None,
     }
     row["of_peak"] = row["achieved_gflops_s"] / peak_gflops if peak_gflops else None
@@ -436,23 +531,43 @@ def make_row(name: str, size: tuple[int, int], samples: Samples, model_width: in
 
 def skipped_row(name: str, size: tuple[int, int], model_width: int, why: str) -> dict:
     flops = model_flops(model_width, *size)
-    return {"backend": name, "runtime": BACKENDS[name][0], "precision": BACKENDS[name][1], "width": size[0],
-            "height": size[1], "padded": list(flops.padded), "model_width": model_width,
-            "flow_ms": None, "interp_ms": None, "per_frame_ms": None, "flow_iqr_ms": None, "interp_iqr_ms": None,
-            "per_frame_iqr_ms": None, "gflops": flops.per_frame(1) / 1e9, "peak_rss_mb": None, "skipped": why}
+    return {
+        "backend": name,
+        "runtime": BACKENDS[name][0],
+        "precision": BACKENDS[name][1],
+        "width": size[0],
+        "height": size[1],
+        "padded": list(flops.padded),
+        "model_width": model_width,
+        "flow_ms": None,
+        "interp_ms": None,
+        "per_frame_ms": None,
+        "flow_iqr_ms": None,
+        "interp_iqr_ms": None,
+        "per_frame_iqr_ms": None,
+        "gflops": flops.per_frame(1) / 1e9,
+        "peak_rss_mb": None,
+        "skipped": why,
+    }
 
 
 def add_ratios(rows: list[dict]) -> None:
     """`speedup`: baseline per-frame time / this per-frame time, at the same size (2x case)."""
-    base = {(r["width"], r["height"]): r["per_frame_ms"] for r in rows if r["backend"] == BASELINE
-            and r.get("per_frame_ms")}
+    base = {
+        (r["width"], r["height"]): r["per_frame_ms"]
+        for r in rows
+        if r["backend"] == BASELINE and r.get("per_frame_ms")
+    }
     for row in rows:
         ref = base.get((row["width"], row["height"]))
         row["speedup"] = ref / row["per_frame_ms"] if ref and row.get("per_frame_ms") else None
         row["speedup_8x"] = None
         if ref and row.get("per_frame_8x_ms"):
-            ref8 = next(r["per_frame_8x_ms"] for r in rows if r["backend"] == BASELINE
-                        and (r["width"], r["height"]) == (row["width"], row["height"]))
+            ref8 = next(
+                r["per_frame_8x_ms"]
+                for r in rows
+                if r["backend"] == BASELINE and (r["width"], r["height"]) == (row["width"], row["height"])
+            )
             row["speedup_8x"] = ref8 / row["per_frame_8x_ms"]
 
 
@@ -463,7 +578,9 @@ def target_lines(rows: list[dict]) -> list[str]:
     for name, goal in CPU_TARGETS.items():
         row = at720.get(name)
         if row is None or BASELINE not in at720:
-            lines.append(f"target {name} >= {goal}x torch at 1280x720: not measured (run with --sizes 1280x720)")
+            lines.append(
+                f"target {name} >= {goal}x torch at 1280x720: not measured (run with --sizes 1280x720)"
+            )
             continue
         if row["skipped"]:
             lines.append(f"target {name} >= {goal}x torch at 1280x720: skipped ({row['skipped']})")
@@ -472,18 +589,25 @@ def target_lines(rows: list[dict]) -> list[str]:
         extra = ""
         if "psnr_drop_db" in row:
             ok = row["psnr_drop_db"] is not None and row["psnr_drop_db"] <= INT8_MAX_DROP_DB
-            extra = f", PSNR drop {row['psnr_drop_db']:+.2f} dB (limit {INT8_MAX_DROP_DB}: {'met' if ok else 'MISSED'})"
+            extra = (
+                f", PSNR drop {row['psnr_drop_db']:+.2f} dB "
+                f"(limit {INT8_MAX_DROP_DB}: {'met' if ok else 'MISSED'})"
+            )
             met = met and ok
-        lines.append(f"target {name} >= {goal}x torch at 1280x720: {row['speedup']:.2f}x{extra} -> "
-                     f"{'met' if met else 'MISSED'}")
+        lines.append(
+            f"target {name} >= {goal}x torch at 1280x720: {row['speedup']:.2f}x{extra} -> "
+            f"{'met' if met else 'MISSED'}"
+        )
     name, size, goal = GPU_TARGET
     row = next((r for r in rows if r["backend"] == name and (r["width"], r["height"]) == size), None)
     if row is not None:
         if row["skipped"]:
             lines.append(f"target {name} >= {goal}x torch at {size[0]}x{size[1]}: skipped ({row['skipped']})")
         else:
-            lines.append(f"target {name} >= {goal}x torch at {size[0]}x{size[1]}: {row['speedup']:.2f}x -> "
-                         f"{'met' if row['speedup'] >= goal else 'MISSED'}")
+            lines.append(
+                f"target {name} >= {goal}x torch at {size[0]}x{size[1]}: {row['speedup']:.2f}x -> "
+                f"{'met' if row['speedup'] >= goal else 'MISSED'}"
+            )
     return lines
 
 
@@ -492,24 +616,34 @@ def _fmt(value: float | None, spec: str = ".1f") -> str:
 
 
 def table_lines(rows: list[dict]) -> list[str]:
-    header = (f"{'backend':18s} {'size':>10s} {'flow ms':>15s} {'interp ms':>15s} {'2x ms/frame':>17s} "
-              f"{'8x ms/frame':>11s} {'vs torch':>8s} {'GFLOP':>7s} {'GFLOP/s':>8s} {'floor ms':>8s} {'RSS MB':>7s} "
-              f"{'+MB':>5s}")
+    header = (
+        f"{'backend':18s} {'size':>10s} {'flow ms':>15s} {'interp ms':>15s} {'2x ms/frame':>17s} "
+        f"{'8x ms/frame':>11s} {'vs torch':>8s} {'GFLOP':>7s} {'GFLOP/s':>8s} {'floor ms':>8s} "
+        f"{'RSS MB':>7s} {'+MB':>5s} {'PSNR dB':>7s}"
+    )
     lines = [header, "-" * len(header)]
     for r in rows:
         size = f"{r['width']}x{r['height']}"
         if r["skipped"]:
             lines.append(f"{r['backend']:18s} {size:>10s}  skipped: {r['skipped']}")
             continue
+
         def spread(median: float, iqr: float) -> str:
             return f"{median:8.1f} ±{iqr / 2:5.1f}"  # ± half the IQR
 
         lines.append(
             f"{r['backend']:18s} {size:>10s} {spread(r['flow_ms'], r['flow_iqr_ms']):>15s} "
-            f"{spread(r['interp_ms'], r['interp_iqr_ms']):>15s} {spread(r['per_frame_ms'], r['per_frame_iqr_ms']):>17s} "
+            f"{spread(r['interp_ms'], r['interp_iqr_ms']):>15s} "
+            f"{spread(r['per_frame_ms'], r['per_frame_iqr_ms']):>17s} "
             f"{r['per_frame_8x_ms']:11.1f} {_fmt(r['speedup'], '.2f') + 'x':>8s} {r['gflops']:7.1f} "
             f"{r['achieved_gflops_s']:8.1f} {_fmt(r['floor_ms']):>8s} {r['peak_rss_mb']:7.0f} "
-            f"{r['work_mb']:5.0f}")
+            f"{r['work_mb']:5.0f} {'ref' if r.get('psnr_reference') else _fmt(r.get('psnr_db')):>7s}"
+        )
+    if any(r.get("psnr_reference") or r.get("psnr_db") is not None for r in rows):
+        lines.append(
+            f"PSNR dB: interpolated frames against {PSNR_REFERENCE} fp32's ('ref') on the same "
+            "input; '-' where there is none or they are identical"
+        )
     return lines
 
 
@@ -533,7 +667,7 @@ def _peak_for(name: str, cpu_peak: float) -> float | None:
     from superslomo.eval.roofline import gpu_peak_tflops
 
     runtime, precision = BACKENDS[name]
-    if runtime in ("torch", "onnxruntime"):
+    if runtime in ("torch", "onnxruntime", "openvino"):
         return cpu_peak
     try:
         from superslomo.runtime.tensorrt_backend import device_identity
@@ -542,6 +676,42 @@ def _peak_for(name: str, cpu_peak: float) -> float | None:
     except (ImportError, SloMoError):  # no cuda-python or no device: the row simply has no floor
         return None
     return 1000 * tflops if tflops else None
+
+
+def reference_frames(
+    results: dict[str, Samples],
+    prepared: Prepared,
+    frames: tuple[np.ndarray, np.ndarray],
+    times: int,
+    max_batch: int,
+) -> np.ndarray | None:
+    """The fp32 frames every row's PSNR is measured against: the timed onnxruntime row's when it
+    ran, else one untimed run of the fp32 folder on the same inputs (None without one)."""
+    measured = results.get(PSNR_REFERENCE)
+    if measured is not None and measured.frames is not None:
+        return measured.frames
+    folder = prepared.folders.get("fp32")
+    if folder is None:
+        return None
+    from superslomo.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+    backend = OnnxRuntimeBackend(folder, providers=["CPUExecutionProvider"])
+    try:
+        return time_backends({PSNR_REFERENCE: backend}, frames, times, 0, 1, max_batch)[PSNR_REFERENCE].frames
+    finally:
+        backend.close()
+
+
+def psnr_against(frames: np.ndarray | None, reference: np.ndarray | None) -> float | None:
+    """PSNR in dB of one row's frames against the reference's, both clamped to [0,1] as the graphs
+    deliver them (PyTorch eager does not clamp); None when there is nothing to compare or the
+    frames are identical (no finite figure)."""
+    from superslomo.eval.metrics import psnr
+
+    if frames is None or reference is None or frames.shape != reference.shape:
+        return None
+    value = psnr(np.clip(frames, 0.0, 1.0), np.clip(reference, 0.0, 1.0))
+    return value if math.isfinite(value) else None
 
 
 def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict:
@@ -556,22 +726,49 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict
     model, prepared = prepare_models(options, say)
     backends = open_backends(options, model, prepared, say)
     peak = options.peak_gflops or cpu_peak_gflops()
-    machine = {**machine_facts(), "threads": threads, "cpu_peak_gflops_s": peak,
-               "cpu_peak_note": "given" if options.peak_gflops else "best of 3 numpy float32 1536^3 matmuls"}
-    say(f"model: {prepared.model_label}; {threads} threads; CPU peak {peak:.0f} GFLOP/s; "
-        f"load {machine['load_1min']:.1f}")
+    machine = {
+        **machine_facts(),
+        "threads": threads,
+        "cpu_peak_gflops_s": peak,
+        "cpu_peak_note": "given" if options.peak_gflops else "best of 3 numpy float32 1536^3 matmuls",
+    }
+    say(
+        f"model: {prepared.model_label}; {threads} threads; CPU peak {peak:.0f} GFLOP/s; "
+        f"load {machine['load_1min']:.1f}"
+    )
     rows: list[dict] = []
     with RssSampler() as sampler:
         for size in options.sizes:
             f0, f1 = (graph_frames(f) for f in synthetic_pair(*size))
-            results = time_backends(backends, (f0, f1), options.times, options.warmup, options.iters,
-                                    options.max_batch, sampler) if backends else {}
+            results = (
+                time_backends(
+                    backends,
+                    (f0, f1),
+                    options.times,
+                    options.warmup,
+                    options.iters,
+                    options.max_batch,
+                    sampler,
+                )
+                if backends
+                else {}
+            )
+            reference = (
+                reference_frames(results, prepared, (f0, f1), options.times, options.max_batch)
+                if any(name != PSNR_REFERENCE for name in results)
+                else None
+            )
             for name in options.backends:
                 if name in prepared.skips:
                     rows.append(skipped_row(name, size, prepared.model_width, prepared.skips[name]))
                     continue
-                row = make_row(name, size, results[name], prepared.model_width, _peak_for(name, peak),
-                               options.times)
+                row = make_row(
+                    name, size, results[name], prepared.model_width, _peak_for(name, peak), options.times
+                )
+                row["psnr_reference"] = name == PSNR_REFERENCE
+                row["psnr_db"] = (
+                    None if row["psnr_reference"] else psnr_against(results[name].frames, reference)
+                )
                 if BACKENDS[name][1] == "int8" and prepared.int8_report:
                     chosen = prepared.int8_report.get("chosen", "both")
                     row["psnr_drop_db"] = prepared.int8_report["settings"][chosen]["psnr_drop_db"]
@@ -582,9 +779,18 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict
     add_ratios(rows)
     machine["lifetime_peak_rss_mb"] = lifetime_peak_rss_mb()
     machine["load_1min_after"] = os.getloadavg()[0]
-    return {"rows": rows, "machine": machine, "model": prepared.model_label, "notes": prepared.notes,
-            "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()
-                        if k not in ("calib_data",)} | {"calib_data": [str(p) for p in options.calib_data]}}
+    return {
+        "rows": rows,
+        "machine": machine,
+        "model": prepared.model_label,
+        "notes": prepared.notes,
+        "options": {
+            k: str(v) if isinstance(v, Path) else v
+            for k, v in asdict(options).items()
+            if k not in ("calib_data",)
+        }
+        | {"calib_data": [str(p) for p in options.calib_data]},
+    }
 
 
 def write_json(rows: list[dict], path: Path) -> None:

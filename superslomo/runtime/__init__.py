@@ -1,8 +1,8 @@
-"""Torch-free inference: numpy plus onnxruntime, or TensorRT plus cuda-python.
+"""Torch-free inference: numpy plus onnxruntime or OpenVINO, or TensorRT plus cuda-python.
 
-    from superslomo.runtime import Interpolator
-    with Interpolator.from_dir("model_dir") as interp:
-        middle = interp.interpolate(frame0, frame1, [0.5])[0]
+from superslomo.runtime import Interpolator
+with Interpolator.from_dir("model_dir") as interp:
+    middle = interp.interpolate(frame0, frame1, [0.5])[0]
 """
 
 from superslomo.runtime.backend import Backend
