@@ -76,7 +76,7 @@ def test_export_command_prints_progress_on_stderr_and_the_summary_on_stdout(smal
     assert all(STAMPED.match(line) for line in progress), progress
     said = [STAMPED.sub("", line) for line in progress]
     expected = [
-        f"loading {checkpoint}",
+        f"loaded {checkpoint}",
         "converting the U-Nets to fp16",
         "exporting flow.onnx",
         "checking flow.onnx",

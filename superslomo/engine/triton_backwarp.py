@@ -45,9 +45,9 @@ def _define_kernel() -> Any:
         height,
         width,
         out_ptr,
-        BLOCK: tl.constexpr,
-        EXACT: tl.constexpr,
-    ):  # type: ignore[name-defined]
+        BLOCK: tl.constexpr,  # type: ignore[name-defined]
+        EXACT: tl.constexpr,  # type: ignore[name-defined]
+    ):
         pid = tl.program_id(0)
         offs = pid * BLOCK + tl.arange(0, BLOCK)
         live = offs < num_pixels
