@@ -67,3 +67,24 @@ def small_model():
         model.flow_net.conv3.weight.mul_(20.0)
         model.interp_net.conv3.weight.mul_(5.0)
     return model
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory, small_model):
+    """The small model exported once per test module (video tests need a real ONNX folder)."""
+    from superslomo.export.onnx_export import export_model
+
+    folder = tmp_path_factory.mktemp("onnx") / "tiny"
+    export_model(small_model, folder)
+    return folder
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Teacher/trainer tests on one thread: two cores are shared with whatever else runs."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

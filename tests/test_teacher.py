@@ -23,13 +23,7 @@ from superslomo.model.teacher import (
 )
 from tests.conftest import shared_data
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _state(net_class) -> dict:

@@ -30,13 +30,7 @@ from superslomo.model.train import (
 from superslomo.model.warp import backwarp
 from tests.conftest import ROOT
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _clip(folder, count=8, size=(96, 128), step=2, seed=0):

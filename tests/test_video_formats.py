@@ -48,15 +48,6 @@ ENCODERS = _encoders()
 
 
 @pytest.fixture(scope="module")
-def onnx_model(tmp_path_factory, small_model):
-    from superslomo.export.onnx_export import export_model
-
-    folder = tmp_path_factory.mktemp("onnx") / "tiny"
-    export_model(small_model, folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def sources(tmp_path_factory):
     root = tmp_path_factory.mktemp("sources")
     return {

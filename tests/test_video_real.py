@@ -13,15 +13,6 @@ from superslomo.video.pipeline import Options, interpolate_video
 
 
 @pytest.fixture(scope="module")
-def onnx_model(tmp_path_factory, small_model):
-    from superslomo.export.onnx_export import export_model
-
-    folder = tmp_path_factory.mktemp("onnx") / "tiny"
-    export_model(small_model, folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def interp(onnx_model):
     with Interpolator.from_dir(onnx_model, backend="onnxruntime") as interpolator:
         yield interpolator
