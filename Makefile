@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 $(BIN)/slomo: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[torch,dev,openvino]"
+	$(BIN)/pip install -q -e ".[torch,dev,openvino,serve,ray]"
 	touch $@
 
 setup: $(BIN)/slomo

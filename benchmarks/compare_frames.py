@@ -24,9 +24,9 @@ def main() -> None:
 
     from PIL import Image
 
+    from superslomo.apps.models import model_folder
     from superslomo.eval.datasets import iter_triplets
     from superslomo.eval.metrics import blend, psnr
-    from superslomo.export.cache import model_folder
     from superslomo.runtime import Interpolator
 
     def blend_psnr(triplet) -> float:

@@ -58,8 +58,7 @@ def main() -> None:
             "no CUDA GPU visible to PyTorch (this machine has none, or the CPU build of torch is installed)"
         )
 
-    from superslomo.errors import SloMoError
-    from superslomo.eval.bench import (
+    from superslomo.apps.bench import (
         BenchOptions,
         Samples,
         graph_frames,
@@ -68,6 +67,7 @@ def main() -> None:
         summarize,
         synthetic_pair,
     )
+    from superslomo.errors import SloMoError
     from superslomo.eval.flops import model_flops
     from superslomo.eval.roofline import gpu_peak_tflops
 
@@ -169,12 +169,12 @@ def main() -> None:
 
     usable, why = tensorrt_usable()
     if usable:
+        from superslomo.contracts.frames import padded_size
+        from superslomo.contracts.shapes import make_profile, parse_shape
         from superslomo.engine.builder import build_engines
-        from superslomo.engine.profiles import make_profile, parse_shape
-        from superslomo.eval.flops import padded_size
         from superslomo.runtime.tensorrt_backend import TensorRTBackend
 
-        padded = [padded_size(*s) for s in sizes]
+        padded = [padded_size(h, w)[::-1] for w, h in sizes]
         low = f"1x{min(h for _, h in padded)}x{min(w for w, _ in padded)}"
         high = f"1x{max(h for _, h in padded)}x{max(w for w, _ in padded)}"
         for precision in ("fp32", "fp16"):

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from superslomo.eval.bench import current_rss_mb
+from superslomo.apps.bench import current_rss_mb
 from superslomo.video.pipeline import Options, interpolate_video
 
 
 def open_interpolator(model: Path | None):
+    from superslomo.apps.models import default_model
     from superslomo.runtime import Interpolator
-    from superslomo.video.models import default_model
 
     path = model or default_model()
     if path.is_dir():

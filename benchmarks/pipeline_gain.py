@@ -28,7 +28,7 @@ def main() -> None:
 
     from PIL import Image
 
-    from superslomo.export.cache import model_folder
+    from superslomo.apps.models import model_folder
     from superslomo.runtime import Interpolator
     from superslomo.video.frames import iter_source_frames
 

@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
 
-    from superslomo.export.cache import model_folder
+    from superslomo.apps.models import model_folder
 
     interp = Interpolator.from_dir(model_folder(args.model), backend=args.backend)
     info = probe(args.clip)

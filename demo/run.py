@@ -162,8 +162,8 @@ def main() -> None:
     video = args.out / f"{args.clip.stem}_x{args.factor}.mp4"
     run_interpolate(args.clip, video, args.factor, args.model)
 
+    from superslomo.apps.models import model_folder
     from superslomo.eval.metrics import blend
-    from superslomo.export.cache import model_folder
     from superslomo.runtime import Interpolator
 
     source, rate = decode_all(args.clip)

@@ -114,51 +114,6 @@ def convert(
     typer.echo(f"wrote {output} (width {model.config.width})")
 
 
-def _open_interpolator(model: Path | None, backend: str) -> tuple[object, str]:
-    """An Interpolator for a model folder (ONNX graphs or engines) or a checkpoint (PyTorch), and
-    the words that say which backend runs it."""
-    from superslomo.runtime import Interpolator
-    from superslomo.video.models import default_model
-
-    path = model if model is not None else default_model()
-    if not path.exists():
-        raise SloMoError(f"model not found: {path}")
-    if path.is_file():
-        if backend == "tensorrt":
-            raise SloMoError(
-                f"{path} is a checkpoint; build engines first: slomo export {path} -o DIR, "
-                "then slomo build-engine DIR -o ENGINES"
-            )
-        try:
-            from superslomo.model.torch_backend import TorchBackend
-        except ImportError:
-            raise SloMoError(
-                "running a checkpoint needs PyTorch: pip install 'superslomo-trt[torch]' "
-                "(or pass an exported model folder)"
-            ) from None
-        if backend == "torch":
-            return Interpolator(TorchBackend.from_checkpoint(path)), "torch"
-        # The embedded default: export once to ONNX (cached by the checkpoint's sha256), run on ORT.
-        from superslomo.export.cache import onnx_folder_for
-
-        folder = onnx_folder_for(path)
-        runtime = "openvino" if backend == "openvino" else "onnxruntime"
-        interp = Interpolator.from_dir(folder, backend=runtime)
-        suffix = ", picked by auto" if backend == "auto" else ""
-        return interp, f"{runtime} (CPU; {path.name} exported to {folder}){suffix}"
-    if backend == "torch":
-        raise SloMoError(f"--backend torch needs a checkpoint file; {path} is a model folder")
-    interp = Interpolator.from_dir(path, backend=backend)
-    label = interp.backend.name
-    providers = getattr(interp.backend, "providers", None)
-    if providers:
-        first = providers[0]
-        label += f" ({(first[0] if isinstance(first, tuple) else first).replace('ExecutionProvider', '')})"
-    if backend == "auto":
-        label += ", picked by auto"
-    return interp, label
-
-
 # What runs a model for interpolate and eval: the runtime's backends plus PyTorch for checkpoints.
 MODEL_BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt", "torch")
 
@@ -288,7 +243,9 @@ def interpolate(
     _check_backend(backend)
     validate(input, output, options)  # bad input fails before a model is loaded
     with claim_output(output) as claim:  # and so does a second run on the same output
-        interp, label = _open_interpolator(model, backend)
+        from superslomo.apps.models import open_model
+
+        interp, label = open_model(model, backend)
         typer.echo(f"backend: {label}", err=True)
         with interp:
             summary = interpolate_video(input, output, interp, label.split(",")[0], options, claim=claim)
@@ -381,8 +338,8 @@ def build_engine_command(
     builder_level: int | None = typer.Option(None, "--builder-level", help="Builder optimisation level 0-5."),
 ) -> None:
     """Build TensorRT engines (strongly typed; precision comes from the graphs)."""
+    from superslomo.contracts.shapes import parse_profiles
     from superslomo.engine.builder import build_engines, validate_options
-    from superslomo.engine.profiles import parse_profiles
 
     shapes = parse_profiles(min_shape, opt_shape, max_shape, profiles)
     validate_options(shapes, workspace, builder_level, hardware_compat, version_compatible)
@@ -510,13 +467,13 @@ def eval_command(
 ) -> None:
     """Interpolation quality (PSNR, SSIM, IE) on triplet data sets, next to the linear blend and ffmpeg's
     motion-compensated minterpolate."""
+    from superslomo.apps.models import default_model, open_model
     from superslomo.eval.quality import check_eval_options, run_eval, summary_lines
-    from superslomo.video.models import default_model
 
     _check_backend(backend)
     check_eval_options(data, layout, limit, report, gt)
-    interp, label = _open_interpolator(model, backend)
-    ref = _open_interpolator(reference, "auto")[0] if reference is not None else None
+    interp, label = open_model(model, backend)
+    ref = open_model(reference, "auto")[0] if reference is not None else None
     try:
         result = run_eval(
             data,
@@ -570,8 +527,8 @@ def calibrate_command(
     ),
 ) -> None:
     """Sample frame pairs from footage into a calibration set for `slomo quantize`."""
+    from superslomo.apps.models import model_folder
     from superslomo.calibration.calibset import build_calibration_set
-    from superslomo.export.cache import model_folder
 
     if model is not None and not model.exists():
         raise SloMoError(f"model not found: {model} (give an fp32 folder from slomo export, or a checkpoint)")
@@ -740,7 +697,7 @@ def train_command(
 ) -> None:
     """Train Super SloMo on frame runs (L1 + warping + smoothness losses, Adam, crops/flips/reversal),
     optionally distilling a RIFE teacher."""
-    from superslomo.model.train import TEACHER_CHOICES, TrainConfig, train
+    from superslomo.apps.train import TEACHER_CHOICES, TrainConfig, train
 
     if crop % 32 or crop < 32:
         raise SloMoError(f"--crop must be a positive multiple of 32, got {crop}")
@@ -851,7 +808,7 @@ def bench_command(
     ),
 ) -> None:
     """Time the backends side by side (interleaved), with FLOPs, achieved FLOP/s and the floor."""
-    from superslomo.eval.bench import (
+    from superslomo.apps.bench import (
         BenchOptions,
         parse_backend_list,
         parse_size_list,

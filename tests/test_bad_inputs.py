@@ -38,12 +38,12 @@ def _png(path: Path, image: np.ndarray) -> Path:
 def _reseal(folder: Path) -> None:
     """Recompute the graphs' sha256 in the manifest, so that only the tampering under test (not
     the checksum) is what a command can object to."""
-    from superslomo.runtime.manifest import sha256_of
+    from superslomo.contracts.files import file_sha256
 
     path = folder / "manifest.json"
     data = json.loads(path.read_text())
     for entry in data["graphs"].values():
-        entry["sha256"] = sha256_of(folder / entry["file"])
+        entry["sha256"] = file_sha256(folder / entry["file"])
     path.write_text(json.dumps(data))
 
 
@@ -726,7 +726,7 @@ def escaping_folders(files, tmp_path_factory) -> dict[str, Path]:
 
 @pytest.mark.parametrize("kind", ["parent", "absolute", "symlink"])
 def test_external_data_outside_the_folder_is_refused(escaping_folders, kind) -> None:
-    from superslomo.runtime.manifest import read_manifest
+    from superslomo.contracts.manifest import read_manifest
     from superslomo.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
     folder = escaping_folders[kind]
@@ -751,7 +751,7 @@ def test_external_data_inside_the_folder_still_runs(files, interpolator, tmp_pat
 def test_external_locations_are_found_wherever_a_tensor_can_be(files) -> None:
     from onnx import TensorProto, helper
 
-    from superslomo.runtime.external_data import external_locations
+    from superslomo.contracts.external_data import external_locations
 
     def tensor(name: str, location: str) -> TensorProto:
         value = helper.make_tensor(name, TensorProto.FLOAT, [1], [1.0])
@@ -805,7 +805,7 @@ def test_the_check_needs_neither_torch_nor_onnx(escaping_folders) -> None:
                     raise ImportError(name + " is not allowed here")
         sys.meta_path.insert(0, Blocked())
         from superslomo.errors import SloMoError
-        from superslomo.runtime.manifest import read_manifest
+        from superslomo.contracts.manifest import read_manifest
         try:
             read_manifest({str(escaping_folders["parent"])!r})
         except SloMoError as error:

@@ -8,9 +8,10 @@ import json
 import numpy as np
 import pytest
 
+from superslomo.apps import bench
+from superslomo.contracts.frames import padded_size
 from superslomo.errors import SloMoError
-from superslomo.eval import bench
-from superslomo.eval.flops import elementwise_flops, model_flops, padded_size, unet_convs, unet_flops
+from superslomo.eval.flops import elementwise_flops, model_flops, unet_convs, unet_flops
 
 
 # -- FLOPs -----------------------------------------------------------------------------------
@@ -89,8 +90,8 @@ def test_paper_network_at_720p_matches_the_issue():
 
 
 def test_padded_size():
-    assert padded_size(1920, 1080) == (1920, 1088)
-    assert padded_size(448, 256) == (448, 256)
+    assert padded_size(1080, 1920) == (1088, 1920)  # (height, width)
+    assert padded_size(256, 448) == (256, 448)
     with pytest.raises(SloMoError):
         unet_flops(6, 4, 0, 64, 64)
 

@@ -228,7 +228,7 @@ def test_qdq_around_every_conv_and_nowhere_near_the_warp(int8_dir, graph):
 
 
 def test_int8_folder_runs_on_onnxruntime(int8_dir, fp32_dir, calib_path):
-    from superslomo.runtime.manifest import read_manifest
+    from superslomo.contracts.manifest import read_manifest
     from superslomo.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
     manifest = read_manifest(int8_dir)
@@ -280,7 +280,7 @@ def test_gate_refuses_and_writes_nothing(fp32_dir, calib_path, tmp_path):
         graphs=("flow",),
     )
     assert result.refused and (out / "manifest.json").is_file()
-    from superslomo.runtime.manifest import read_manifest
+    from superslomo.contracts.manifest import read_manifest
 
     manifest = read_manifest(out)
     assert manifest.graphs["flow"].precision == "int8" and manifest.graphs["interp"].precision == "fp32"

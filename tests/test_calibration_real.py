@@ -56,7 +56,7 @@ def test_real_frames_calibrate_and_quantize_end_to_end(small_fp32, tmp_path):
 def test_trained_int8_agrees_with_fp32_on_real_frames(tmp_path):
     """Measured with the shipped demo weights; random weights cannot tell whether INT8 keeps the
     picture."""
-    from superslomo.video.models import default_model
+    from superslomo.apps.models import default_model
 
     trained = default_model()
     frames = shared_data("toflow_low_frame_rate")

@@ -5,11 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from superslomo.contracts.manifest import GraphEntry, Manifest, ManifestError, parse_manifest
+from superslomo.contracts.shapes import Shape, parse_profiles
+from superslomo.contracts.tensorrt_version import (
+    TrtVersion,
+    check_plugin_supported,
+    check_supported,
+    versions_compatible,
+)
 from superslomo.engine.builder import BuildError, engine_manifest, validate_options
-from superslomo.engine.profiles import Shape, parse_profiles
-from superslomo.engine.version import TrtVersion, check_plugin_supported, check_supported, versions_compatible
 from superslomo.errors import SloMoError
-from superslomo.runtime.manifest import GraphEntry, Manifest, ManifestError, parse_manifest
 from superslomo.runtime.tensorrt_backend import (
     check_engine_manifest,
     input_shape_of,
@@ -129,15 +134,16 @@ def test_plan_buffers_follow_engine_types_and_shapes():
 def test_loader_hands_an_engine_folder_to_the_real_backend(tmp_path, monkeypatch):
     """The loader and TensorRTBackend must agree on arguments: a mismatch breaks every engine run
     and only shows on a GPU, so the real class is called here and must get as far as TensorRT."""
-    from superslomo.engine.version import TensorRTUnavailable
+    from superslomo.contracts.files import file_sha256
+    from superslomo.contracts.manifest import write_manifest
+    from superslomo.contracts.tensorrt_version import TensorRTUnavailable
     from superslomo.runtime import loader
-    from superslomo.runtime.manifest import sha256_of, write_manifest
 
     graphs = {}
     for name in ("flow", "interp"):
         (tmp_path / f"{name}.plan").write_bytes(b"plan " + name.encode())
         graphs[name] = GraphEntry(
-            file=f"{name}.plan", sha256=sha256_of(tmp_path / f"{name}.plan"), inputs=[], outputs=[]
+            file=f"{name}.plan", sha256=file_sha256(tmp_path / f"{name}.plan"), inputs=[], outputs=[]
         )
     manifest = engine_folder_manifest()
     manifest.graphs = graphs

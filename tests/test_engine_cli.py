@@ -18,13 +18,14 @@ def slomo(*args: str) -> subprocess.CompletedProcess[str]:
 def placeholder_onnx_folder(folder, warp: str) -> None:
     """An export folder whose graphs are ModelProtos holding only ir_version 8: well-formed enough
     for the folder checks, so what the command trips on is what the test is about."""
-    from superslomo.runtime.manifest import GraphEntry, Manifest, sha256_of, write_manifest
+    from superslomo.contracts.files import file_sha256
+    from superslomo.contracts.manifest import GraphEntry, Manifest, write_manifest
 
     graphs = {}
     for g in ("flow", "interp"):
         (folder / f"{g}.onnx").write_bytes(b"\x08\x08")
         graphs[g] = GraphEntry(
-            file=f"{g}.onnx", sha256=sha256_of(folder / f"{g}.onnx"), inputs=[], outputs=[]
+            file=f"{g}.onnx", sha256=file_sha256(folder / f"{g}.onnx"), inputs=[], outputs=[]
         )
     write_manifest(
         folder, Manifest(kind="onnx", precision="fp32", warp=warp, io="float32", opset=17, graphs=graphs)

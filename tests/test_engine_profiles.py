@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from superslomo.engine.profiles import (
+from superslomo.contracts.shapes import (
     Profile,
     ProfileError,
     Shape,

@@ -13,7 +13,7 @@ STAMPED = re.compile(r"^\[\s*\d+\.\d s\] ")
 
 
 def test_cached_export_says_one_line_on_first_use_then_nothing(small_model, tmp_path, monkeypatch, capsys):
-    from superslomo.export.cache import model_folder, onnx_folder_for
+    from superslomo.apps.models import model_folder, onnx_folder_for
 
     monkeypatch.setenv("SLOMO_CACHE_DIR", str(tmp_path / "cache"))
     checkpoint = tmp_path / "tiny.safetensors"
@@ -36,8 +36,8 @@ def test_cached_export_says_one_line_on_first_use_then_nothing(small_model, tmp_
 
 
 def test_cached_export_speaks_through_the_callback_it_is_given(small_model, tmp_path, monkeypatch, capsys):
+    from superslomo.apps.models import onnx_folder_for
     from superslomo.export import onnx_export
-    from superslomo.export.cache import onnx_folder_for
 
     def no_export(*args, **kwargs):  # only the words are under test here, not a second slow export
         raise RuntimeError("export stubbed out")

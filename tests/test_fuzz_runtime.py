@@ -11,10 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from superslomo.contracts.frames import crop_frame, pad_frame, padded_size
+from superslomo.contracts.graph_io import SIZE_MULTIPLE
+from superslomo.contracts.manifest import Manifest
 from superslomo.errors import SloMoError
 from superslomo.runtime import Interpolator, factor_times, schedule_times
-from superslomo.runtime.manifest import SIZE_MULTIPLE, Manifest
-from superslomo.runtime.padding import crop_frame, pad_frame, padded_size
 
 FUZZ = settings(max_examples=150, deadline=None)
 sides = st.integers(min_value=1, max_value=200)

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from superslomo.contracts.manifest import read_manifest, write_manifest
 from superslomo.errors import SloMoError
 from superslomo.eval.metrics import psnr
 from superslomo.runtime import Backend, Interpolator
-from superslomo.runtime.manifest import read_manifest, write_manifest
 from superslomo.runtime.onnxruntime_backend import OnnxRuntimeBackend
 from tests.conftest import shared_data
 
@@ -86,7 +86,7 @@ def int8_dir(fp32_dir, tmp_path_factory):
 
 def _inputs(width: int = 96, height: int = 64, n: int = 2):
     """Smooth frames with a real motion (so flows and warps are not trivial) and a batch of times."""
-    from superslomo.eval.bench import graph_frames, synthetic_pair
+    from superslomo.apps.bench import graph_frames, synthetic_pair
 
     f0, f1 = (graph_frames(f) for f in synthetic_pair(width, height, shift=5))
     return f0, f1, np.linspace(0.25, 0.75, n, dtype=np.float32)
@@ -138,7 +138,7 @@ def test_f32_matches_onnxruntime_on_both_graphs(fp32_dir):
 
 @needs_openvino
 def test_interpolator_matches_onnxruntime_on_generated_frames(fp32_dir):
-    from superslomo.eval.bench import synthetic_pair
+    from superslomo.apps.bench import synthetic_pair
 
     f0, f1 = (f[:50, :70] for f in synthetic_pair(70, 50, shift=4))  # odd size: padded and cropped
     times = [0.2, 0.5, 0.7, 0.9, 0.95]  # more than one batch of 4

@@ -52,12 +52,13 @@ def _rewrite_graph(folder: Path, graph: str, model) -> None:
     whose numbers are wrong (the manifest check alone would otherwise catch the edit)."""
     import onnx
 
-    from superslomo.runtime.manifest import read_manifest, sha256_of, write_manifest
+    from superslomo.contracts.files import file_sha256
+    from superslomo.contracts.manifest import read_manifest, write_manifest
 
     path = folder / f"{graph}.onnx"
     onnx.save(model, str(path))
     manifest = read_manifest(folder, verify_files=False)
-    manifest.graphs[graph] = replace(manifest.graphs[graph], sha256=sha256_of(path))
+    manifest.graphs[graph] = replace(manifest.graphs[graph], sha256=file_sha256(path))
     write_manifest(folder, manifest)
 
 

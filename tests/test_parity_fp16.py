@@ -92,9 +92,9 @@ def test_rounding_follows_the_fp16_graphs_own_types(fp16_folder):
 def test_emulation_survives_onnxruntime_optimisation(fp16_folder):
     """Every flow value leaves a U-Net rounded to fp16: if ONNX Runtime folded the Cast pairs, the
     flows would be off the fp16 grid, as they are when it runs the fp16 graph itself."""
+    from superslomo.contracts.manifest import read_manifest
     from superslomo.eval.fp16_emulation import open_emulated_backend
     from superslomo.runtime import open_backend
-    from superslomo.runtime.manifest import read_manifest
 
     folder, _ckpt, _model = fp16_folder
     inputs = _inputs()
@@ -110,10 +110,10 @@ def test_emulation_survives_onnxruntime_optimisation(fp16_folder):
 def test_emulated_error_is_fp16_sized(fp16_folder):
     """At least the error of rounding the fp32 flows to fp16 once (the last rounding alone makes it),
     and not far beyond: ~50 roundings in a row, amplified by the net, but still fp16, not garbage."""
+    from superslomo.contracts.manifest import read_manifest
     from superslomo.eval.fp16_emulation import open_emulated_backend
     from superslomo.model.torch_backend import TorchBackend
     from superslomo.runtime import open_backend
-    from superslomo.runtime.manifest import read_manifest
 
     folder, _ckpt, model = fp16_folder
     inputs = _inputs()
@@ -181,8 +181,8 @@ def test_emulation_refuses_what_it_cannot_represent(fp16_folder):
 
     from onnx import TensorProto, helper
 
+    from superslomo.contracts.manifest import read_manifest
     from superslomo.eval.fp16_emulation import emulate_fp16_storage, open_emulated_backend
-    from superslomo.runtime.manifest import read_manifest
 
     folder, _ckpt, _model = fp16_folder
     graph = helper.make_graph(

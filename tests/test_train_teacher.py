@@ -15,11 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from superslomo.errors import SloMoError
-from superslomo.model import load_checkpoint
-from superslomo.model.checkpoint import checkpoint_metadata
-from superslomo.model.teacher import RifeV425, backwarp_exact, to_reference_warp_flow
-from superslomo.model.train import (
+from superslomo.apps.train import (
     FramePool,
     TeacherTargets,
     TrainConfig,
@@ -27,6 +23,10 @@ from superslomo.model.train import (
     teacher_targets,
     train,
 )
+from superslomo.errors import SloMoError
+from superslomo.model import load_checkpoint
+from superslomo.model.checkpoint import checkpoint_metadata
+from superslomo.model.teacher import RifeV425, backwarp_exact, to_reference_warp_flow
 from superslomo.model.warp import backwarp
 from tests.conftest import ROOT
 

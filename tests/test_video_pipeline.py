@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from videoclips import copy_cut, decode_all, make_clip, psnr, scene_frame, stream_facts
 
+from superslomo.contracts.manifest import Manifest
 from superslomo.errors import SloMoError
 from superslomo.runtime import Interpolator
-from superslomo.runtime.manifest import Manifest
 from superslomo.video.pipeline import Options, interpolate_video
 from superslomo.video.timing import Timeline
 
@@ -412,7 +412,7 @@ def test_ctrl_c_stops_cleanly_without_partial_output(tmp_path, checkpoint):
 
 
 def test_default_model_lookup(tmp_path):
-    from superslomo.video.models import default_model
+    from superslomo.apps.models import default_model
 
     with pytest.raises(SloMoError, match="no model given"):
         default_model(tmp_path)

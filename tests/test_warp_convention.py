@@ -16,6 +16,8 @@ import onnx
 import pytest
 import torch
 
+from superslomo.contracts.files import file_sha256
+from superslomo.contracts.manifest import WARP_CONVENTIONS, ManifestError, read_manifest
 from superslomo.errors import SloMoError
 from superslomo.export import ExportOptions, export_model
 from superslomo.model import (
@@ -27,7 +29,6 @@ from superslomo.model import (
 )
 from superslomo.model.slomo import ModelConfig
 from superslomo.model.warp import CONVENTIONS, backwarp
-from superslomo.runtime.manifest import WARP_CONVENTIONS, ManifestError, read_manifest, sha256_of
 from superslomo.runtime.onnxruntime_backend import OnnxRuntimeBackend
 from superslomo.runtime.warp_numpy import backwarp_numpy
 from tests.conftest import public_format_checkpoint
@@ -316,7 +317,7 @@ def _legacy_copy(folder: Path, dst: Path) -> Path:
     onnx.save(model, str(dst / "interp.onnx"))
     data = json.loads((dst / "manifest.json").read_text())
     del data["warp_convention"]
-    data["graphs"]["interp"]["sha256"] = sha256_of(dst / "interp.onnx")
+    data["graphs"]["interp"]["sha256"] = file_sha256(dst / "interp.onnx")
     (dst / "manifest.json").write_text(json.dumps(data))
     return dst
 
@@ -344,7 +345,7 @@ def test_unknown_conventions_in_a_folder_are_refused_in_one_line(exports, tmp_pa
             if attribute.name == "convention":
                 attribute.s = b"sideways"
     onnx.save(model, str(folder / "interp.onnx"))
-    data["graphs"]["interp"]["sha256"] = sha256_of(folder / "interp.onnx")
+    data["graphs"]["interp"]["sha256"] = file_sha256(folder / "interp.onnx")
     (folder / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(SloMoError, match="convention 'sideways' is unknown"):
         OnnxRuntimeBackend(folder)

@@ -191,9 +191,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from make_train_pack import load_pack
 
-    from superslomo.model.checkpoint import checkpoint_metadata, file_sha256, load_checkpoint, save_checkpoint
-    from superslomo.model.slomo import SuperSloMo
-    from superslomo.model.train import (
+    from superslomo.apps.train import (
         DISTILL_WEIGHT,
         NEW_MODEL_WARP,
         TEACHER_FRAMES,
@@ -206,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         training_loss,
         validation_line,
     )
+    from superslomo.model.checkpoint import checkpoint_metadata, file_sha256, load_checkpoint, save_checkpoint
+    from superslomo.model.slomo import SuperSloMo
 
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():

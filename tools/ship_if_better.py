@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="evaluate and decide, change nothing")
     args = parser.parse_args(argv)
 
-    from superslomo.video.models import default_model
+    from superslomo.apps.models import default_model
 
     args.work.mkdir(parents=True, exist_ok=True)
     shipped = default_model()

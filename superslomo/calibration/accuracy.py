@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from superslomo.calibration.calibset import CalibSet, to_graph_frames
+from superslomo.calibration.calibset import CalibSet
+from superslomo.contracts.frames import to_graph_frames
 from superslomo.errors import SloMoError
 from superslomo.eval.metrics import psnr, ssim
 

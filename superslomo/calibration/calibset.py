@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from superslomo.contracts.frames import to_graph_frames
 from superslomo.errors import SloMoError
 
 FRAME_KEYS = ("frame0", "frame1", "target")
@@ -162,13 +163,6 @@ class CalibWriter:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def to_graph_frames(frames: np.ndarray, io: str) -> np.ndarray:
-    """uint8 NHWC -> what a graph with this io takes (uint8 NHWC, or float32 NCHW in [0,1])."""
-    if io == "uint8":
-        return np.ascontiguousarray(frames)
-    return np.ascontiguousarray(frames.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
-
-
 def build_calibration_set(
     inputs: Sequence[str | os.PathLike],
     output: str | os.PathLike,
@@ -185,7 +179,8 @@ def build_calibration_set(
     import sys
 
     from superslomo.calibration.sampling import Rejections, open_sources, sample_triplets
-    from superslomo.runtime.manifest import SIZE_MULTIPLE, read_manifest
+    from superslomo.contracts.graph_io import SIZE_MULTIPLE
+    from superslomo.contracts.manifest import read_manifest
     from superslomo.runtime.onnxruntime_backend import OnnxRuntimeBackend
     from superslomo.video.scenes import DEFAULT_THRESHOLD
 

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from superslomo.calibration.calibset import CalibSet, to_graph_frames
+from superslomo.calibration.calibset import CalibSet
+from superslomo.contracts.frames import to_graph_frames
 from superslomo.errors import SloMoError
 
 METHODS = ("entropy", "max", "percentile")
@@ -320,8 +321,9 @@ def quantize_model(
     import onnxruntime
 
     from superslomo.calibration.accuracy import measure
+    from superslomo.contracts.files import file_sha256
+    from superslomo.contracts.manifest import GraphEntry, read_manifest, write_manifest
     from superslomo.errors import CheckFailed
-    from superslomo.runtime.manifest import GraphEntry, read_manifest, sha256_of, write_manifest
 
     options = options or QuantizeOptions()
     options.validate()
@@ -379,7 +381,7 @@ def quantize_model(
                 "passed": drop <= max_drop_db,
                 "forced": bool(force),
                 "model": {"folder": str(model_dir), "source": manifest.source},
-                "calibration": {"file": str(calib_path), "sha256": sha256_of(calib_path), **calib.meta},
+                "calibration": {"file": str(calib_path), "sha256": file_sha256(calib_path), **calib.meta},
                 "quantizer": _quantizer_facts(options, onnxruntime.__version__),
                 "graphs": facts,
             }
@@ -401,7 +403,7 @@ def quantize_model(
             old = manifest.graphs[graph]
             entries[graph] = GraphEntry(
                 file=f"{graph}.onnx",
-                sha256=sha256_of(paths[graph]),
+                sha256=file_sha256(paths[graph]),
                 inputs=old.inputs,
                 outputs=old.outputs,
                 precision="int8" if graph in graphs else old.precision,

@@ -4,7 +4,7 @@ Importing this package needs neither TensorRT nor Triton; they are imported by t
 use them, with a message naming the extra to install.
 """
 
-from superslomo.engine.profiles import Profile, Shape, choose_profile, parse_profiles, parse_shape
+from superslomo.contracts.shapes import Profile, Shape, choose_profile, parse_profiles, parse_shape
 
 __all__ = ["Profile", "Shape", "choose_profile", "parse_profiles", "parse_shape", "build_engines"]
 

@@ -15,17 +15,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from superslomo.engine.profiles import Profile, tensor_shape
-from superslomo.engine.version import TrtVersion, check_plugin_supported, import_tensorrt, tensorrt_version
-from superslomo.errors import SloMoError
-from superslomo.runtime.manifest import (
-    GRAPHS,
-    GraphEntry,
-    Manifest,
-    read_manifest,
-    sha256_of,
-    write_manifest,
+from superslomo.contracts.files import file_sha256
+from superslomo.contracts.manifest import GRAPHS, GraphEntry, Manifest, read_manifest, write_manifest
+from superslomo.contracts.shapes import Profile, tensor_shape
+from superslomo.contracts.tensorrt_version import (
+    TrtVersion,
+    check_plugin_supported,
+    import_tensorrt,
+    tensorrt_version,
 )
+from superslomo.errors import SloMoError
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -80,7 +79,7 @@ def engine_manifest(
     graphs = {
         name: GraphEntry(
             file=plans[name].name,
-            sha256=sha256_of(plans[name]),
+            sha256=file_sha256(plans[name]),
             inputs=list(entry.inputs),
             outputs=list(entry.outputs),
             precision=entry.precision,
@@ -169,7 +168,7 @@ def _load_timing_cache(config: trt.IBuilderConfig, path: Path | None) -> trt.ITi
 
 
 def gpu_identity(device: int = 0) -> dict[str, Any]:
-    from superslomo.runtime.tensorrt_backend import device_identity
+    from superslomo.contracts.device import device_identity
 
     return device_identity(device)
 

@@ -15,10 +15,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from superslomo.contracts.graph_io import PLUGIN_NAME, PLUGIN_NAMESPACE
 from superslomo.errors import SloMoError
 
-PLUGIN_OP = "BackWarp"
-PLUGIN_NAMESPACE = "superslomo"
 CONVENTION_ATTRIBUTE = "convention"
 CONVENTIONS = ("reference", "exact")
 LEGACY_CONVENTION = "reference"
@@ -43,7 +42,7 @@ def _plugin_nodes(path: str | os.PathLike) -> list[dict]:
     return [
         {a.name: _text(onnx.helper.get_attribute_value(a)) for a in node.attribute}
         for node in model.graph.node
-        if node.op_type == PLUGIN_OP
+        if node.op_type == PLUGIN_NAME
     ]
 
 
@@ -93,14 +92,14 @@ def prepare_plugin_graph(
     if count == 0 and not required:
         return Path(src)
     if count == 0:
-        raise SloMoError(f"{src}: the manifest says warp=plugin but the graph has no {PLUGIN_OP} node")
+        raise SloMoError(f"{src}: the manifest says warp=plugin but the graph has no {PLUGIN_NAME} node")
     _check_conventions(src, convention)
     if missing == 0:
         return Path(src)
     onnx = _import_onnx()
     model = onnx.load(str(src))
     for node in model.graph.node:
-        if node.op_type != PLUGIN_OP:
+        if node.op_type != PLUGIN_NAME:
             continue
         present = {a.name for a in node.attribute}
         kept = [a for a in node.attribute if a.name not in ("plugin_namespace", "aot")]

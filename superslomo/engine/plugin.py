@@ -14,11 +14,8 @@ serialise attributes into the engine, which is fine: the choice is baked into th
 # No `from __future__ import annotations` here: tensorrt.plugin inspects these functions'
 # annotations at registration and needs real types, not strings.
 
-from superslomo.engine.version import check_plugin_supported, import_tensorrt, tensorrt_version
-
-PLUGIN_NAMESPACE = "superslomo"
-PLUGIN_NAME = "BackWarp"
-PLUGIN_ID = f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME}"
+from superslomo.contracts.graph_io import PLUGIN_ID
+from superslomo.contracts.tensorrt_version import check_plugin_supported, import_tensorrt, tensorrt_version
 
 _registered = False
 

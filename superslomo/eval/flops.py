@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from superslomo.contracts.frames import padded_size
 from superslomo.errors import SloMoError
 
 LEVELS = 5  # pooling levels: sizes must be multiples of 2**LEVELS
-SIZE_MULTIPLE = 2**LEVELS
 FLOW_CHANNELS = (6, 4)  # U-Net(6, 4) on cat(I0, I1)
 INTERP_CHANNELS = (20, 5)  # U-Net(20, 5) on the 20-channel stack of DESIGN.md
 
@@ -57,11 +57,6 @@ def unet_convs(cin: int, cout: int, width: int = 32) -> list[Conv]:
     return convs
 
 
-def padded_size(width: int, height: int) -> tuple[int, int]:
-    """The size the graphs actually run at: the runtime pads up to multiples of 32."""
-    return -(-width // SIZE_MULTIPLE) * SIZE_MULTIPLE, -(-height // SIZE_MULTIPLE) * SIZE_MULTIPLE
-
-
 def _check(width: int, height: int, model_width: int) -> None:
     if width < 1 or height < 1 or model_width < 1:
         raise SloMoError(f"sizes and width must be positive, got {width}x{height}, width {model_width}")
@@ -69,7 +64,7 @@ def _check(width: int, height: int, model_width: int) -> None:
 
 def unet_flops(cin: int, cout: int, model_width: int, width: int, height: int) -> int:
     _check(width, height, model_width)
-    w, h = padded_size(width, height)
+    h, w = padded_size(height, width)
     return sum(c.flops(h, w) for c in unet_convs(cin, cout, model_width))
 
 
@@ -77,7 +72,7 @@ def elementwise_flops(model_width: int, width: int, height: int) -> int:
     """Rough count of what `unet_flops` leaves out, per pair (flow) plus one interpolated frame:
     ~1 op per activation for LeakyReLU and ~4 per output for pooling/upsampling in both U-Nets,
     and ~20 per pixel per channel for the 4 bilinear warps and the fusion."""
-    w, h = padded_size(width, height)
+    h, w = padded_size(height, width)
     total = 0
     for cin, cout in (FLOW_CHANNELS, INTERP_CHANNELS):
         for conv in unet_convs(cin, cout, model_width):
@@ -99,7 +94,7 @@ class ModelFlops:
 
     @property
     def padded(self) -> tuple[int, int]:
-        return padded_size(self.width, self.height)
+        return padded_size(self.height, self.width)[::-1]  # (width, height), as sizes are written
 
 
 def model_flops(model_width: int, width: int, height: int) -> ModelFlops:

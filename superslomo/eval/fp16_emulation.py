@@ -33,9 +33,10 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from superslomo.contracts.files import file_sha256
+from superslomo.contracts.manifest import Manifest
 from superslomo.errors import SloMoError
 from superslomo.runtime.backend import Backend
-from superslomo.runtime.manifest import Manifest, sha256_of
 
 MEASURED = "fp16 storage rounding of weights and activations, emulated on the CPU"
 NOT_MEASURED = (
@@ -209,7 +210,7 @@ def open_emulated_backend(folder: str | os.PathLike, manifest: Manifest) -> tupl
             model, graph_stats = emulate_fp16_storage(onnx.load(str(manifest.graph_path(folder, graph))))
             path = Path(tmp) / f"{graph}.onnx"
             onnx.save_model(model, str(path))
-            graphs[graph] = replace(manifest.graphs[graph], file=path.name, sha256=sha256_of(path))
+            graphs[graph] = replace(manifest.graphs[graph], file=path.name, sha256=file_sha256(path))
             stats[graph] = graph_stats.as_dict()
         backend = OnnxRuntimeBackend(tmp, manifest=replace(manifest, graphs=graphs), device=None)
     backend.manifest = manifest  # the folder under test, not the temporary copy

@@ -405,8 +405,9 @@ def run_parity(
 ) -> dict:
     """`slomo parity`: open both sides, compare, write the reports. Raises CheckFailed (exit 1)
     naming the failing outputs after the reports are written."""
+    from superslomo.contracts.files import file_sha256
+    from superslomo.contracts.manifest import read_manifest
     from superslomo.runtime.loader import open_backend
-    from superslomo.runtime.manifest import read_manifest, sha256_of
 
     folder, checkpoint = Path(folder), Path(checkpoint)
     for path in (report, junit):
@@ -437,7 +438,7 @@ def run_parity(
         result = check_parity(test, reference, cases, gate, times)
     finally:
         test.close()
-    checkpoint_sha = sha256_of(checkpoint)
+    checkpoint_sha = file_sha256(checkpoint)
     exported_from = manifest.source.get("sha256")
     result.update(
         {

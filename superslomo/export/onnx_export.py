@@ -14,11 +14,12 @@ from pathlib import Path
 
 import torch
 
+from superslomo.contracts.files import file_sha256
+from superslomo.contracts.graph_io import FLOW_INPUTS, FLOW_OUTPUTS, INTERP_INPUTS, INTERP_OUTPUTS
+from superslomo.contracts.manifest import GraphEntry, Manifest, write_manifest
 from superslomo.errors import SloMoError
 from superslomo.export.graphs import FlowGraph, InterpGraph
 from superslomo.model.slomo import MEAN, SuperSloMo
-from superslomo.runtime.backend import FLOW_INPUTS, FLOW_OUTPUTS, INTERP_INPUTS, INTERP_OUTPUTS
-from superslomo.runtime.manifest import GraphEntry, Manifest, sha256_of, write_manifest
 
 MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 16, 19, 17
 PRECISIONS = ("fp32", "fp16")
@@ -206,7 +207,7 @@ def export_model(
     ):
         graphs[name] = GraphEntry(
             file=f"{name}.onnx",
-            sha256=sha256_of(out / f"{name}.onnx"),
+            sha256=file_sha256(out / f"{name}.onnx"),
             inputs=list(inputs),
             outputs=list(outputs),
             precision=options.precision,

@@ -19,8 +19,8 @@ import onnxscript
 from onnxscript import FLOAT, FLOAT16
 from onnxscript import opset17 as op
 
-PLUGIN_DOMAIN = "superslomo"
-PLUGIN_OP = "BackWarp"
+from superslomo.contracts.graph_io import PLUGIN_NAME, PLUGIN_NAMESPACE
+
 PLUGIN_VERSION = 1
 CONVENTION_ATTRIBUTE = "convention"
 DEFAULT_CONVENTION = "reference"
@@ -29,13 +29,13 @@ DEFAULT_CONVENTION = "reference"
 def _backwarp_schema() -> onnx.defs.OpSchema:
     """Declare the node to onnx so the checker and onnxscript know its signature."""
     try:
-        return onnx.defs.get_schema(PLUGIN_OP, PLUGIN_VERSION, PLUGIN_DOMAIN)
+        return onnx.defs.get_schema(PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE)
     except onnx.defs.SchemaError:
         pass
     Param = onnx.defs.OpSchema.FormalParameter
     schema = onnx.defs.OpSchema(
-        PLUGIN_OP,
-        PLUGIN_DOMAIN,
+        PLUGIN_NAME,
+        PLUGIN_NAMESPACE,
         PLUGIN_VERSION,
         doc="Backward warp: bilinear sample of image at (col + u, row + v), zeros outside; coordinates in "
         "float32. convention=reference: normalised 2(x/W - 0.5) with align_corners=1 (the public Super "
@@ -52,11 +52,11 @@ def _backwarp_schema() -> onnx.defs.OpSchema:
         ],
     )
     onnx.defs.register_schema(schema)
-    return onnx.defs.get_schema(PLUGIN_OP, PLUGIN_VERSION, PLUGIN_DOMAIN)
+    return onnx.defs.get_schema(PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE)
 
 
-plugin_opset = onnxscript.values.Opset(domain=PLUGIN_DOMAIN, version=PLUGIN_VERSION)
-_backwarp_op = onnxscript.values.Op(plugin_opset, PLUGIN_OP, _backwarp_schema())
+plugin_opset = onnxscript.values.Opset(domain=PLUGIN_NAMESPACE, version=PLUGIN_VERSION)
+_backwarp_op = onnxscript.values.Op(plugin_opset, PLUGIN_NAME, _backwarp_schema())
 
 
 def _check(convention: str) -> None:

@@ -8,7 +8,6 @@ other global (os.system, builtins.eval, ...) is refused before anything is calle
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import pickle
@@ -19,6 +18,7 @@ from typing import Any
 
 import torch
 
+from superslomo.contracts.files import file_sha256
 from superslomo.errors import SloMoError
 from superslomo.model.slomo import ModelConfig, SuperSloMo
 
@@ -41,14 +41,6 @@ class CheckpointInfo:
     dtype: str
     metadata: dict[str, Any] = field(default_factory=dict)
     warp: str = "reference"  # the backward warp's convention (model/warp.py)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _detect_format(path: Path) -> str:

@@ -9,8 +9,9 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
+from superslomo.contracts.graph_io import SIZE_MULTIPLE
+from superslomo.contracts.manifest import Manifest
 from superslomo.model.slomo import SuperSloMo
-from superslomo.runtime.manifest import SIZE_MULTIPLE, Manifest
 
 
 def torch_manifest(model: SuperSloMo) -> Manifest:

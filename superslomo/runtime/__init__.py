@@ -5,10 +5,10 @@ with Interpolator.from_dir("model_dir") as interp:
     middle = interp.interpolate(frame0, frame1, [0.5])[0]
 """
 
+from superslomo.contracts.manifest import Manifest, ManifestError, read_manifest
 from superslomo.runtime.backend import Backend
 from superslomo.runtime.interpolator import Interpolator, NonFiniteOutput, factor_times, schedule_times
 from superslomo.runtime.loader import open_backend
-from superslomo.runtime.manifest import Manifest, ManifestError, read_manifest
 
 __all__ = [
     "Backend",

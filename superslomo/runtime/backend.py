@@ -1,4 +1,4 @@
-"""The one protocol every inference backend implements (onnxruntime, TensorRT)."""
+"""The one protocol every inference backend implements (onnxruntime, OpenVINO, TensorRT)."""
 
 from __future__ import annotations
 
@@ -7,21 +7,13 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from superslomo.runtime.manifest import Manifest
-
-# Graph contracts (DESIGN.md decision 1); names are fixed across export, engines and runtime.
-FLOW_INPUTS = ("frame0", "frame1")
-FLOW_OUTPUTS = ("flow01", "flow10")
-INTERP_INPUTS = ("frame0", "frame1", "flow01", "flow10", "t")
-INTERP_OUTPUTS = ("frame_t",)
+from superslomo.contracts.manifest import Manifest
 
 
 @runtime_checkable
 class Backend(Protocol):
-    """Runs the two graphs of one model folder.
+    """Runs the two graphs of one model folder (contracts/graph_io.py names their I/O).
 
-    `infer("flow", {"frame0", "frame1"})` -> {"flow01", "flow10"} and
-    `infer("interp", {"frame0", "frame1", "flow01", "flow10", "t"})` -> {"frame_t"}.
     Frames are float32 NCHW in [0,1], or uint8 NHWC when `manifest.io == "uint8"`; flows are
     float32 NCHW pixels; t is float32 [N]. H and W are multiples of 32 (the Interpolator pads).
     """

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from superslomo.contracts.frames import check_frame, crop_frame, pad_frame
 from superslomo.errors import SloMoError
 from superslomo.runtime.backend import Backend
-from superslomo.runtime.padding import check_frame, crop_frame, pad_frame
 
 
 class NonFiniteOutput(SloMoError):

@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from superslomo.contracts.manifest import read_manifest
 from superslomo.errors import SloMoError
 from superslomo.runtime.backend import Backend
-from superslomo.runtime.manifest import read_manifest
 
 BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt")
 

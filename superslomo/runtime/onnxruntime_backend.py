@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from superslomo.contracts.external_data import check_external_data
+from superslomo.contracts.graph_io import PLUGIN_NAME, PLUGIN_NAMESPACE
+from superslomo.contracts.manifest import WARP_CONVENTIONS, Manifest, read_manifest
 from superslomo.errors import SloMoError
-from superslomo.runtime.external_data import check_external_data
-from superslomo.runtime.manifest import WARP_CONVENTIONS, Manifest, read_manifest
 
-PLUGIN_DOMAIN = "superslomo"
 # onnxruntime-extensions registers Python ops in this domain only; plugin graphs are re-labelled
 # in memory to reach our numpy BackWarp.
 _PYOP_DOMAIN = "ai.onnx.contrib"
@@ -34,7 +34,7 @@ def _register_backwarp_pyop() -> str:
         # The node's `convention` attribute says which warp the graph computes (see _plugin_model_bytes
         # for graphs from before it existed).
         @onnx_op(
-            op_type="BackWarp",
+            op_type=PLUGIN_NAME,
             inputs=[PyCustomOpDef.dt_float, PyCustomOpDef.dt_float],
             outputs=[PyCustomOpDef.dt_float],
             attrs={"convention": PyCustomOpDef.dt_string},
@@ -51,11 +51,11 @@ def _plugin_model_bytes(path: Path) -> bytes:
 
     model = onnx.load(str(path))
     for node in model.graph.node:
-        if node.domain == PLUGIN_DOMAIN:
+        if node.domain == PLUGIN_NAMESPACE:
             node.domain = _PYOP_DOMAIN
             # onnxruntime-extensions refuses a node without a declared attribute; graphs exported
             # before `convention` existed compute the reference warp, so say so for them.
-            if node.op_type == "BackWarp" and all(a.name != "convention" for a in node.attribute):
+            if node.op_type == PLUGIN_NAME and all(a.name != "convention" for a in node.attribute):
                 node.attribute.append(onnx.helper.make_attribute("convention", "reference"))
             # Checked here: an exception raised inside the Python op would abort the process.
             for attribute in node.attribute:
@@ -68,7 +68,7 @@ def _plugin_model_bytes(path: Path) -> bytes:
                         f"superslomo-trt (it knows {', '.join(WARP_CONVENTIONS)})"
                     )
     for opset in model.opset_import:
-        if opset.domain == PLUGIN_DOMAIN:
+        if opset.domain == PLUGIN_NAMESPACE:
             opset.domain = _PYOP_DOMAIN
     return model.SerializeToString()
 

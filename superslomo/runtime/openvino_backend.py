@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from superslomo.contracts.external_data import check_external_data
+from superslomo.contracts.manifest import Manifest, read_manifest
 from superslomo.errors import SloMoError
-from superslomo.runtime.external_data import check_external_data
-from superslomo.runtime.manifest import Manifest, read_manifest
 
 EXTRA_HINT = "pip install 'superslomo-trt[openvino]'"
 # OpenVINO's own spelling of the inference precisions; "fp32" is the rest of the project's.

@@ -20,27 +20,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from superslomo.engine.profiles import Profile, Shape, choose_profile, tensor_shape
-from superslomo.engine.version import (
-    INSTALL_HINT,
-    TensorRTUnavailable,
+from superslomo.contracts.device import CudaError, cuda_call, device_identity, import_cudart
+from superslomo.contracts.graph_io import FLOW_INPUTS, FLOW_OUTPUTS, INTERP_INPUTS, INTERP_OUTPUTS
+from superslomo.contracts.manifest import GRAPHS, Manifest, ManifestError, read_manifest
+from superslomo.contracts.shapes import Profile, Shape, choose_profile, tensor_shape
+from superslomo.contracts.tensorrt_version import (
     TrtVersion,
     import_tensorrt,
     versions_compatible,
 )
 from superslomo.errors import SloMoError
-from superslomo.runtime.backend import FLOW_INPUTS, FLOW_OUTPUTS, INTERP_INPUTS, INTERP_OUTPUTS
 from superslomo.runtime.interpolator import schedule_times
-from superslomo.runtime.manifest import GRAPHS, Manifest, ManifestError, read_manifest
 
 if TYPE_CHECKING:
     import tensorrt as trt
 
 GRAPH_IO = {"flow": (FLOW_INPUTS, FLOW_OUTPUTS), "interp": (INTERP_INPUTS, INTERP_OUTPUTS)}
-
-
-class CudaError(SloMoError):
-    pass
 
 
 # ----------------------------------------------------------------------------- pure logic
@@ -153,38 +148,6 @@ def input_shape_of(graph: str, inputs: Mapping[str, np.ndarray], io: str) -> Sha
 
 
 # ----------------------------------------------------------------------------- CUDA helpers
-
-
-def import_cudart() -> Any:
-    try:
-        from cuda.bindings import runtime as cudart
-    except ImportError as error:
-        raise TensorRTUnavailable(f"cuda-python is not importable ({error}); {INSTALL_HINT}") from None
-    return cudart
-
-
-def cuda_call(result: Any, what: str = "CUDA call") -> Any:
-    """Check a cuda.bindings result tuple `(err, *values)`; return the value(s) or raise CudaError."""
-    cudart = import_cudart()
-    err, *values = result if isinstance(result, tuple) else (result,)
-    if err != cudart.cudaError_t.cudaSuccess:
-        _, name = cudart.cudaGetErrorName(err)
-        raise CudaError(f"{what} failed: {name.decode() if isinstance(name, bytes) else name}")
-    if not values:
-        return None
-    return values[0] if len(values) == 1 else tuple(values)
-
-
-def device_identity(device: int = 0) -> dict[str, Any]:
-    """GPU name and compute capability ("8.7"), as recorded in and checked against manifests."""
-    cudart = import_cudart()
-    props = cuda_call(cudart.cudaGetDeviceProperties(device), f"cudaGetDeviceProperties({device})")
-    name = (
-        props.name.decode(errors="replace").rstrip("\x00")
-        if isinstance(props.name, bytes)
-        else str(props.name)
-    )
-    return {"name": name, "compute_capability": f"{props.major}.{props.minor}", "device": device}
 
 
 class PinnedArray:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from superslomo.contracts.manifest import WARP_CONVENTIONS
 from superslomo.errors import SloMoError
-from superslomo.runtime.manifest import WARP_CONVENTIONS
 
 
 def backwarp_numpy(image: np.ndarray, flow: np.ndarray, convention: str = "reference") -> np.ndarray:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from superslomo.errors import SloMoError
+
 # (Kr, Kb) by FFmpeg's AVColorSpace number; what swscale uses for the same numbers (SWS_CS_*).
 _COEFFICIENTS = {
     1: (0.2126, 0.0722),  # BT.709
@@ -156,3 +158,28 @@ def from_rgb(rgb: np.ndarray, pix_fmt: str, model: ColorModel):
     if model.colorspace != 2:
         frame.colorspace = model.colorspace
     return frame
+
+
+def to_rgb8(array: np.ndarray, name: str = "frame") -> np.ndarray:
+    """Any grey/RGB/RGBA, 8- or 16-bit image as HxWx3 uint8 (alpha dropped, grey replicated)."""
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4) or 0 in array.shape:
+        raise SloMoError(f"{name}: unsupported image shape {array.shape}")
+    if array.dtype == np.uint16:
+        array = (array.astype(np.uint32) * 255 + 32767) // 65535
+    elif array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    elif array.dtype.kind == "f":
+        if not np.isfinite(array).all():
+            raise SloMoError(f"{name}: image contains NaN or Inf values")
+        array = np.clip(array, 0.0, 1.0) * 255.0 + 0.5
+    elif array.dtype != np.uint8:
+        raise SloMoError(f"{name}: unsupported pixel type {array.dtype}")
+    array = array.astype(np.uint8, copy=False)
+    channels = array.shape[2]
+    if channels in (1, 2):
+        array = np.repeat(array[:, :, :1], 3, axis=2)
+    elif channels == 4:
+        array = array[:, :, :3]
+    return np.ascontiguousarray(array)

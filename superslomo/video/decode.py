@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from superslomo.errors import SloMoError
-from superslomo.video.color import ColorModel, to_rgb
+from superslomo.video.color import ColorModel, to_rgb, to_rgb8
 
 # Above this many pixels a frame is refused before any decoding (issue 11): 8K UHD.
 DEFAULT_MAX_SIZE = (7680, 4320)
@@ -173,8 +173,6 @@ def decode_frames(info: VideoInfo, start: float = 0.0, duration: float | None = 
     are replaced by the previous time plus a nominal frame interval.
     """
     import av
-
-    from superslomo.video.frames import to_rgb8
 
     model = color_model(info)
     start_f = Fraction(start).limit_denominator(1_000_000)

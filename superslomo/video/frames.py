@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from superslomo.errors import SloMoError
-from superslomo.video.color import ColorModel, to_rgb
+from superslomo.video.color import ColorModel, to_rgb, to_rgb8
 from superslomo.video.decode import reading_error
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
@@ -27,31 +27,6 @@ VIDEO_SUFFIXES = {
     ".wmv",
     ".gif",
 }
-
-
-def to_rgb8(array: np.ndarray, name: str = "frame") -> np.ndarray:
-    """Any grey/RGB/RGBA, 8- or 16-bit image as HxWx3 uint8 (alpha dropped, grey replicated)."""
-    if array.ndim == 2:
-        array = array[:, :, None]
-    if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4) or 0 in array.shape:
-        raise SloMoError(f"{name}: unsupported image shape {array.shape}")
-    if array.dtype == np.uint16:
-        array = (array.astype(np.uint32) * 255 + 32767) // 65535
-    elif array.dtype == np.bool_:
-        array = array.astype(np.uint8) * 255
-    elif array.dtype.kind == "f":
-        if not np.isfinite(array).all():
-            raise SloMoError(f"{name}: image contains NaN or Inf values")
-        array = np.clip(array, 0.0, 1.0) * 255.0 + 0.5
-    elif array.dtype != np.uint8:
-        raise SloMoError(f"{name}: unsupported pixel type {array.dtype}")
-    array = array.astype(np.uint8, copy=False)
-    channels = array.shape[2]
-    if channels in (1, 2):
-        array = np.repeat(array[:, :, :1], 3, axis=2)
-    elif channels == 4:
-        array = array[:, :, :3]
-    return np.ascontiguousarray(array)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

@@ -87,8 +87,8 @@ def default_model():
 
 
 def _build(onnx_dir: Path, engine_dir: Path, tmp: Path):
+    from superslomo.contracts.shapes import parse_profiles
     from superslomo.engine.builder import build_engines
-    from superslomo.engine.profiles import parse_profiles
 
     return build_engines(
         onnx_dir, engine_dir, parse_profiles(*PROFILE), timing_cache=tmp / "timing.cache", builder_level=1
@@ -161,7 +161,7 @@ def test_backend_runs_both_engines_pipelined_and_with_cuda_graphs(small_model, t
 def test_plugin_engine_matches_gridsample_engine(small_model, tmp_path):
     import tensorrt
 
-    from superslomo.engine.version import PLUGIN_MINIMUM, TrtVersion
+    from superslomo.contracts.tensorrt_version import PLUGIN_MINIMUM, TrtVersion
     from superslomo.runtime.tensorrt_backend import TensorRTBackend
 
     if TrtVersion.parse(tensorrt.__version__) < PLUGIN_MINIMUM:
@@ -197,7 +197,7 @@ def test_triton_kernel_on_the_gpu_matches_reference():
 
 @pytest.mark.parametrize("field, value", [("version", "9.9.9.9"), ("compute_capability", "1.0")])
 def test_mismatched_engine_is_refused(small_model, tmp_path, field, value):
-    from superslomo.runtime.manifest import ManifestError, read_manifest, write_manifest
+    from superslomo.contracts.manifest import ManifestError, read_manifest, write_manifest
     from superslomo.runtime.tensorrt_backend import TensorRTBackend
 
     onnx_dir = _export(small_model, tmp_path / "onnx", "fp32", "gridsample")

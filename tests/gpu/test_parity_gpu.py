@@ -16,8 +16,8 @@ PROFILE = ("1x64x64", "3x64x96", "3x128x160")
 
 @pytest.fixture(scope="module")
 def folders(small_model, tmp_path_factory):
+    from superslomo.contracts.shapes import parse_profiles
     from superslomo.engine.builder import build_engines
-    from superslomo.engine.profiles import parse_profiles
     from superslomo.export import ExportOptions, export_model
     from superslomo.model import save_checkpoint
 
@@ -75,8 +75,8 @@ def test_engines_pass_parity_with_their_precision_defaults(folders, tmp_path, ca
 def test_engine_built_from_a_1_minus_t_graph_fails(folders, tmp_path, capsys):
     import shutil
 
+    from superslomo.contracts.shapes import parse_profiles
     from superslomo.engine.builder import build_engines
-    from superslomo.engine.profiles import parse_profiles
     from tests.test_parity import _flip_t
 
     root, checkpoint, _ = folders

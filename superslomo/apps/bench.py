@@ -29,8 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
+from superslomo.contracts.frames import padded_size
+from superslomo.contracts.graph_io import SIZE_MULTIPLE
 from superslomo.errors import SloMoError
-from superslomo.eval.flops import SIZE_MULTIPLE, model_flops, padded_size
+from superslomo.eval.flops import model_flops
 
 # backend name -> (runtime, precision). "torch" is PyTorch eager fp32 on the CPU: the baseline
 # every ratio is taken against. OpenVINO's bf16 is a compute precision of the fp32 graphs, not an
@@ -215,7 +217,7 @@ def synthetic_pair(width: int, height: int, shift: int = 6) -> tuple[np.ndarray,
 
 def graph_frames(frame: np.ndarray) -> np.ndarray:
     """HxWx3 uint8 -> 1x3xHxW float32 in [0,1], edge-padded to the graphs' size step."""
-    from superslomo.runtime.padding import pad_frame
+    from superslomo.contracts.frames import pad_frame
 
     padded = pad_frame(frame, SIZE_MULTIPLE)
     return np.ascontiguousarray(padded.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255.0)
@@ -236,7 +238,7 @@ class Prepared:
 
 
 def shipped_checkpoint() -> Path | None:
-    from superslomo.video.models import WEIGHTS_DIR
+    from superslomo.apps.models import WEIGHTS_DIR
 
     found = sorted(WEIGHTS_DIR.glob("*.safetensors")) if WEIGHTS_DIR.is_dir() else []
     return found[0] if found else None
@@ -355,10 +357,10 @@ def prepare_models(options: BenchOptions, say: Callable[[str], None] = print) ->
 def _engine_folder(
     onnx: Path, sizes: Sequence[tuple[int, int]], max_batch: int, say: Callable[[str], None]
 ) -> Path:
+    from superslomo.contracts.shapes import make_profile, parse_shape
     from superslomo.engine.builder import build_engines
-    from superslomo.engine.profiles import make_profile, parse_shape
 
-    padded = [padded_size(w, h) for w, h in sizes]
+    padded = [padded_size(h, w)[::-1] for w, h in sizes]
     hmax, wmax = max(h for _, h in padded), max(w for w, _ in padded)
     hmin, wmin = min(h for _, h in padded), min(w for w, _ in padded)
     opt_w, opt_h = padded[-1]
@@ -670,7 +672,7 @@ def _peak_for(name: str, cpu_peak: float) -> float | None:
     if runtime in ("torch", "onnxruntime", "openvino"):
         return cpu_peak
     try:
-        from superslomo.runtime.tensorrt_backend import device_identity
+        from superslomo.contracts.device import device_identity
 
         tflops = gpu_peak_tflops(device_identity(0)["name"], precision)
     except (ImportError, SloMoError):  # no cuda-python or no device: the row simply has no floor

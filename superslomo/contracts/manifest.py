@@ -8,13 +8,14 @@ checked to be plain names in the same folder: a manifest is data from whoever ma
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from superslomo.contracts.files import atomic_write_text, file_sha256
+from superslomo.contracts.graph_io import SIZE_MULTIPLE
 from superslomo.errors import SloMoError
 
 MANIFEST_NAME = "manifest.json"
@@ -30,7 +31,6 @@ WARP_CONVENTIONS = ("reference", "exact")
 DEFAULT_WARP_CONVENTION = "reference"
 IO_TYPES = ("float32", "uint8")
 KINDS = ("onnx", "tensorrt")
-SIZE_MULTIPLE = 32
 
 
 class ManifestError(SloMoError):
@@ -72,14 +72,6 @@ class Manifest:
     @property
     def frame_layout(self) -> str:
         return "NHWC" if self.io == "uint8" else "NCHW"
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _require(condition: bool, message: str) -> None:
@@ -154,22 +146,18 @@ def read_manifest(folder: str | os.PathLike, verify_files: bool = True) -> Manif
             file = folder / entry.file
             if not file.is_file():
                 raise ManifestError(f"{folder}: {entry.file} (the {name} graph) is missing")
-            if sha256_of(file) != entry.sha256:
+            if file_sha256(file) != entry.sha256:
                 raise ManifestError(
                     f"{file} does not match its manifest (sha256 differs): the folder was modified "
                     "after it was written; re-run the command that made it"
                 )
             if manifest.kind == "onnx":
                 # The sha256 covers the graph file, not the external data files it may name.
-                from superslomo.runtime.external_data import check_external_data
+                from superslomo.contracts.external_data import check_external_data
 
                 check_external_data(file, folder)
     return manifest
 
 
 def write_manifest(folder: str | os.PathLike, manifest: Manifest) -> Path:
-    path = Path(folder) / MANIFEST_NAME
-    tmp = path.with_name(f".{MANIFEST_NAME}.tmp{os.getpid()}")
-    tmp.write_text(manifest.to_json() + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(Path(folder) / MANIFEST_NAME, manifest.to_json() + "\n")

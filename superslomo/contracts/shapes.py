@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from superslomo.contracts.graph_io import SIZE_MULTIPLE
 from superslomo.errors import SloMoError
 
-SIZE_MULTIPLE = 32  # five 2x poolings in the U-Net
 _SHAPE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 
 
