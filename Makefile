@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint typecheck gpu-check gpu-bench bench clean train-pack gpu-train ship-check
+.PHONY: setup triton-env demo test lint typecheck gpu-check gpu-bench bench clean train-pack gpu-train ship-check
 
 $(BIN)/slomo: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -16,7 +16,22 @@ setup: $(BIN)/slomo
 demo: setup
 	$(BIN)/python demo/run.py --out out/demo
 
-test: setup
+# The Triton tests' server (tests/test_triton_*.py, `slomo serve --server-env`): PyTriton's bundled
+# tritonserver, in an environment of its own because nvidia-pytriton pins numpy<2, with the
+# project's onnxruntime version so served frames equal local ones. Where it cannot be installed the
+# server tests skip and say why.
+TRITON_ENV ?= runs/triton-venv
+
+$(TRITON_ENV)/.ready: $(BIN)/slomo
+	rm -rf $(TRITON_ENV)
+	$(PY) -m venv $(TRITON_ENV) && $(TRITON_ENV)/bin/pip install -q --upgrade pip && \
+	$(TRITON_ENV)/bin/pip install -q "nvidia-pytriton==0.7.0" "numpy<2" \
+		"onnxruntime==$$($(BIN)/python -c 'import onnxruntime; print(onnxruntime.__version__)')" && \
+	touch $@ || echo "note: no Triton server environment in $(TRITON_ENV): the Triton server tests will skip"
+
+triton-env: $(TRITON_ENV)/.ready
+
+test: setup triton-env
 	$(BIN)/python -m pytest -q
 
 lint: setup

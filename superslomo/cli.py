@@ -182,6 +182,13 @@ def interpolate(
         "TensorRT for an engine folder, else onnxruntime (a checkpoint is exported to ONNX "
         "once, cached).",
     ),
+    precision: str = typer.Option(
+        "auto",
+        "--precision",
+        help="auto | fp32 | bf16 | int8 | fp16. auto: the fastest runtime and precision "
+        "measured on this machine (once per frame size, cached) whose PSNR drop against fp32 "
+        "in the model's accuracy report is within 0.3 dB; the backend: line says which and why.",
+    ),
     scene_threshold: float = typer.Option(
         0.35,
         "--scene-threshold",
@@ -220,6 +227,43 @@ def interpolate(
         help="Replace an existing output (as ffmpeg -y); "
         "otherwise it is refused. For a sequence: every frame under its pattern.",
     ),
+    server: str | None = typer.Option(
+        None,
+        "--server",
+        metavar="URL",
+        help="Run the model on a Triton Inference Server instead (http://HOST:8000 or "
+        "grpc://HOST:8001; slomo serve or slomo triton-repo make one); same output as a local run.",
+    ),
+    protocol: str | None = typer.Option(
+        None, "--protocol", metavar="http|grpc", help="With --server HOST:PORT: the protocol (default http)."
+    ),
+    server_model: str = typer.Option(
+        "slomo",
+        "--server-model",
+        metavar="NAME",
+        help="With --server: the pair model's name (triton-repo --name).",
+    ),
+    timeout: float = typer.Option(
+        60.0, "--timeout", metavar="SECONDS", help="With --server: the longest wait for one answer."
+    ),
+    ray: str | None = typer.Option(
+        None,
+        "--ray",
+        metavar="ADDRESS|local",
+        help="Run on a Ray cluster (pip install 'superslomo-trt[ray]'): split at keyframes, "
+        "interpolate the segments on its workers, join them exactly (the output of a local run). "
+        "'local' starts a private cluster on this machine; else a cluster address (auto, "
+        "HOST:6379). Input, model and --work-dir must be on storage every node sees.",
+    ),
+    ray_workers: int | None = typer.Option(
+        None, "--ray-workers", help="With --ray: workers (default: one per GPU, or one per node on CPUs)."
+    ),
+    work_dir: Path | None = typer.Option(
+        None,
+        "--work-dir",
+        help="With --ray: where segments wait to be joined; a rerun reuses the finished ones "
+        "(default: .OUTPUT.ray-work beside the output).",
+    ),
 ) -> None:
     """Interpolate a video: smoother (default, same duration), slower (--slowmo) or at any --fps.
     N frames in give N x factor out (the last one held for its duration)."""
@@ -241,11 +285,37 @@ def interpolate(
         input_fps=input_fps,
     )
     _check_backend(backend)
-    validate(input, output, options)  # bad input fails before a model is loaded
+    info = validate(input, output, options)  # bad input fails before a model is loaded
+    if ray is not None:
+        from superslomo.apps.models import model_folder
+        from superslomo.serving.ray_batch import RayOptions, check_paths, interpolate_on_ray
+
+        check_paths(input, output)
+        if server is not None or backend == "torch":
+            raise SloMoError(
+                "--ray runs exported models on its workers; it takes neither --server nor --backend torch"
+            )
+        if ray_workers is not None and ray_workers < 1:
+            raise SloMoError(f"--ray-workers must be at least 1, got {ray_workers}")
+        with claim_output(output) as claim:
+            summary = interpolate_on_ray(
+                input,
+                output,
+                model_folder(model),
+                backend,
+                options,
+                RayOptions(address=ray, workers=ray_workers, work_dir=work_dir),
+                claim=claim,
+            )
+        typer.echo(summary.line())
+        return
     with claim_output(output) as claim:  # and so does a second run on the same output
         from superslomo.apps.models import open_model
 
-        interp, label = open_model(model, backend)
+        if server is not None:
+            interp, label = _open_server(server, protocol, server_model, timeout, model, backend)
+        else:
+            interp, label = open_model(model, backend, precision, size=(info.width, info.height))
         typer.echo(f"backend: {label}", err=True)
         with interp:
             summary = interpolate_video(input, output, interp, label.split(",")[0], options, claim=claim)
@@ -806,13 +876,27 @@ def bench_command(
     as_json: Path | None = typer.Option(
         None, "--json", help="Write the rows (one per backend and size) here."
     ),
+    against: str | None = typer.Option(
+        None,
+        "--against",
+        help="minterpolate: first race the whole job (decode + interpolate + encode) of `slomo "
+        "interpolate`'s default path against ffmpeg's minterpolate on --race-clip, as separate processes.",
+    ),
+    clip: Path = typer.Option(
+        Path("demo/big_buck_bunny_bird.mp4"), "--race-clip", help="The race's source video (--against)."
+    ),
+    race_frames: int = typer.Option(16, "--race-frames", help="Source frames of the race, to 2x."),
 ) -> None:
     """Time the backends side by side (interleaved), with FLOPs, achieved FLOP/s and the floor."""
     from superslomo.apps.bench import (
+        RACE_AGAINST,
         BenchOptions,
+        RaceOptions,
         parse_backend_list,
         parse_size_list,
+        race_lines,
         run_bench,
+        run_race,
         table_lines,
         target_lines,
         write_json,
@@ -835,6 +919,18 @@ def bench_command(
     options.validate()
     if as_json is not None and not as_json.parent.is_dir():  # before minutes of timing, not after
         raise SloMoError(f"report folder does not exist: {as_json.parent}")
+    race_options = None
+    if against is not None:
+        if against not in RACE_AGAINST:
+            raise SloMoError(f"--against takes {', '.join(RACE_AGAINST)}, got {against!r}")
+        race_options = RaceOptions(clip=clip, frames=race_frames, workdir=workdir / "race")
+        race_options.validate()
+    if race_options is not None:
+        race = run_race(race_options, say=lambda s: typer.echo(s, err=True))
+        for line in race_lines(race):
+            typer.echo(line)
+        if as_json is not None:
+            write_json(race, as_json.with_suffix(".race.json"))
     result = run_bench(options, say=lambda s: typer.echo(s, err=True))
     m = result["machine"]
     typer.echo(
@@ -846,6 +942,137 @@ def bench_command(
     if as_json is not None:
         write_json(result["rows"], as_json)
         typer.echo(f"wrote {as_json}")
+
+
+def _open_server(
+    url: str, protocol: str | None, name: str, timeout: float, model: Path | None, backend: str
+) -> tuple[object, str]:
+    """A TritonInterpolator for `interpolate --server`, and the words that say where it runs."""
+    from superslomo.serving.triton_client import TritonInterpolator
+
+    if model is not None or backend != "auto":
+        raise SloMoError("--server runs the model the server holds: drop --model and --backend")
+    interp = TritonInterpolator(url, protocol=protocol, model=name, timeout=timeout)
+    return interp, interp.describe()
+
+
+@app.command("triton-repo")
+def triton_repo_command(
+    model_dir: Path = typer.Argument(
+        ..., metavar="MODEL_DIR", help="Folder from slomo export (ONNX) or build-engine (engines)."
+    ),
+    output: Path = typer.Option(
+        ..., "-o", "--output", metavar="REPO", help="Model repository (created, or added to)."
+    ),
+    backend: str = typer.Option(
+        "onnxruntime",
+        "--backend",
+        metavar="onnxruntime|tensorrt|python",
+        help="What runs the graphs: Triton's onnxruntime backend, its tensorrt backend (engine "
+        "folders), or ONNX Runtime behind the Python backend (servers with only that one).",
+    ),
+    instances: int = typer.Option(1, "--instances", metavar="N", help="Instances of each graph model."),
+    max_batch: int = typer.Option(
+        4, "--max-batch", metavar="B", help="Largest batch a graph model runs (frames or time steps)."
+    ),
+    accelerator: str = typer.Option(
+        "none",
+        "--accelerator",
+        metavar="none|cuda|tensorrt",
+        help="onnxruntime on a GPU: the plain CUDA provider, tuned CUDA, or ONNX Runtime's TensorRT "
+        "provider.",
+    ),
+    kind: str = typer.Option("auto", "--kind", metavar="auto|gpu|cpu", help="Where graph instances run."),
+    threads: int = typer.Option(
+        0, "--threads", metavar="N", help="ONNX Runtime threads per instance (0: all)."
+    ),
+    name: str = typer.Option(
+        "slomo", "--name", metavar="NAME", help="The pair model's name (graphs: NAME_flow, NAME_interp)."
+    ),
+    server_trt_version: str | None = typer.Option(
+        None,
+        "--server-trt-version",
+        metavar="X.Y.Z",
+        help="The server's TensorRT: engines built with another are refused, with the rebuild command.",
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", "-y", help="Replace models of the same names."),
+) -> None:
+    """Write a Triton Inference Server model repository: the flow and interpolation models and a
+    pair model (flow once per pair, interpolation batched over t)."""
+    from superslomo.serving.triton_repo import RepoOptions, write_repository
+
+    options = RepoOptions(
+        backend=backend,
+        instances=instances,
+        max_batch=max_batch,
+        accelerator=accelerator,
+        kind=kind,
+        threads=threads,
+        name=name,
+        server_trt_version=server_trt_version,
+        overwrite=overwrite,
+    )
+    result = write_repository(model_dir, output, options)
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
+    models = result.models
+    typer.echo(
+        f"wrote {output}: {models['flow']}, {models['interp']} ({backend}, {instances} instance(s), "
+        f"max batch {max_batch}) and {models['pair']} (the pair model, Python backend)"
+    )
+
+
+@app.command("serve")
+def serve_command(
+    model_dir: Path | None = typer.Argument(
+        None, metavar="MODEL_DIR", help="Model folder or checkpoint; default: the shipped model."
+    ),
+    http_port: int = typer.Option(8000, "--http-port", metavar="PORT", help="HTTP port."),
+    grpc_port: int = typer.Option(8001, "--grpc-port", metavar="PORT", help="gRPC port."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", metavar="ADDRESS", help="Address to listen on (0.0.0.0: every interface)."
+    ),
+    backend: str = typer.Option(
+        "auto",
+        "--backend",
+        metavar="auto|onnxruntime|tensorrt|python",
+        help="auto: tensorrt for engines, else onnxruntime if the server has it, else python.",
+    ),
+    instances: int = typer.Option(1, "--instances", metavar="N", help="Instances of each graph model."),
+    max_batch: int = typer.Option(4, "--max-batch", metavar="B", help="Largest batch a graph model runs."),
+    threads: int = typer.Option(
+        0, "--threads", metavar="N", help="ONNX Runtime threads per instance (0: all)."
+    ),
+    tritonserver: Path | None = typer.Option(
+        None,
+        "--tritonserver",
+        metavar="PATH",
+        help="The tritonserver binary (default: PATH, /opt/tritonserver).",
+    ),
+    server_env: Path | None = typer.Option(
+        None,
+        "--server-env",
+        metavar="DIR",
+        help="A Python environment with nvidia-pytriton, whose bundled tritonserver to run "
+        "(make triton-env makes runs/triton-venv; or $SLOMO_TRITON_ENV).",
+    ),
+    repo: Path | None = typer.Option(
+        None, "--repo", metavar="DIR", help="Keep the model repository here (default: a temporary one)."
+    ),
+) -> None:
+    """Serve a model folder with a local Triton Inference Server until Ctrl-C."""
+    from superslomo.apps.models import model_folder
+    from superslomo.serving.triton_repo import RepoOptions
+    from superslomo.serving.triton_serve import serve
+
+    for label, port in (("--http-port", http_port), ("--grpc-port", grpc_port)):
+        if not 0 < port < 65536:
+            raise SloMoError(f"{label} must be 1..65535, got {port}")
+    options = RepoOptions(instances=instances, max_batch=max_batch, threads=threads)
+    folder = model_folder(model_dir)
+    serve(
+        folder, options, backend, tritonserver, server_env, repo, http_port, grpc_port, host, say=typer.echo
+    )
 
 
 def _interrupt(signum: int, frame: object) -> None:

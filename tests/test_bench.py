@@ -3,7 +3,9 @@ asserted: figures come from the benchmark itself, on a quiet machine."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -244,9 +246,11 @@ def test_tiny_run_writes_rows_and_skips_with_reasons(tmp_path, monkeypatch, caps
 
     from superslomo.cli import main
     from superslomo.runtime import loader
+    from superslomo.runtime.selection import openvino_capabilities
 
     monkeypatch.setattr(loader, "tensorrt_usable", lambda: (False, "no CUDA device"))
     has_openvino = importlib.util.find_spec("openvino") is not None
+    cpu_bf16 = "BF16" in (openvino_capabilities() or [])
     out = tmp_path / "rows.json"
     named = (
         "torch",
@@ -326,8 +330,15 @@ def test_tiny_run_writes_rows_and_skips_with_reasons(tmp_path, monkeypatch, caps
         )
         assert psnr["torch"] > 80  # fp32 on both sides: rounding only
         if has_openvino:
-            # f32 is ONNX Runtime's numbers; bf16 is measurably not (8 mantissa bits).
-            assert psnr["openvino"] > 80 and psnr["openvino-bf16"] < psnr["openvino"]
+            # f32 is ONNX Runtime's numbers. bf16 (8 mantissa bits) is never closer to them; on a
+            # CPU without bf16 the hint compiles to f32 (test_openvino_bf16_hint_follows_the_cpu),
+            # so the two rows are the same computation and must agree exactly.
+            assert psnr["openvino"] > 80
+            if cpu_bf16:
+                assert psnr["openvino-bf16"] <= psnr["openvino"]
+            else:
+                assert psnr["openvino-bf16"] == psnr["openvino"]
+                assert "this CPU has no bf16" in text
     assert "random weights, width 2" in text and "skipped: no CUDA device" in text
     assert "target onnxruntime >= 1.5x torch at 1280x720: not measured" in text
 
@@ -342,3 +353,91 @@ def test_roofline_peaks():
     assert bench._peak_for("torch", 55.0) == bench._peak_for("onnxruntime-int8", 55.0) == 55.0
     with pytest.raises(ValueError):
         gpu_peak_tflops("H100", "bf16")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="OpenVINO is not installed")
+def test_openvino_bf16_hint_follows_the_cpu():
+    """What the bf16 row and `--precision auto` rely on: the backend's bf16 settings compile to bf16
+    exactly where OpenVINO lists BF16 among the CPU's capabilities, and to f32 elsewhere (so the
+    selection never offers a "bf16" that is f32 under another name); f32 is always f32."""
+    import openvino
+    import openvino.opset13 as ops
+
+    from superslomo.runtime.openvino_backend import compile_config
+
+    core = openvino.Core()
+    bf16_here = "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    x = ops.parameter([1, 8, 16, 16], np.float32, name="x")
+    weights = ops.constant(np.random.default_rng(0).random((8, 8, 3, 3), dtype=np.float32))
+    model = openvino.Model([ops.convolution(x, weights, [1, 1], [1, 1], [1, 1], [1, 1])], [x])
+    compiled = {
+        p: str(
+            core.compile_model(model, "CPU", compile_config(p, 1)).get_property("INFERENCE_PRECISION_HINT")
+        )
+        for p in ("f32", "bf16")
+    }
+    # OpenVINO spells the compiled precision "<Type: 'float32'>" / "<Type: 'bfloat16'>"
+    assert "float32" in compiled["f32"]
+    assert ("bfloat16" in compiled["bf16"]) == bf16_here and ("float32" in compiled["bf16"]) != bf16_here
+
+
+# -- the race against minterpolate ---------------------------------------------------------------
+def test_minterpolate_job_writes_the_same_frame_count_as_slomo(tmp_path):
+    from tests.videoclips import make_clip
+
+    clip = make_clip(tmp_path / "in.mp4", frames=6, size=(64, 48))
+    out = tmp_path / "m.mp4"
+    # 4 source frames at 2x: 8 frames out, the last one held as `slomo interpolate` holds it
+    assert bench.minterpolate_video(clip, out, 4, 2, 14.0, "ultrafast") == 8
+    assert bench.count_video_frames(out) == 8
+
+
+def test_race_runs_both_jobs_alternating_and_refuses_unequal_outputs(tmp_path, monkeypatch):
+    import shutil
+
+    from tests.videoclips import make_clip
+
+    clip = make_clip(tmp_path / "in.mp4", frames=6, size=(64, 48))
+    ran, seconds = [], {"slomo": 6.0, "minterpolate": 2.0}
+
+    def fake_timed(command):
+        name = "slomo" if "superslomo.cli" in command else "minterpolate"
+        ran.append(name)
+        target = Path(command[command.index("-o") + 1]) if name == "slomo" else Path(command[5])
+        shutil.copy(clip, target)  # 6 frames each: equal outputs
+        return seconds[name] + len(ran) / 100
+
+    monkeypatch.setattr(bench, "_timed", fake_timed)
+    options = bench.RaceOptions(clip=clip, frames=3, rounds=2, workdir=tmp_path / "race")
+    race = bench.run_race(options, say=lambda s: None)
+    # an untimed first slomo run, then each round both jobs, the order alternating
+    assert ran == ["slomo", "slomo", "minterpolate", "minterpolate", "slomo"]
+    assert race["best_s"] == pytest.approx({"slomo": 6.02, "minterpolate": 2.03})
+    assert race["ratio"] == pytest.approx(6.02 / 2.03) and race["output_frames"] == 6
+    assert race["first_use_s"] == pytest.approx(6.01)
+    lines = bench.race_lines(race)
+    assert "2.97x the time" in lines[-1] and "6 frames" in lines[0]
+    seconds["minterpolate"] = 1.0
+
+    def unequal(command):
+        fake_timed(command)
+        if "superslomo.cli" not in command:
+            make_clip(Path(command[5]), frames=4, size=(64, 48))
+        return 1.0
+
+    monkeypatch.setattr(bench, "_timed", unequal)
+    with pytest.raises(SloMoError, match="different frame counts"):
+        bench.run_race(options, say=lambda s: None)
+
+
+def test_cli_against_unknown_baseline_exits_2(capsys):
+    from superslomo.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--against", "ffmpeg-blend"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --against takes minterpolate, got 'ffmpeg-blend'"
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--against", "minterpolate", "--race-clip", "nowhere.mp4"])
+    assert exit_.value.code == 2 and "race clip not found: nowhere.mp4" in capsys.readouterr().err

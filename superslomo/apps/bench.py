@@ -25,7 +25,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -279,28 +281,14 @@ def _int8_cached(
     conv_outputs: bool,
     say: Callable[[str], None],
 ) -> tuple[Path, dict]:
-    """An INT8 Q/DQ folder from a small calibration set. `conv_outputs` puts Q/DQ on conv outputs
-    as well, which is what lets ONNX Runtime's CPU kernels run integer convolutions; without it
-    the CPU dequantizes the weights and convolves in float (TensorRT fuses either form)."""
-    from superslomo.calibration.calibset import build_calibration_set
-    from superslomo.calibration.quantize import REPORT_NAME, QuantizeOptions, quantize_model
+    """An INT8 Q/DQ folder from a small calibration set, made as the shipped model's is on first
+    use (`quantize_for_cpu`). `conv_outputs` puts Q/DQ on conv outputs as well, which is what lets
+    ONNX Runtime's CPU kernels run integer convolutions; without it the CPU dequantizes the
+    weights and convolves in float (TensorRT fuses either form)."""
+    from superslomo.apps.models import quantize_for_cpu
+    from superslomo.calibration.quantize import REPORT_NAME
 
-    if not (folder / "manifest.json").is_file():
-        calib = folder.parent / "calib.npz"
-        if not calib.is_file():
-            say(f"calibrating on {pairs} pairs from {', '.join(p.name for p in calib_data)} ...")
-            build_calibration_set(list(calib_data), calib, fp32, pairs=pairs, size=(448, 256), progress=False)
-        say(f"quantizing to {folder} ...")
-        # force: the bench reports the PSNR drop next to the speed rather than refusing to time it
-        quantize_model(
-            fp32,
-            calib,
-            folder,
-            QuantizeOptions(conv_outputs=conv_outputs),
-            max_drop_db=INT8_MAX_DROP_DB,
-            force=True,
-            eval_count=pairs,
-        )
+    quantize_for_cpu(fp32, folder, list(calib_data), pairs, conv_outputs, say)
     report = json.loads((folder / REPORT_NAME).read_text())
     return folder, report
 
@@ -727,6 +715,13 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict
     torch.set_num_threads(threads)
     model, prepared = prepare_models(options, say)
     backends = open_backends(options, model, prepared, say)
+    if "openvino-bf16" in backends:
+        from superslomo.runtime.selection import openvino_capabilities
+
+        if "BF16" not in (openvino_capabilities() or []):
+            prepared.notes.append(
+                "openvino-bf16: this CPU has no bf16, so OpenVINO compiled the hint to f32 (the row is f32)"
+            )
     peak = options.peak_gflops or cpu_peak_gflops()
     machine = {
         **machine_facts(),
@@ -795,7 +790,273 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict
     }
 
 
-def write_json(rows: list[dict], path: Path) -> None:
+def write_json(rows: list[dict] | dict, path: Path) -> None:
     from superslomo.eval.reports import write_atomic
 
     write_atomic(path, json.dumps(rows, indent=2) + "\n")
+
+
+# -- the accuracy report (what `--precision auto` reads) -------------------------------------------
+# What the report must never be measured on: the evaluation sets the model card and README report.
+EVALUATION_SETS = ("ucf101", "middlebury", "davis", "vimeo", "toflow")
+
+
+def measure_precisions(
+    folders: dict[str, Path],
+    clips: Sequence[Path],
+    pairs: int = 12,
+    size: tuple[int, int] = (640, 360),
+    say: Callable[[str], None] = print,
+) -> dict:
+    """PSNR against the held-out middle frame of triplets from `clips`, for every runtime x
+    precision that runs `folders` ("fp32" and optionally "int8") here, and each one's drop
+    against fp32 on onnxruntime on the same triplets: the accuracy report of `--precision auto`."""
+    from superslomo.calibration.sampling import open_sources, sample_triplets
+    from superslomo.eval.metrics import psnr
+    from superslomo.runtime import Interpolator
+    from superslomo.runtime.loader import openvino_usable
+    from superslomo.runtime.selection import cpu_facts, openvino_capabilities, runtime_versions
+
+    for clip in clips:
+        if any(name in str(clip).lower() for name in EVALUATION_SETS):
+            raise SloMoError(f"{clip} is (from) an evaluation set; measure the report on other footage")
+    samples = list(sample_triplets(open_sources(clips), pairs, size))
+    combos: list[tuple[str, str, dict[str, Any]]] = [("onnxruntime", "fp32", {}), ("onnxruntime", "int8", {})]
+    if openvino_usable()[0]:
+        combos += [
+            ("openvino", "fp32", {"precision": "f32"}),
+            ("openvino", "bf16", {"precision": "bf16"}),
+            ("openvino", "int8", {"precision": "f32"}),
+        ]
+    capabilities = openvino_capabilities() or []
+    outputs: dict[str, list[np.ndarray]] = {}
+    entries: dict[str, dict] = {}
+    for runtime, precision, options in combos:
+        key = f"{runtime}/{precision}"
+        folder = folders.get("fp32" if precision == "bf16" else precision)
+        if folder is None:
+            entries[key] = {"drop_db": None, "why": f"no {precision} folder given"}
+            continue
+        if precision == "bf16" and "BF16" not in capabilities:
+            entries[key] = {
+                "drop_db": None,
+                "why": "not measured: the measuring CPU has no bf16 (OpenVINO compiled the hint to f32)",
+            }
+            continue
+        say(f"measuring {key} on {len(samples)} triplets ...")
+        with Interpolator.from_dir(folder, backend=runtime, **options) as interp:
+            outputs[key] = [interp.interpolate(s.frame0, s.frame1, [0.5])[0] for s in samples]
+    reference = outputs["onnxruntime/fp32"]
+    targets = [s.target for s in samples]
+    clip_of = np.array([s.source for s in samples])
+    base = np.array([psnr(o, t) for o, t in zip(reference, targets, strict=True)])
+    for key, frames in outputs.items():
+        value = np.array([psnr(o, t) for o, t in zip(frames, targets, strict=True)])
+        against = [psnr(o, r) for o, r in zip(frames, reference, strict=True)]
+        finite = [a for a in against if math.isfinite(a)]
+        per_clip = {
+            Path(clips[c]).name: round(float(np.mean(base[clip_of == c] - value[clip_of == c])), 3)
+            for c in sorted(set(clip_of.tolist()))
+        }
+        entries[key] = {
+            "psnr_db": round(float(value.mean()), 3),
+            # What gates auto: the worst clip's mean drop, so footage a precision handles badly is
+            # not averaged away by footage it handles well.
+            "drop_db": max(per_clip.values()),
+            "mean_drop_db": round(float(np.mean(base - value)), 3),
+            "drop_db_per_clip": per_clip,
+            "psnr_vs_fp32_db": round(float(np.mean(finite)), 2) if finite else None,
+        }
+    return {
+        "reference": "onnxruntime/fp32",
+        "psnr_fp32_db": round(float(base.mean()), 3),
+        "frames": {
+            "clips": [Path(c).name for c in clips],
+            "triplets": len(samples),
+            "size": f"{size[0]}x{size[1]}",
+            "picked": [[Path(clips[s.source]).name, s.index] for s in samples],
+        },
+        "machine": {**cpu_facts(), "openvino_capabilities": capabilities, "versions": runtime_versions()},
+        "candidates": entries,
+    }
+
+
+# -- the whole-job race against ffmpeg's minterpolate ----------------------------------------------
+RACE_AGAINST = ("minterpolate",)
+
+
+@dataclass
+class RaceOptions:
+    clip: Path
+    frames: int = 16  # source frames of the job
+    factor: int = 2
+    rounds: int = 2  # each round runs both jobs, one after the other, alternating who goes first
+    workdir: Path = Path("out/bench/race")
+    crf: float = 14.0  # what `slomo interpolate` uses from 640x360 up, so both encode alike
+    preset: str = "fast"
+
+    def validate(self) -> None:
+        if not self.clip.is_file():
+            raise SloMoError(f"race clip not found: {self.clip} (pass --race-clip VIDEO)")
+        if self.frames < 2:
+            raise SloMoError(f"--race-frames must be at least 2, got {self.frames}")
+        if self.factor < 2 or self.rounds < 1:
+            raise SloMoError("the race needs a factor >= 2 and at least one round")
+
+
+def minterpolate_video(clip: Path, output: Path, frames: int, factor: int, crf: float, preset: str) -> int:
+    """What `ffmpeg -i CLIP -frames:v N -vf minterpolate=fps=RATE*factor:... -c:v libx264` does,
+    through PyAV's libavfilter (no ffmpeg binary here): the first `frames` source frames to
+    `frames * factor` output frames, the last one held as `slomo interpolate` holds it. Returns
+    the frames written."""
+    import av
+
+    from superslomo.eval.minterpolate import FILTER_OPTIONS
+
+    with av.open(str(clip)) as source:
+        stream = source.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = stream.average_rate or stream.guessed_rate
+        if rate is None:
+            raise SloMoError(f"{clip} has no frame rate; the race needs one")
+        out_rate = Fraction(rate) * factor
+        tick = 1 / out_rate
+        with av.open(str(output), "w") as sink:
+            video = sink.add_stream("libx264", rate=out_rate)
+            video.width, video.height, video.pix_fmt = stream.width, stream.height, "yuv420p"
+            video.options = {"crf": f"{crf:g}", "preset": preset}
+            graph = av.filter.Graph()
+            buffer = graph.add_buffer(template=stream)
+            interp = graph.add(
+                "minterpolate", f"fps={out_rate.numerator}/{out_rate.denominator}:{FILTER_OPTIONS}"
+            )
+            out = graph.add("buffersink")
+            buffer.link_to(interp)
+            interp.link_to(out)
+            graph.configure()
+            written, last = 0, None  # last: the newest av.VideoFrame out of the filter
+            wanted = frames * factor
+
+            def drain() -> None:
+                nonlocal written, last
+                while written < wanted:
+                    try:
+                        frame = out.pull()
+                    except (av.error.BlockingIOError, av.error.EOFError):
+                        return
+                    frame.pts, frame.time_base = written, tick
+                    last = frame
+                    sink.mux(video.encode(frame))  # type: ignore[arg-type]  # a video sink pulls VideoFrames
+                    written += 1
+
+            taken = 0
+            for frame in source.decode(stream):
+                if taken == frames:
+                    break
+                buffer.push(frame)
+                taken += 1
+                drain()
+            buffer.push(None)
+            drain()
+            while last is not None and written < wanted:  # the last frame held for its duration
+                held = last.reformat()  # type: ignore[attr-defined]
+                held.pts, held.time_base = written, tick
+                sink.mux(video.encode(held))
+                written += 1
+            sink.mux(video.encode(None))
+    return written
+
+
+def count_video_frames(path: Path) -> int:
+    import av
+
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.demux(container.streams.video[0]) if _.size)
+
+
+def _timed(command: list[str]) -> float:
+    import subprocess
+
+    began = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    seconds = time.perf_counter() - began
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines() or ["no output"]
+        raise SloMoError(f"race job failed ({' '.join(command[:4])} ...): {lines[-1]}")
+    return seconds
+
+
+def run_race(options: RaceOptions, say: Callable[[str], None] = print) -> dict:
+    """The whole job both ways, as separate processes one after the other: `slomo interpolate` on
+    its default path (auto backend and precision) against ffmpeg's minterpolate, same clip, same
+    output frame count, same encoder settings. First-use costs of the slomo side (the ONNX export
+    and the per-machine speed probe, both cached) are paid once in an untimed run first and
+    reported apart: a user pays them once per machine, not per job."""
+    import sys
+
+    from superslomo.video.decode import probe as probe_video
+
+    options.validate()
+    info = probe_video(options.clip)
+    options.workdir.mkdir(parents=True, exist_ok=True)
+    seconds = (options.frames - 0.5) / float(info.rate)  # exactly `frames` source frames
+    ours = options.workdir / "slomo.mp4"
+    theirs = options.workdir / "minterpolate.mp4"
+    python = sys.executable
+    slomo = [python, "-m", "superslomo.cli", "interpolate", str(options.clip), "-o", str(ours), "-y"]
+    slomo += ["--factor", str(options.factor), "--duration", f"{seconds:.6f}", "--no-audio"]
+    slomo += ["--preset", options.preset, "--crf", f"{options.crf:g}"]
+    mint = [python, "-m", "superslomo.apps.bench", "minterpolate", str(options.clip), str(theirs)]
+    mint += [str(options.frames), str(options.factor), f"{options.crf:g}", options.preset]
+    say("untimed first run of slomo interpolate (export and speed probe, cached for the timed runs) ...")
+    first_use = _timed(slomo)
+    times: dict[str, list[float]] = {"slomo": [], "minterpolate": []}
+    for round_ in range(options.rounds):
+        order = [("slomo", slomo), ("minterpolate", mint)]
+        for name, command in order if round_ % 2 == 0 else order[::-1]:
+            say(f"round {round_ + 1}: {name} ...")
+            times[name].append(_timed(command))
+    counts = {"slomo": count_video_frames(ours), "minterpolate": count_video_frames(theirs)}
+    if counts["slomo"] != counts["minterpolate"]:
+        raise SloMoError(f"the two jobs wrote different frame counts: {counts}; the race is not fair")
+    best = {name: min(values) for name, values in times.items()}
+    return {
+        "clip": options.clip.name,
+        "size": f"{info.width}x{info.height}",
+        "source_frames": options.frames,
+        "output_frames": counts["slomo"],
+        "factor": options.factor,
+        "seconds": times,
+        "best_s": best,
+        "ratio": best["slomo"] / best["minterpolate"],
+        "first_use_s": first_use,
+        "machine": machine_facts(),
+    }
+
+
+def race_lines(race: dict) -> list[str]:
+    count = race["output_frames"]
+    rows = [("slomo interpolate (default path)", "slomo"), ("ffmpeg minterpolate (PyAV)", "minterpolate")]
+    lines = [
+        f"race: {race['clip']} {race['size']}, {race['source_frames']} frames x{race['factor']} -> "
+        f"{count} frames, decode + interpolate + encode, whole processes one after the other"
+    ]
+    for words, name in rows:
+        seconds = race["best_s"][name]
+        lines.append(f"  {words:34s} {seconds:7.1f} s  {1000 * seconds / count:6.0f} ms/frame")
+    lines.append(
+        f"  slomo / minterpolate: {race['ratio']:.2f}x the time (target <= 1.5x); first use of slomo on "
+        f"this machine (export + speed probe, once): {race['first_use_s']:.1f} s"
+    )
+    return lines
+
+
+if __name__ == "__main__":
+    # The minterpolate side of the race, run as its own process: `python -m superslomo.apps.bench
+    # minterpolate CLIP OUT FRAMES FACTOR CRF PRESET`.
+    import sys
+
+    if len(sys.argv) != 8 or sys.argv[1] != "minterpolate":
+        sys.exit("usage: python -m superslomo.apps.bench minterpolate CLIP OUT FRAMES FACTOR CRF PRESET")
+    _clip, _out, _frames, _factor, _crf, _preset = sys.argv[2:]
+    print(minterpolate_video(Path(_clip), Path(_out), int(_frames), int(_factor), float(_crf), _preset))

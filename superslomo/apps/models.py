@@ -107,37 +107,222 @@ def model_folder(
     return onnx_folder_for(path, say=say) if path.is_file() else path
 
 
-def open_model(model: Path | None, backend: str) -> tuple[object, str]:
+# The accuracy report shipped beside a checkpoint: `<stem>.precision.json` (see MODEL_CARD.md); an
+# exported folder may hold its own as `precision.json`; an INT8 folder from `slomo quantize` has
+# its `accuracy.json`, whose drop is measured on ONNX Runtime.
+REPORT_SUFFIX = ".precision.json"
+FOLDER_REPORT = "precision.json"
+PIN_PRECISIONS = ("auto", "fp32", "bf16", "int8", "fp16")
+
+
+def accuracy_report(folder: Path, checkpoint: Path | None = None):
+    """The accuracy report that applies to this model folder (and the checkpoint it came from).
+
+    A checkpoint's report counts only when its sha256 is the checkpoint's: a report of other
+    weights would vouch for a precision nobody measured on these."""
+    from superslomo.runtime.selection import Report
+
+    report = Report()
+    if (folder / FOLDER_REPORT).is_file():
+        report = report.merge(Report.load(folder / FOLDER_REPORT))
+    if checkpoint is not None:
+        shipped = checkpoint.with_name(checkpoint.stem + REPORT_SUFFIX)
+        if shipped.is_file() and _sha_matches(shipped, checkpoint):
+            report = report.merge(Report.load(shipped))
+    for int8 in (folder, sibling(folder, "int8")):
+        if int8 is not None and (int8 / "accuracy.json").is_file():
+            report = report.merge(_quantize_report(int8 / "accuracy.json"))
+    return report
+
+
+def _half_scale_ok(folder: Path, checkpoint: Path | None, budget_db: float) -> bool:
+    """Whether this model's report measured its flow at half scale within the budget (HD and up).
+
+    Per model: a network trained on full-size frames may well lose what demo16 (trained on frames
+    of at most 640 px) does not."""
+    import json
+
+    for path in (
+        folder / FOLDER_REPORT,
+        checkpoint.with_name(checkpoint.stem + REPORT_SUFFIX) if checkpoint else None,
+    ):
+        if path is None or not path.is_file():
+            continue
+        try:
+            entry = json.loads(path.read_text()).get("flow_half_scale") or {}
+            if entry.get("drop_db") is not None and float(entry["drop_db"]) <= budget_db:
+                return path.parent == folder or _sha_matches(path, checkpoint)
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue
+    return False
+
+
+def _sha_matches(report: Path, checkpoint: Path | None) -> bool:
+    import json
+
+    from superslomo.contracts.files import file_sha256
+
+    return checkpoint is not None and json.loads(report.read_text()).get("sha256") == file_sha256(checkpoint)
+
+
+def _quantize_report(path: Path):
+    """`slomo quantize`'s accuracy.json as a report entry for onnxruntime int8 (where it measured)."""
+    import json
+
+    from superslomo.runtime.selection import Report
+
+    try:
+        data = json.loads(path.read_text())
+        chosen = data.get("chosen", "both")
+        drop = float(data["settings"][chosen]["psnr_drop_db"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return Report()  # no usable figure: INT8 stays unmeasured, hence never picked by auto
+    return Report(drops={"onnxruntime/int8": drop}, source=f"{path.parent.name}/{path.name}")
+
+
+def sibling(folder: Path, precision: str) -> Path | None:
+    """The folder of another precision beside this one: `onnx/` -> `onnx-int8/`, and the export
+    cache's `<digest>-fp32/` -> `<digest>-int8/` (the names `slomo quantize onnx/ -o onnx-int8/`
+    and onnx_folder_for give them)."""
+    stem = folder.name.removesuffix("-fp32")
+    for name in (f"{stem}-{precision}", f"{folder.name}-{precision}"):
+        candidate = folder.with_name(name)
+        if candidate != folder and (candidate / "manifest.json").is_file():
+            return candidate
+    return None
+
+
+# How the CPU INT8 folder of a model is made, the same for the accuracy report, `slomo bench --data`
+# and the first use of a shipped model: a few real pairs are enough for the conv activation
+# ranges (percentile), and Q/DQ on conv outputs is what lets ONNX Runtime run integer convolutions.
+INT8_CALIB_PAIRS = 8
+INT8_CALIB_SIZE = (448, 256)
+CALIBRATION_SUFFIX = ".calibration.mp4"
+
+
+def quantize_for_cpu(
+    fp32: Path,
+    folder: Path,
+    footage: list[Path],
+    pairs: int = INT8_CALIB_PAIRS,
+    conv_outputs: bool = True,
+    say: Callable[[str], None] | None = to_stderr,
+) -> Path:
+    """An INT8 Q/DQ folder of `fp32` calibrated on `footage`, made once (kept while its manifest is)."""
+    from superslomo.calibration.calibset import build_calibration_set
+    from superslomo.calibration.quantize import QuantizeOptions, quantize_model
+
+    if (folder / "manifest.json").is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    calib = folder.with_name(folder.name + ".calib.npz")
+    if not calib.is_file():
+        if say is not None:
+            say(f"calibrating INT8 on {pairs} pairs from {', '.join(p.name for p in footage)} ...")
+        build_calibration_set(footage, calib, fp32, pairs=pairs, size=INT8_CALIB_SIZE, progress=False)
+    if say is not None:
+        say(f"quantizing to {folder} ...")
+    # force: the accuracy report (or the bench's PSNR column) judges the drop, not quantize's gate
+    quantize_model(
+        fp32,
+        calib,
+        folder,
+        QuantizeOptions(conv_outputs=conv_outputs),
+        max_drop_db=0.5,
+        force=True,
+        eval_count=pairs,
+    )
+    return folder
+
+
+def _shipped_int8(checkpoint: Path, fp32: Path, say: Callable[[str], None] | None) -> Path | None:
+    """The checkpoint's INT8 folder, quantized on first use from the calibration clip shipped
+    beside it (the one its accuracy report's INT8 figure was measured with); None without one."""
+    clip = checkpoint.with_name(checkpoint.stem + CALIBRATION_SUFFIX)
+    if not clip.is_file():
+        return None
+    target = fp32.with_name(fp32.name.removesuffix("-fp32") + "-int8")
+    if say is not None and not (target / "manifest.json").is_file():
+        say(f"first use of INT8 for {checkpoint.name}: quantizing once (about a minute), cached in {target}")
+    return quantize_for_cpu(fp32, target, [clip], say=None)
+
+
+def _folders(folder: Path, manifest) -> dict[str, Path]:
+    folders = {manifest.precision: folder}
+    if manifest.precision == "fp32":
+        for precision in ("int8", "fp16"):
+            found = sibling(folder, precision)
+            if found is not None:
+                folders[precision] = found
+    return folders
+
+
+def open_model(
+    model: Path | None,
+    backend: str,
+    precision: str | None = None,
+    size: tuple[int, int] | None = None,
+    budget_db: float | None = None,
+    say: Callable[[str], None] | None = to_stderr,
+) -> tuple[object, str]:
     """An Interpolator for a model folder (ONNX graphs or engines) or a checkpoint (PyTorch), and
-    the words that say which backend runs it."""
+    the words that say which backend runs it and why.
+
+    `precision` None keeps a fixed backend (onnxruntime fp32 for ONNX, what parity and eval
+    measure); "auto" (the default of `slomo interpolate`) picks the fastest CPU runtime and
+    precision within `budget_db` of fp32, measured at `size` (WIDTH, HEIGHT; default 1280x720)."""
     from superslomo.runtime import Interpolator
 
+    if precision is not None and precision not in PIN_PRECISIONS:
+        raise SloMoError(f"unknown precision {precision!r}; choose one of {', '.join(PIN_PRECISIONS)}")
     path = model if model is not None else default_model()
     if not path.exists():
         raise SloMoError(f"model not found: {path}")
-    if path.is_file():
+    checkpoint = path if path.is_file() else None
+    if checkpoint is not None:
         if backend == "tensorrt":
             raise SloMoError(
                 f"{path} is a checkpoint; build engines first: slomo export {path} -o DIR, "
                 "then slomo build-engine DIR -o ENGINES"
             )
+        if backend == "torch":
+            if precision not in (None, "auto", "fp32"):
+                raise SloMoError(f"--backend torch runs fp32 only, not {precision}")
+            try:
+                from superslomo.model.torch_backend import TorchBackend
+            except ImportError:
+                raise SloMoError(
+                    "running a checkpoint on PyTorch needs it: pip install 'superslomo-trt[torch]'"
+                ) from None
+            return Interpolator(TorchBackend.from_checkpoint(path)), "torch"
         try:
-            from superslomo.model.torch_backend import TorchBackend
+            import torch  # noqa: F401  (the export below needs it; say so before anything else)
         except ImportError:
             raise SloMoError(
                 "running a checkpoint needs PyTorch: pip install 'superslomo-trt[torch]' "
                 "(or pass an exported model folder)"
             ) from None
+        # The embedded default: export once to ONNX (cached by the checkpoint's sha256).
+        export_precision = "fp16" if precision == "fp16" else "fp32"
+        folder = onnx_folder_for(path, export_precision, say=say)
+        where = f"{path.name} exported to {folder}"
+    else:
         if backend == "torch":
-            return Interpolator(TorchBackend.from_checkpoint(path)), "torch"
-        # The embedded default: export once to ONNX (cached by the checkpoint's sha256), run on ORT.
-        folder = onnx_folder_for(path)
+            raise SloMoError(f"--backend torch needs a checkpoint file; {path} is a model folder")
+        folder, where = path, ""
+    manifest = read_manifest(folder)
+    if precision is not None and manifest.kind == "onnx" and backend in ("auto", "onnxruntime", "openvino"):
+        return _open_selected(folder, manifest, checkpoint, backend, precision, size, budget_db, say, where)
+    if precision not in (None, "auto") and precision != manifest.precision:
+        raise SloMoError(
+            f"{folder} holds {manifest.precision} {manifest.kind} graphs; --precision {precision} "
+            "needs a folder of that precision"
+        )
+    if checkpoint is not None:
         runtime = "openvino" if backend == "openvino" else "onnxruntime"
         interp = Interpolator.from_dir(folder, backend=runtime)
         suffix = ", picked by auto" if backend == "auto" else ""
-        return interp, f"{runtime} (CPU; {path.name} exported to {folder}){suffix}"
-    if backend == "torch":
-        raise SloMoError(f"--backend torch needs a checkpoint file; {path} is a model folder")
+        return interp, f"{runtime} (CPU; {where}){suffix}"
     interp = Interpolator.from_dir(path, backend=backend)
     label = interp.backend.name
     providers = getattr(interp.backend, "providers", None)
@@ -147,3 +332,60 @@ def open_model(model: Path | None, backend: str) -> tuple[object, str]:
     if backend == "auto":
         label += ", picked by auto"
     return interp, label
+
+
+def _open_selected(folder, manifest, checkpoint, backend, precision, size, budget_db, say, where):
+    from superslomo.runtime.selection import DEFAULT_BUDGET_DB, HALF_SCALE_MIN_HEIGHT, HalfScaleFlow, select
+
+    if precision == "auto" and manifest.precision != "fp32":
+        precision = manifest.precision  # a folder of one precision given by hand: that is the pin
+    folders = _folders(folder, manifest)
+    report = accuracy_report(folder, checkpoint)
+    budget = DEFAULT_BUDGET_DB if budget_db is None else budget_db
+    int8_eligible = report.drops.get("onnxruntime/int8", float("inf")) <= budget and backend != "openvino"
+    if (
+        checkpoint is not None
+        and "int8" not in folders
+        and manifest.precision == "fp32"
+        and (precision == "int8" or (precision == "auto" and int8_eligible))
+    ):
+        found = _shipped_int8(checkpoint, folder, say)
+        if found is not None:
+            folders["int8"] = found
+    if precision == "fp16" and "fp16" not in folders:
+        raise SloMoError(
+            f"--precision fp16 needs an fp16 export beside {folder} (slomo export --precision fp16 "
+            f"-o {folder.name}-fp16); on a CPU it is no faster than fp32"
+        )
+    if precision == "int8" and "int8" not in folders:
+        hint = f"slomo calibrate --data CLIP -o calib.npz --model {folder}; slomo quantize {folder} "
+        raise SloMoError(
+            f"--precision int8 needs an INT8 folder beside {folder}: none found; make one with "
+            f"{hint}--calib calib.npz -o {folder.name.removesuffix('-fp32')}-int8"
+        )
+    half = (size or (1280, 720))[1] >= HALF_SCALE_MIN_HEIGHT and _half_scale_ok(folder, checkpoint, budget)
+
+    def open_interp(candidate):
+        from superslomo.runtime import Interpolator, open_backend
+
+        backend = open_backend(candidate.folder, backend=candidate.runtime, **candidate.options())
+        return Interpolator(HalfScaleFlow(backend) if half else backend)
+
+    choice = select(
+        folders,
+        report,
+        size or (1280, 720),
+        runtime=backend,
+        precision=precision,
+        budget_db=budget,
+        cache_dir=cache_root() / "selection",
+        open_interp=open_interp,
+        say=say,
+        label_note="flow at half scale" if half else "",
+    )
+    if say is not None:
+        say("; ".join(part for part in (where, choice.details) if part))
+    label = choice.label
+    if backend == "auto" or precision == "auto":
+        label += ", picked by auto"
+    return choice.interpolator, label

@@ -1,0 +1,595 @@
+"""`slomo interpolate --ray`: one video interpolated on a Ray cluster, output identical to a
+single run with the same backend.
+
+    driver: probe, scan packets, plan keyframe segments ──> work folder (keyed by input + options)
+        │ one task per segment, on long-lived actors (each loads the model once)
+        v
+    actors: decode from the keyframe, interpolate, write the segment losslessly (FFV1)
+        │ finished segments, in order, as they arrive
+        v
+    driver: decode each segment into one VideoWriter (the user's codec, crf, preset; the audio)
+
+A killed actor is restarted by Ray and its segment retried (max_restarts / max_task_retries); a
+killed driver leaves the finished segments in the work folder, and the same command reuses
+them. The output is written to a temporary name and renamed, as every command here does.
+
+Inputs, the work folder and the model must be at the same path on every node (shared storage);
+see README "Across machines with Ray".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from superslomo.errors import SloMoError
+from superslomo.video.decode import VideoInfo
+from superslomo.video.pipeline import Options, Summary, claim_output, plan_rates, validate
+from superslomo.video.publish import OutputLock
+from superslomo.video.segments import (
+    SEGMENT_SUFFIX,
+    Plan,
+    SegmentJob,
+    SegmentResult,
+    append_segment,
+    plan_segments,
+    render_segment,
+)
+
+RAY_EXTRA = "pip install 'superslomo-trt[ray]'"
+WORK_SUFFIX = ".ray-work"
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise SloMoError(f"--ray needs Ray on this machine and every node: {RAY_EXTRA}") from None
+    return ray
+
+
+@dataclass
+class RayOptions:
+    address: str = "local"  # "local": a private cluster on this machine; else a cluster's address
+    workers: int | None = None  # actors; default one per GPU, or one per node on CPUs
+    gpus_per_worker: float | None = None  # default 1 for TensorRT models on a cluster with GPUs
+    cpus_per_worker: float = 1.0
+    work_dir: Path | None = None  # default: `.<output name>.ray-work` beside the output
+    segment_frames: int | None = None  # default: about three segments per worker
+    max_retries: int = 3  # restarts of a dead actor, and retries of its segment
+    keep_work: bool = False  # keep the segments after a successful join
+    local_cpus: int | None = None  # "local" only: CPUs of the private cluster
+    object_store_mb: int | None = None  # "local" only
+    threads: int | None = None  # onnxruntime threads per actor (default: every core of its node)
+
+
+class SegmentWorker:
+    """One long-lived actor: the model is loaded once, then segments are rendered one by one.
+
+    Loading errors are kept and reported by ready() rather than raised from __init__: Ray would
+    turn them into a dead actor and a traceback, where the driver wants one line per cause."""
+
+    def __init__(self, model: str, backend: str, threads: int | None = None, factory=None) -> None:
+        import socket
+
+        self.node = socket.gethostname()
+        self.error: str | None = None
+        self.interpolator = None
+        self.label = backend
+        try:
+            if factory is not None:
+                self.interpolator = factory()
+            else:
+                self.interpolator = _open_model(Path(model), backend, threads)
+            backend_obj = getattr(self.interpolator, "backend", None)
+            self.label = getattr(backend_obj, "name", backend)
+        except SloMoError as error:
+            self.error = str(error)
+        except ImportError as error:
+            self.error = (
+                f"cannot run the model: {error} (install superslomo-trt with its extras on every node)"
+            )
+
+    def ready(self) -> dict:
+        return {"node": self.node, "pid": os.getpid(), "error": self.error, "backend": self.label}
+
+    def render(self, job: SegmentJob, work_dir: str) -> dict:
+        if self.error is not None:
+            raise SloMoError(self.error)
+        work = Path(work_dir)
+        if not work.is_dir():
+            raise SloMoError(
+                f"the work folder {work} is not visible on node {self.node}: put it on storage every "
+                "node mounts at the same path (--work-dir)"
+            )
+        if not Path(job.info.path).is_file():
+            raise SloMoError(
+                f"the input {job.info.path} is not visible on node {self.node}: put inputs on storage "
+                "every node mounts at the same path"
+            )
+        began = time.perf_counter()
+        result = render_segment(job, self.interpolator, segment_path(work, job.segment.index))
+        record = {
+            "segment": _segment_key(job),
+            "result": result.to_json(),
+            "bytes": segment_path(work, job.segment.index).stat().st_size,
+            "node": self.node,
+            "pid": os.getpid(),
+            "seconds": time.perf_counter() - began,
+        }
+        _write_json(record_path(work, job.segment.index), record)
+        return record
+
+
+def _open_model(model: Path, backend: str, threads: int | None):
+    from superslomo.runtime import Interpolator
+
+    if not model.exists():
+        raise SloMoError(f"model not found: {model} (every node needs it at the same path)")
+    if model.is_file():
+        raise SloMoError(f"{model} is a checkpoint; Ray workers run an exported folder (slomo export)")
+    options = {"threads": threads} if threads and backend in ("auto", "onnxruntime") else {}
+    return Interpolator.from_dir(model, backend=backend, **options)
+
+
+def segment_path(work: Path, index: int) -> Path:
+    return work / f"seg-{index:05d}{SEGMENT_SUFFIX}"
+
+
+def record_path(work: Path, index: int) -> Path:
+    return work / f"seg-{index:05d}.json"
+
+
+def _segment_key(job: SegmentJob) -> list:
+    seg = job.segment
+    return [seg.index, seg.first, seg.frames, str(seg.start)]
+
+
+def _write_json(path: Path, data: dict) -> None:
+    temp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    temp.write_text(json.dumps(data))
+    os.replace(temp, path)
+
+
+def _finished(work: Path, job: SegmentJob) -> dict | None:
+    """The record of a segment an earlier run finished, if its file is whole and it is this one."""
+    try:
+        record = json.loads(record_path(work, job.segment.index).read_text())
+        size = segment_path(work, job.segment.index).stat().st_size
+    except (OSError, ValueError):
+        return None
+    if record.get("segment") != _segment_key(job) or record.get("bytes") != size:
+        return None
+    return record
+
+
+def _model_identity(model: Path) -> str:
+    """What makes a model's frames differ: its manifest (graphs' source checkpoint, precision,
+    warp, engines' GPU) where this machine can read it, else its path."""
+    try:
+        return hashlib.sha256((model / "manifest.json").read_bytes()).hexdigest()
+    except OSError:
+        return str(model)
+
+
+def work_key(
+    input_path: Path,
+    options: Options,
+    out_rate: Fraction,
+    slowdown: int,
+    pix_fmt: str,
+    model_id: str,
+    backend: str,
+    plan: Plan,
+) -> str:
+    """Same input file, same frame-making options, same model, same plan: same segments. The final
+    encoder's settings (codec quality, audio) are not in it: they only change the join."""
+    from superslomo import __version__
+
+    stat = input_path.stat()
+    facts = {
+        "input": [str(input_path.resolve()), stat.st_size, stat.st_mtime_ns],
+        "frames": [options.factor, options.slowmo, str(options.fps), options.scene_threshold],
+        "span": [options.start, options.duration],
+        "rate": [str(out_rate), slowdown, pix_fmt],
+        "model": [model_id, backend],
+        "plan": plan.describe(),
+        "version": __version__,
+    }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_temps(output: Path) -> None:
+    """Temporary outputs of runs that were killed (their pid is gone); called under the lock."""
+    for path in output.parent.glob(f".{output.stem}.partial*{output.suffix}"):
+        digits = path.name[len(f".{output.stem}.partial") : -len(output.suffix) or None]
+        if digits.isdigit() and not _pid_alive(int(digits)):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _remove_partials(work: Path) -> None:
+    for path in work.glob(".*.partial-*"):
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _remove_work(work: Path) -> None:
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        work.parent.rmdir()  # only when no other job's work is in it
+
+
+def _connect(ray, ray_options: RayOptions) -> bool:
+    """Join or start the cluster; True when this call started it (and so shuts it down)."""
+    if ray.is_initialized():
+        return False
+    import logging
+
+    kwargs: dict = {"log_to_driver": False, "logging_level": logging.ERROR, "include_dashboard": False}
+    if ray_options.address == "local":
+        # A private cluster on this machine only: Ray 2.60's token auth would refuse this driver
+        # unless the token were set up, and nothing else joins it.
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        if ray_options.local_cpus is not None:
+            kwargs["num_cpus"] = ray_options.local_cpus
+        if ray_options.object_store_mb is not None:
+            kwargs["object_store_memory"] = ray_options.object_store_mb * 1024 * 1024
+    try:
+        ray.init(address=ray_options.address, **kwargs)
+    except Exception as error:  # noqa: BLE001 - Ray raises many kinds; all mean "no cluster"
+        text = _first_line(error)
+        hint = ""
+        if "auth" in text.lower() or "token" in text.lower():
+            hint = " (the cluster wants its auth token: see README, Across machines with Ray)"
+        raise SloMoError(f"cannot reach the Ray cluster at {ray_options.address!r}: {text}{hint}") from None
+    return True
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def worker_error(error: BaseException) -> SloMoError:
+    """One line for an error a worker raised or died of."""
+    cause = getattr(error, "cause", None)
+    if isinstance(cause, SloMoError):
+        return SloMoError(str(cause))
+    text = str(error)
+    marker = "No module named "
+    if marker in text:
+        module = text.split(marker, 1)[1].split()[0].strip("'\"")
+        if module.split(".")[0] == "superslomo":
+            return SloMoError(
+                "a Ray worker cannot import superslomo: install superslomo-trt on every node, or ship "
+                "it with runtime_env (see README, Across machines with Ray)"
+            )
+        return SloMoError(f"a Ray worker lacks the Python module {module!r}: install it on every node")
+    if cause is not None:
+        return SloMoError(f"a Ray worker failed: {type(cause).__name__}: {_first_line(cause)}")
+    return SloMoError(f"a Ray worker failed: {type(error).__name__}: {_first_line(error)}")
+
+
+def _resources(ray, ray_options: RayOptions, model: Path, backend: str) -> tuple[int, dict]:
+    cluster = ray.cluster_resources()
+    gpus = ray_options.gpus_per_worker
+    if gpus is None:
+        kind = None
+        with contextlib.suppress(OSError, ValueError):
+            kind = json.loads((model / "manifest.json").read_text()).get("kind")
+        wants_gpu = backend == "tensorrt" or (backend == "auto" and kind == "tensorrt")
+        gpus = 1.0 if wants_gpu and cluster.get("GPU", 0) >= 1 else 0.0
+    workers = ray_options.workers
+    if workers is None:
+        if gpus:
+            workers = max(1, int(cluster.get("GPU", 0) // gpus))
+        else:
+            # onnxruntime uses every core of its node: one actor per node.
+            workers = max(1, len([n for n in ray.nodes() if n.get("Alive")]))
+    options = {
+        "num_cpus": ray_options.cpus_per_worker,
+        "num_gpus": gpus,
+        "max_restarts": ray_options.max_retries,
+        "max_task_retries": ray_options.max_retries,
+        "scheduling_strategy": "SPREAD",
+    }
+    return workers, options
+
+
+def check_paths(input_path: str | os.PathLike, output_path: str | os.PathLike) -> None:
+    """What --ray refuses that a local run takes (checked before a model is resolved)."""
+    from superslomo.video.sequence import is_sequence_input, is_sequence_output
+
+    if is_sequence_input(input_path) or is_sequence_output(output_path):
+        raise SloMoError(
+            "--ray splits a video file into keyframe segments; for image sequences run without it"
+        )
+
+
+def interpolate_on_ray(
+    input_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    model: str | os.PathLike,
+    backend: str = "auto",
+    options: Options | None = None,
+    ray_options: RayOptions | None = None,
+    progress: bool | None = None,
+    say: Callable[[str], None] | None = None,
+    claim: OutputLock | None = None,
+    interpolator_factory: Callable[[], object] | None = None,
+) -> Summary:
+    """interpolate_video, on a Ray cluster: the same output for the same backend.
+
+    `model`: an exported model folder (ONNX graphs or TensorRT engines) at the same path on
+    every node. `interpolator_factory`: build each worker's interpolator yourself instead
+    (called once per actor, on its node; `model` then only names it in the work folder's key).
+    Raises SloMoError (one line) for bad input, an unreachable cluster or a failed worker."""
+    options = options or Options()
+    ray_options = ray_options or RayOptions()
+    say = say or (lambda text: print(text, file=sys.stderr))
+    input_path, output_path, model = Path(input_path), Path(output_path), Path(model)
+    check_paths(input_path, output_path)
+    info = validate(input_path, output_path, options)
+    lock = claim if claim is not None else claim_output(output_path)
+    try:
+        validate(input_path, output_path, options)  # again, now that no other run can write it
+        _remove_stale_temps(output_path)
+        return _run(
+            input_path,
+            output_path,
+            info,
+            model,
+            backend,
+            options,
+            ray_options,
+            progress,
+            say,
+            interpolator_factory,
+        )
+    finally:
+        if claim is None:
+            lock.release()
+
+
+def _final_pix_fmt(output: Path, info: VideoInfo, out_rate: Fraction, options: Options) -> str:
+    from superslomo.video.encode import VideoWriter
+
+    return VideoWriter(
+        output, info, out_rate, options.codec, options.crf, options.preset, None, check_only=True
+    ).pix_fmt
+
+
+def _run(
+    input_path: Path,
+    output_path: Path,
+    info: VideoInfo,
+    model: Path,
+    backend: str,
+    options: Options,
+    ray_options: RayOptions,
+    progress: bool | None,
+    say: Callable[[str], None],
+    factory,
+) -> Summary:
+    began = time.perf_counter()
+    out_rate, slowdown = plan_rates(info, options)
+    pix_fmt = _final_pix_fmt(output_path, info, out_rate, options)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    ray = _import_ray()
+    started = _connect(ray, ray_options)
+    try:
+        workers, actor_options = _resources(ray, ray_options, model, backend)
+        plan = plan_segments(info, options.start, options.duration, workers, ray_options.segment_frames)
+        key = work_key(
+            input_path, options, out_rate, slowdown, pix_fmt, _model_identity(model), backend, plan
+        )
+        root = ray_options.work_dir or output_path.parent / f".{output_path.name}{WORK_SUFFIX}"
+        work = Path(root).resolve() / key
+        try:
+            work.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise SloMoError(f"cannot create the work folder {work}: {error.strerror}") from None
+        _remove_partials(work)
+        jobs = [
+            SegmentJob(
+                info,
+                seg,
+                plan.origin,
+                out_rate,
+                slowdown,
+                options.scene_threshold,
+                pix_fmt,
+                options.start,
+                options.duration,
+            )
+            for seg in plan.segments
+        ]
+        done = {job.segment.index: record for job in jobs if (record := _finished(work, job)) is not None}
+        summary = Summary(
+            input=input_path, output=output_path, backend=backend, out_rate=out_rate, slowdown=slowdown
+        )
+        if plan.note:
+            summary.notes.append(plan.note)
+        if done:
+            say(f"ray: reusing {len(done)} of {len(jobs)} finished segments from {work}")
+        records = _records_in_order(
+            ray, jobs, done, work, (str(model), backend, ray_options.threads, factory), workers, actor_options
+        )
+        try:
+            _join(output_path, info, options, out_rate, pix_fmt, records, work, summary, say, progress)
+        except BaseException:
+            # Finished segments stay for the next run; a folder with none goes.
+            _remove_partials(work)
+            if not any(work.glob("seg-*.json")):
+                _remove_work(work)
+            raise
+        finally:
+            records.close()  # stops the actors, whatever happened
+    finally:
+        if started:
+            ray.shutdown()
+    if not ray_options.keep_work:
+        _remove_work(work)
+    summary.seconds = time.perf_counter() - began
+    summary.notes.append(f"ray: {len(jobs)} segments, {workers} workers, {len(done)} reused")
+    return summary
+
+
+# How long actors may take to start and load their model before the driver gives up: a cluster
+# without the resources they ask for (a GPU, say) would otherwise keep them pending for ever.
+READY_TIMEOUT_S = 600
+
+
+def _records_in_order(ray, jobs, done, work: Path, worker_args: tuple, workers: int, actor_options: dict):
+    """Each segment's record, in segment order, as soon as it and those before it are finished.
+    Segments are handed out in order, one at a time per actor, so the join can start early."""
+    ready = dict(done)
+    queue = [job for job in jobs if job.segment.index not in done]
+    actors: list = []
+    in_flight: dict = {}
+    try:
+        if queue:
+            worker_class = ray.remote(SegmentWorker).options(**actor_options)
+            actors = [worker_class.remote(*worker_args) for _ in range(min(workers, len(queue)))]
+            try:
+                states = ray.get([actor.ready.remote() for actor in actors], timeout=READY_TIMEOUT_S)
+            except ray.exceptions.GetTimeoutError:
+                raise SloMoError(
+                    f"no Ray worker started within {READY_TIMEOUT_S} s: the cluster lacks the resources "
+                    f"each one asks for ({actor_options['num_cpus']:g} CPU, "
+                    f"{actor_options['num_gpus']:g} GPU)"
+                ) from None
+            except ray.exceptions.RayError as error:
+                raise worker_error(error) from None
+            for state in states:
+                if state["error"]:
+                    raise SloMoError(f"Ray worker on {state['node']}: {state['error']}")
+            for actor in actors:
+                if queue:
+                    job = queue.pop(0)
+                    in_flight[actor.render.remote(job, str(work))] = (actor, job)
+        for job in jobs:
+            index = job.segment.index
+            while index not in ready:
+                finished, _ = ray.wait(list(in_flight), num_returns=1)
+                for ref in finished:
+                    actor, ran = in_flight.pop(ref)
+                    try:
+                        ready[ran.segment.index] = ray.get(ref)
+                    except ray.exceptions.RayError as error:
+                        raise worker_error(error) from None
+                    if queue:
+                        following = queue.pop(0)
+                        in_flight[actor.render.remote(following, str(work))] = (actor, following)
+            yield job, ready.pop(index)
+    finally:
+        for actor in actors:
+            with contextlib.suppress(Exception):
+                ray.kill(actor, no_restart=True)
+
+
+def _join(
+    output: Path,
+    info: VideoInfo,
+    options: Options,
+    out_rate: Fraction,
+    pix_fmt: str,
+    records,
+    work: Path,
+    summary: Summary,
+    say: Callable[[str], None],
+    progress: bool,
+) -> None:
+    """Decode the segments in order into one VideoWriter: the user's encoder, the source's audio
+    by the rules of a single run."""
+    from superslomo.video.encode import AudioSource, VideoWriter
+
+    if info.variable_rate and options.fps is None:
+        note = (
+            f"variable frame rate input: output at {float(out_rate):.3f} fps from its average rate, "
+            "frames placed by timestamp (--fps sets the rate)"
+        )
+        summary.notes.append(note)
+        say(f"note: {note}")
+    keep_audio = False
+    if info.has_audio and options.audio:
+        if summary.slowdown > 1:
+            summary.audio = "dropped (the video is slowed down)"
+            say(
+                f"note: audio dropped: the output is {summary.slowdown}x slower and slowed audio is not "
+                "kept (--fps or --factor without --slowmo keep it)"
+            )
+        else:
+            keep_audio = True
+    elif not info.has_audio:
+        summary.audio = "none (the source has none)"
+    else:
+        summary.audio = "dropped (--no-audio)"
+    writer = audio = None
+    finished = False
+    try:
+        for job, record in records:
+            result = SegmentResult.from_json(record["result"])
+            if writer is None:
+                origin = job.origin if job.origin is not None else result.origin
+                if keep_audio:
+                    end = None
+                    if options.duration is not None:
+                        end = info.start_time + Fraction(options.start + options.duration).limit_denominator(
+                            1_000_000
+                        )
+                    audio = AudioSource(
+                        info, info.start_time + Fraction(options.start).limit_denominator(1_000_000), end
+                    )
+                    audio.origin = info.start_time + origin
+                writer = VideoWriter(
+                    output,
+                    info,
+                    out_rate,
+                    options.codec,
+                    options.crf,
+                    options.preset,
+                    audio,
+                    overwrite=options.overwrite,
+                )
+                if audio is not None:
+                    summary.audio = writer.audio_mode or "none"
+            summary.frames_out += append_segment(writer, segment_path(work, result.index), result, pix_fmt)
+            summary.frames_in += result.frames_in
+            summary.new_frames += result.new_frames
+            summary.held_frames += result.held_frames
+            summary.cuts += result.cuts
+            if progress:
+                say(
+                    f"ray: segment {result.index + 1} joined ({result.frames_out} frames, "
+                    f"made on {record['node']} in {record['seconds']:.1f} s)"
+                )
+        writer.finish(audio_end=Fraction(writer.count) / out_rate if audio is not None else None)
+        finished = True
+    finally:
+        if writer is not None and not finished:
+            writer.abort()
+        if audio is not None:
+            audio.close()
