@@ -17,22 +17,23 @@ from videoclips import copy_cut, decode_all, make_clip, psnr, scene_frame, strea
 
 from superslomo.contracts.manifest import Manifest
 from superslomo.errors import SloMoError
-from superslomo.runtime import Interpolator
+from superslomo.runtime import Backend, Interpolator
 from superslomo.video.pipeline import Options, interpolate_video
 from superslomo.video.timing import Timeline
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-class BlendBackend:
+class BlendBackend(Backend):
     """A stand-in model: zero flow, cross-fade synthesis. Fast, and a cross-fade is exactly what
     must never appear across a scene cut, so it makes morphing visible to the tests."""
 
     name = "blend"
 
     def __init__(self) -> None:
-        self.manifest = Manifest(
-            kind="onnx", precision="fp32", warp="gridsample", io="float32", opset=17, graphs={}
+        super().__init__(
+            None,
+            Manifest(kind="onnx", precision="fp32", warp="gridsample", io="float32", opset=17, graphs={}),
         )
         self.calls = {"flow": 0, "interp": 0}
 
@@ -44,9 +45,6 @@ class BlendBackend:
             return {"flow01": zeros, "flow10": zeros}
         t = inputs["t"].reshape(-1, 1, 1, 1)
         return {"frame_t": (1 - t) * f0 + t * f1}
-
-    def close(self) -> None:
-        pass
 
 
 def run(src, dst, **options):

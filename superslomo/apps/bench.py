@@ -380,8 +380,9 @@ def open_backends(
     options: BenchOptions, model, prepared: Prepared, say: Callable[[str], None] = print
 ) -> dict:
     """Backend objects by name; a backend that fails to open is recorded as skipped, with why."""
-    from superslomo.model.torch_backend import TorchBackend
+    from superslomo.eval.torch_backend import TorchBackend
     from superslomo.runtime.onnxruntime_backend import OnnxRuntimeBackend
+    from superslomo.runtime.options import OnnxRuntimeOptions, OpenVinoOptions
 
     threads = options.threads or os.cpu_count() or 1
     opened: dict = {}  # one Backend per name, of whichever runtime
@@ -394,22 +395,29 @@ def open_backends(
                 opened[name] = TorchBackend(model, threads=threads)
             elif runtime == "onnxruntime":
                 folder = prepared.folders["int8-cpu" if precision == "int8" else precision]
-                opened[name] = OnnxRuntimeBackend(folder, threads=threads, providers=["CPUExecutionProvider"])
+                opened[name] = OnnxRuntimeBackend(
+                    folder, OnnxRuntimeOptions(threads=threads, providers=("CPUExecutionProvider",))
+                )
             elif runtime == "openvino":
                 from superslomo.runtime.openvino_backend import OpenVinoBackend
 
                 folder = prepared.folders["int8-cpu" if precision == "int8" else "fp32"]
                 opened[name] = OpenVinoBackend(
-                    folder, precision="bf16" if precision == "bf16" else "f32", threads=threads
+                    folder,
+                    OpenVinoOptions(precision="bf16" if precision == "bf16" else "f32", threads=threads),
                 )
             elif runtime == "onnxruntime-cuda":
-                opened[name] = OnnxRuntimeBackend(prepared.folders[precision], threads=threads, device=0)
+                opened[name] = OnnxRuntimeBackend(
+                    prepared.folders[precision], OnnxRuntimeOptions(threads=threads, device=0)
+                )
             else:
                 from superslomo.runtime.tensorrt_backend import TensorRTBackend
 
                 folder = _engine_folder(prepared.folders[precision], options.sizes, options.max_batch, say)
                 opened[name] = TensorRTBackend(folder)
+            opened[name].activate()  # loading errors count as a skip too, with their reason
         except SloMoError as error:
+            opened.pop(name, None)
             prepared.skips[name] = str(error)
     return opened
 
@@ -696,8 +704,9 @@ def reference_frames(
     if folder is None:
         return None
     from superslomo.runtime.onnxruntime_backend import OnnxRuntimeBackend
+    from superslomo.runtime.options import OnnxRuntimeOptions
 
-    backend = OnnxRuntimeBackend(folder, providers=["CPUExecutionProvider"])
+    backend = OnnxRuntimeBackend(folder, OnnxRuntimeOptions(providers=("CPUExecutionProvider",)))
     try:
         return time_backends({PSNR_REFERENCE: backend}, frames, times, 0, 1, max_batch)[PSNR_REFERENCE].frames
     finally:

@@ -122,7 +122,7 @@ def open_model(model: Path | None, backend: str) -> tuple[object, str]:
                 "then slomo build-engine DIR -o ENGINES"
             )
         try:
-            from superslomo.model.torch_backend import TorchBackend
+            from superslomo.eval.torch_backend import TorchBackend
         except ImportError:
             raise SloMoError(
                 "running a checkpoint needs PyTorch: pip install 'superslomo-trt[torch]' "
@@ -139,11 +139,7 @@ def open_model(model: Path | None, backend: str) -> tuple[object, str]:
     if backend == "torch":
         raise SloMoError(f"--backend torch needs a checkpoint file; {path} is a model folder")
     interp = Interpolator.from_dir(path, backend=backend)
-    label = interp.backend.name
-    providers = getattr(interp.backend, "providers", None)
-    if providers:
-        first = providers[0]
-        label += f" ({(first[0] if isinstance(first, tuple) else first).replace('ExecutionProvider', '')})"
+    label = f"{interp.backend.name} ({interp.backend.describe()})"
     if backend == "auto":
         label += ", picked by auto"
     return interp, label

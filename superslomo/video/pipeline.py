@@ -52,7 +52,8 @@ from superslomo.video.timing import Slot, Timeline, parse_rate
 
 MAX_FACTOR = 64
 _QUEUE_FRAMES = 6  # decoded frames waiting for the flow stage
-_QUEUE_PAIRS = 2  # prepared pairs waiting for synthesis (each holds two padded frames + flows)
+# Prepared pairs waiting for synthesis (each holds two padded frames + flows) come from the
+# interpolator's `queue_depth`: a GPU backend has a fixed ring of pair slots.
 _QUEUE_OUT = 8  # output frames waiting for the encoder
 
 
@@ -346,7 +347,7 @@ def _run(
     stop = threading.Event()
     failures: list[BaseException] = []
     frames_q: queue.Queue = queue.Queue(_QUEUE_FRAMES)
-    pairs_q: queue.Queue = queue.Queue(_QUEUE_PAIRS)
+    pairs_q: queue.Queue = queue.Queue(interpolator.queue_depth)
     out_q: queue.Queue = queue.Queue(_QUEUE_OUT)
     timeline = Timeline(out_rate, slowdown)
     detector = SceneDetector(options.scene_threshold)
@@ -455,7 +456,10 @@ def _run(
             new = []
             if job.times:
                 start = time.perf_counter()
-                new = interpolator.synthesize(job.pair, job.times)
+                try:
+                    new = interpolator.synthesize(job.pair, job.times)
+                finally:
+                    interpolator.release(job.pair)
                 model_time[0] += time.perf_counter() - start
             made = iter(new)
             for slot in job.slots:
