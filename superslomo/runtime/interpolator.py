@@ -9,8 +9,6 @@ synthesises the frames of pair k (both backends release the GIL while they compu
 from __future__ import annotations
 
 import numbers
-import queue
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +19,7 @@ from superslomo.contracts.frames import check_frame, frame_to_graph, graph_to_fr
 from superslomo.errors import SloMoError
 from superslomo.runtime.backend import Backend, HostPair
 from superslomo.runtime.options import BackendOptions
+from superslomo.runtime.staging import background
 
 
 class NonFiniteOutput(SloMoError):
@@ -181,50 +180,17 @@ class Interpolator:
         yield from self._run_pipelined(iter(frames), times)
 
     def _run_pipelined(self, frames: Iterator[np.ndarray], times: list[float]) -> Iterator[np.ndarray]:
-        handoff: queue.Queue = queue.Queue(maxsize=self.queue_depth)
-        stop = threading.Event()
-        done = object()
+        def prepared() -> Iterator[tuple[PreparedPair | None, np.ndarray]]:
+            previous = None
+            for frame in frames:
+                yield (self.prepare(previous, frame) if previous is not None and times else None), frame
+                previous = frame
 
-        def put(item: object) -> bool:
-            while not stop.is_set():
+        for pair, frame in background(prepared(), self.queue_depth, "slomo-flow"):
+            if pair is not None:
                 try:
-                    handoff.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def produce() -> None:
-            try:
-                previous = None
-                for frame in frames:
-                    if stop.is_set():
-                        return
-                    pair = self.prepare(previous, frame) if previous is not None and times else None
-                    if not put((pair, frame)):
-                        return
-                    previous = frame
-                put(done)
-            except BaseException as error:  # handed to the consumer, which re-raises it
-                put(error)
-
-        worker = threading.Thread(target=produce, name="slomo-flow", daemon=True)
-        worker.start()
-        try:
-            while True:
-                item = handoff.get()
-                if item is done:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                pair, frame = item
-                if pair is not None:
-                    try:
-                        made = self.synthesize(pair, times)
-                    finally:
-                        self.release(pair)
-                    yield from made
-                yield frame
-        finally:
-            stop.set()
-            worker.join(timeout=5)
+                    made = self.synthesize(pair, times)
+                finally:
+                    self.release(pair)
+                yield from made
+            yield frame
