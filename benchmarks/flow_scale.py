@@ -81,8 +81,7 @@ def main() -> None:
     parser.add_argument("--report", type=Path, default=None, help="accuracy report to record the decision in")
     args = parser.parse_args()
     folder = model_folder(args.model)
-    options = {"precision": "f32"} if args.backend == "openvino" else {}
-    backend = open_backend(folder, backend=args.backend, **options)
+    backend = open_backend(folder, args.backend)  # OpenVINO's default options ask for f32
     convention = backend.manifest.warp_convention
     results = {}
     for label, clips, pairs in (("decision", args.data, args.pairs), ("evaluation only", args.eval, 9)):

@@ -153,12 +153,13 @@ def main() -> None:
 
     if "CUDAExecutionProvider" in ort.get_available_providers():
         from superslomo.runtime.onnxruntime_backend import OnnxRuntimeBackend
+        from superslomo.runtime.options import OnnxRuntimeOptions
 
         for precision in ("fp32", "fp16"):
             try:
                 columns[f"onnxruntime-cuda-{precision}"] = (
                     precision,
-                    backend_column(OnnxRuntimeBackend(onnx_folder(precision), device=0)),
+                    backend_column(OnnxRuntimeBackend(onnx_folder(precision), OnnxRuntimeOptions(device=0))),
                 )
             except SloMoError as error:
                 skips[f"onnxruntime-cuda-{precision}"] = str(error)

@@ -33,7 +33,7 @@ def open_interpolator(model: Path | None):
     if path.is_dir():
         interp = Interpolator.from_dir(path)
         return interp, f"{path} ({interp.backend.name})"
-    from superslomo.model.torch_backend import TorchBackend
+    from superslomo.eval.torch_backend import TorchBackend
 
     return Interpolator(TorchBackend.from_checkpoint(path)), f"{path.name} (torch)"
 

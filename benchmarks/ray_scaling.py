@@ -71,6 +71,7 @@ def main() -> None:
 
     from superslomo.apps.models import model_folder
     from superslomo.runtime import Interpolator
+    from superslomo.runtime.options import OnnxRuntimeOptions
     from superslomo.serving.ray_batch import RayOptions, interpolate_on_ray
     from superslomo.video.pipeline import Options, interpolate_video
 
@@ -81,7 +82,7 @@ def main() -> None:
     options = Options(factor=2, overwrite=True)
     quiet = lambda text: None  # noqa: E731
 
-    with Interpolator.from_dir(model, backend="onnxruntime", threads=args.threads) as interp:
+    with Interpolator.from_dir(model, OnnxRuntimeOptions(threads=args.threads)) as interp:
         began = time.perf_counter()
         interpolate_video(src, work / "local.mp4", interp, "onnxruntime", options, progress=False, say=quiet)
         local_s = time.perf_counter() - began

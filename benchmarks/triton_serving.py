@@ -105,6 +105,7 @@ def main() -> None:
 
     from superslomo.apps.models import model_folder
     from superslomo.runtime import Interpolator
+    from superslomo.runtime.options import OnnxRuntimeOptions
     from superslomo.serving.triton_client import TritonInterpolator
     from superslomo.serving.triton_repo import RepoOptions
     from superslomo.serving.triton_serve import locate_server, serving
@@ -114,7 +115,7 @@ def main() -> None:
     pairs = frames(width, height, args.pairs)
     counts = [int(c) for c in args.clients.split(",")]
 
-    local = Interpolator.from_dir(folder, backend="onnxruntime", threads=args.threads)
+    local = Interpolator.from_dir(folder, OnnxRuntimeOptions(threads=args.threads))
     local.interpolate(*pairs[0], [0.5])
     began = time.perf_counter()
     for f0, f1 in pairs:

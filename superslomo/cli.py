@@ -477,7 +477,7 @@ def parity_command(
     An fp16 ONNX folder on the CPU is checked with fp16 storage emulated (weights and activations
     rounded to fp16 between ops); fp16 arithmetic and TensorRT's kernels need a GPU engine."""
     from superslomo.eval.parity import parse_sizes, raise_if_failed, run_parity, summary_lines
-    from superslomo.runtime.loader import BACKENDS
+    from superslomo.runtime.options import BACKENDS
 
     if backend not in BACKENDS:
         raise SloMoError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")

@@ -735,7 +735,7 @@ def test_external_data_outside_the_folder_is_refused(escaping_folders, kind) -> 
     assert "\n" not in str(error.value)
     # A caller that builds the manifest itself does not get past the backend either.
     with pytest.raises(SloMoError, match="outside its folder"):
-        OnnxRuntimeBackend(folder, manifest=read_manifest(folder, verify_files=False))
+        OnnxRuntimeBackend(folder, manifest=read_manifest(folder, verify_files=False)).activate()
 
 
 def test_external_data_inside_the_folder_still_runs(files, interpolator, tmp_path) -> None:

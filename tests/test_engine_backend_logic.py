@@ -15,9 +15,9 @@ from superslomo.contracts.tensorrt_version import (
 )
 from superslomo.engine.builder import BuildError, engine_manifest, validate_options
 from superslomo.errors import SloMoError
+from superslomo.runtime.backend import check_inputs
 from superslomo.runtime.tensorrt_backend import (
     check_engine_manifest,
-    input_shape_of,
     manifest_profiles,
     plan_buffers,
 )
@@ -148,9 +148,22 @@ def test_loader_hands_an_engine_folder_to_the_real_backend(tmp_path, monkeypatch
     manifest = engine_folder_manifest()
     manifest.graphs = graphs
     write_manifest(tmp_path, manifest)
+    from superslomo.runtime.options import TensorRTOptions
+    from superslomo.runtime.tensorrt_backend import TensorRTBackend
+
     monkeypatch.setattr(loader, "tensorrt_usable", lambda: (True, ""))
-    with pytest.raises(TensorRTUnavailable):
-        loader.open_backend(tmp_path, "auto", device=0)
+    backend = loader.open_backend(tmp_path, TensorRTOptions(device=0, pair_slots=3))
+    # Lazy: constructing reads the manifest only; TensorRT and CUDA are first touched by activate.
+    assert isinstance(backend, TensorRTBackend) and not backend.is_active and backend.max_batch == 4
+    assert loader.open_backend(tmp_path, "auto").options == TensorRTOptions()
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        with pytest.raises(TensorRTUnavailable):
+            backend.activate()
+    else:  # a GPU machine: the fake plans get as far as TensorRT's deserialiser, which refuses them
+        with pytest.raises(SloMoError):
+            backend.activate()
 
 
 def test_interpolator_batches_no_more_times_than_the_engine_profile_takes():
@@ -164,13 +177,25 @@ def test_interpolator_batches_no_more_times_than_the_engine_profile_takes():
     assert Interpolator(ProfileCappedBackend(), max_batch=2).max_batch == 2
 
 
-def test_input_shape_of_checks_consistency():
+def test_input_checks_in_the_runner_base_class():
+    manifest = engine_folder_manifest()
     frames = {"frame0": np.zeros((2, 3, 64, 96), np.float32), "frame1": np.zeros((2, 3, 64, 96), np.float32)}
-    assert input_shape_of("flow", frames, "float32") == Shape(2, 64, 96)
-    with pytest.raises(SloMoError, match="frame1 has shape"):
-        input_shape_of("flow", {**frames, "frame1": np.zeros((2, 3, 64, 64), np.float32)}, "float32")
-    with pytest.raises(SloMoError, match="missing inputs"):
-        input_shape_of("interp", frames, "float32")
+    assert check_inputs("flow", frames, manifest) == (2, 64, 96)
+    with pytest.raises(SloMoError, match=r"frame1 is 2x64x64 \(NxHxW\), frame0 is 2x64x96"):
+        check_inputs("flow", {**frames, "frame1": np.zeros((2, 3, 64, 64), np.float32)}, manifest)
+    with pytest.raises(SloMoError, match="inputs missing"):
+        check_inputs("interp", frames, manifest)
+    flows = {"flow01": np.zeros((2, 2, 64, 96), np.float32), "flow10": np.zeros((2, 2, 64, 96), np.float32)}
+    with pytest.raises(SloMoError, match=r"t has shape \(3,\), expected \(2,\)"):
+        check_inputs("interp", {**frames, **flows, "t": np.zeros(3, np.float32)}, manifest)
+    with pytest.raises(SloMoError, match="flow01 must be 4-D float32, got 4-D float64"):
+        check_inputs(
+            "interp",
+            {**frames, **flows, "flow01": np.zeros((2, 2, 64, 96)), "t": np.zeros(2, np.float32)},
+            manifest,
+        )
+    with pytest.raises(SloMoError, match="multiples of 32"):
+        check_inputs("flow", {k: np.zeros((1, 3, 50, 64), np.float32) for k in frames}, manifest)
 
 
 def test_build_options_are_validated_before_any_gpu_work():

@@ -144,7 +144,7 @@ def test_eval_says_when_it_cannot_tell_the_layout(tmp_path, checkpoint, capsys):
 
 def test_eval_on_a_generated_middlebury_set(small_model, tmp_path):
     from superslomo.eval.quality import run_eval
-    from superslomo.model.torch_backend import TorchBackend
+    from superslomo.eval.torch_backend import TorchBackend
     from superslomo.runtime import Interpolator
 
     data = _middlebury_set(tmp_path / "mb", np.random.default_rng(0))

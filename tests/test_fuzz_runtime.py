@@ -15,7 +15,7 @@ from superslomo.contracts.frames import crop_frame, pad_frame, padded_size
 from superslomo.contracts.graph_io import SIZE_MULTIPLE
 from superslomo.contracts.manifest import Manifest
 from superslomo.errors import SloMoError
-from superslomo.runtime import Interpolator, factor_times, schedule_times
+from superslomo.runtime import Backend, Interpolator, factor_times, schedule_times
 
 FUZZ = settings(max_examples=150, deadline=None)
 sides = st.integers(min_value=1, max_value=200)
@@ -55,14 +55,17 @@ def test_padded_size_is_the_least_multiple(height: int, width: int, multiple: in
         assert padded % multiple == 0 and padded >= size and padded - multiple < size
 
 
-class EchoBackend:
+class EchoBackend(Backend):
     """A stand-in model whose output says what it was given: frame_t is frame0 with the blue
-    channel replaced by t, so a test can see both the pixels and the time of every output."""
+    channel replaced by t, so a test can see both the pixels and the time of every output. It
+    overrides `infer` itself and inherits the pair protocol from the runtime's base class."""
 
     name = "echo"
 
     def __init__(self, io: str) -> None:
-        self.manifest = Manifest(kind="onnx", precision="fp32", warp="gridsample", io=io, opset=17, graphs={})
+        super().__init__(
+            None, Manifest(kind="onnx", precision="fp32", warp="gridsample", io=io, opset=17, graphs={})
+        )
         self.batches: list[int] = []
 
     def infer(self, graph, inputs):
@@ -78,9 +81,6 @@ class EchoBackend:
         else:
             out[:, 2] = t[:, None, None]
         return {"frame_t": out}
-
-    def close(self) -> None:
-        pass
 
 
 @FUZZ

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,7 @@ from superslomo.errors import SloMoError
 from superslomo.eval.metrics import psnr
 from superslomo.runtime import Backend, Interpolator
 from superslomo.runtime.onnxruntime_backend import OnnxRuntimeBackend
+from superslomo.runtime.options import OnnxRuntimeOptions, OpenVinoOptions
 from tests.conftest import shared_data
 
 NO_OPENVINO = "OpenVINO is not installed (pip install 'superslomo-trt[openvino]')"
@@ -111,13 +113,13 @@ def _run(backend, f0, f1, t, flows=None):
 
 
 def _ort(folder):
-    return OnnxRuntimeBackend(folder, providers=["CPUExecutionProvider"])
+    return OnnxRuntimeBackend(folder, OnnxRuntimeOptions(providers=("CPUExecutionProvider",)))
 
 
 def _ov(folder, precision="f32"):
     from superslomo.runtime.loader import open_backend
 
-    return open_backend(folder, "openvino", precision=precision)
+    return open_backend(folder, OpenVinoOptions(precision=precision))
 
 
 # -- f32: the same numbers as ONNX Runtime fp32 ------------------------------------------------
@@ -167,6 +169,26 @@ def test_interpolator_matches_onnxruntime_on_real_frames(fp32_dir, source):
 
 
 # -- bf16 and INT8: other precisions, measured against fp32 ------------------------------------
+def _cpu_has_bf16() -> bool:
+    if importlib.util.find_spec("openvino") is None:
+        return False
+    from superslomo.runtime.openvino_backend import cpu_precisions
+
+    return "bf16" in cpu_precisions()
+
+
+needs_bf16 = pytest.mark.skipif(not _cpu_has_bf16(), reason="this CPU has no bf16 instructions")
+
+
+@needs_openvino
+@pytest.mark.skipif(_cpu_has_bf16(), reason="this CPU has bf16: the refusal is for CPUs without it")
+def test_bf16_is_refused_where_the_cpu_has_none(fp32_dir):
+    f0, f1, _ = _inputs()
+    with pytest.raises(SloMoError, match="no bf16 instructions"):
+        _ov(fp32_dir, "bf16").infer("flow", {"frame0": f0, "frame1": f1})
+
+
+@needs_bf16
 @needs_openvino
 def test_bf16_is_its_own_precision_and_f32_is_really_f32(fp32_dir):
     """OpenVINO's CPU default here is bf16: if the f32 hint were dropped, f32 would look like bf16."""
@@ -221,9 +243,9 @@ def test_fp16_and_uint8_io_folders_run(small_model, tmp_path):
 @needs_openvino
 def test_compiled_once_per_shape_and_outputs_are_the_callers(fp32_dir):
     backend = _ov(fp32_dir)
-    graph = backend.graphs["flow"]
     f0, f1, _ = _inputs()
     first = backend.infer("flow", {"frame0": f0, "frame1": f1})["flow01"]
+    graph = backend.runners["flow"].compiled
     kept = first.copy()
     backend.infer("flow", {"frame0": f1, "frame1": f0})  # same shape: the cached request again
     assert len(graph.requests) == 1
@@ -246,7 +268,7 @@ def test_shape_cache_is_bounded(fp32_dir, monkeypatch):
     for width in (32, 64, 96):
         frame = np.zeros((1, 3, 32, width), np.float32)
         backend.infer("flow", {"frame0": frame, "frame1": frame})
-    assert list(backend.graphs["flow"].requests) == [((1, 3, 32, 64),) * 2, ((1, 3, 32, 96),) * 2]
+    assert list(backend.runners["flow"].compiled.requests) == [((1, 3, 32, 64),) * 2, ((1, 3, 32, 96),) * 2]
 
 
 @needs_openvino
@@ -255,17 +277,17 @@ def test_shape_cache_is_bounded(fp32_dir, monkeypatch):
     [
         (
             {"frame0": np.zeros((1, 3, 50, 70), np.float32), "frame1": np.zeros((1, 3, 50, 70), np.float32)},
-            "OpenVINO cannot run flow.onnx on frame0 [1, 3, 50, 70]",
+            "flow: frames are 1x50x70 (NxHxW); height and width must be positive multiples of 32",
         ),
         (
             {"frame0": np.zeros((1, 3, 64, 64), np.uint8), "frame1": np.zeros((1, 3, 64, 64), np.uint8)},
-            "input 'frame0' must be float32, got uint8",
+            "flow: frame0 must be 4-D float32, got 4-D uint8",
         ),
-        ({"frame0": np.zeros((1, 3, 64, 64), np.float32)}, "needs input 'frame1'"),
+        ({"frame0": np.zeros((1, 3, 64, 64), np.float32)}, "flow: inputs missing ['frame1']"),
     ],
 )
 def test_bad_inputs_are_one_line_errors(fp32_dir, inputs, message):
-    with pytest.raises(SloMoError, match=message.replace("[", r"\[").replace("(", r"\(")) as error:
+    with pytest.raises(SloMoError, match=re.escape(message)) as error:
         _ov(fp32_dir).infer("flow", inputs)
     assert "\n" not in str(error.value)
 
@@ -292,9 +314,9 @@ def test_bad_options_are_refused(fp32_dir):
     from superslomo.runtime.loader import open_backend
 
     with pytest.raises(SloMoError, match="unknown openvino precision 'fp16'; choose f32 or bf16"):
-        open_backend(fp32_dir, "openvino", precision="fp16")
-    with pytest.raises(SloMoError, match="threads must be >= 1"):
-        open_backend(fp32_dir, "openvino", threads=0)
+        open_backend(fp32_dir, OpenVinoOptions(precision="fp16"))
+    with pytest.raises(SloMoError, match="threads must be a whole number >= 1"):
+        open_backend(fp32_dir, OpenVinoOptions(threads=0))
 
 
 def test_without_openvino_the_message_names_the_extra(fp32_dir):
@@ -305,7 +327,7 @@ def test_without_openvino_the_message_names_the_extra(fp32_dir):
         from superslomo.runtime.loader import open_backend, openvino_usable
         print(openvino_usable())
         try:
-            open_backend({str(fp32_dir)!r}, "openvino")
+            open_backend({str(fp32_dir)!r}, "openvino").activate()
         except SloMoError as error:
             print("error:", error)
     """,

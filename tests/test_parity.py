@@ -13,6 +13,7 @@ import pytest
 
 from superslomo.cli import main
 from superslomo.errors import SloMoError
+from superslomo.runtime import Backend
 from tests.conftest import shared_data
 
 SIZE = "96x64"
@@ -186,7 +187,7 @@ def test_parity_fails_when_t_is_mishandled(exported, small_model, tmp_path, caps
     assert set(data["failed"]) == {"frame_t", "final"}
     # At t = 0.5 alone the bug is invisible: the reason the default times are 0.25, 0.5, 0.75.
     from superslomo.eval.parity import check_parity, choose_gate, random_cases
-    from superslomo.model.torch_backend import TorchBackend
+    from superslomo.eval.torch_backend import TorchBackend
     from superslomo.runtime import open_backend
 
     backend = open_backend(folder, "onnxruntime")
@@ -300,12 +301,14 @@ def test_parity_refuses_a_tampered_folder_as_input_error(exported, tmp_path, cap
     assert code == 2 and "does not match its manifest" in err
 
 
-class _Faulty:
+class _Faulty(Backend):
     """Any Backend works: this one wraps the PyTorch model and breaks one output."""
 
+    name = "faulty"
+
     def __init__(self, inner, graph: str, output: str, value: float) -> None:
+        super().__init__(None, inner.manifest)
         self.inner, self.graph, self.output, self.value = inner, graph, output, value
-        self.name, self.manifest = "faulty", inner.manifest
 
     def infer(self, graph, inputs):
         out = dict(self.inner.infer(graph, inputs))
@@ -314,14 +317,11 @@ class _Faulty:
             out[self.output].flat[0] = self.value
         return out
 
-    def close(self) -> None:
-        pass
-
 
 def test_any_backend_goes_through_the_same_path(small_model):
     from superslomo.eval.parity import check_parity, choose_gate, random_cases
     from superslomo.eval.reports import json_safe
-    from superslomo.model.torch_backend import TorchBackend
+    from superslomo.eval.torch_backend import TorchBackend
 
     reference = TorchBackend(small_model)
     cases = random_cases([(64, 32)], seed=3)

@@ -112,7 +112,7 @@ def test_emulated_error_is_fp16_sized(fp16_folder):
     and not far beyond: ~50 roundings in a row, amplified by the net, but still fp16, not garbage."""
     from superslomo.contracts.manifest import read_manifest
     from superslomo.eval.fp16_emulation import open_emulated_backend
-    from superslomo.model.torch_backend import TorchBackend
+    from superslomo.eval.torch_backend import TorchBackend
     from superslomo.runtime import open_backend
 
     folder, _ckpt, model = fp16_folder
@@ -129,7 +129,7 @@ def test_emulated_error_is_fp16_sized(fp16_folder):
 
 def test_gate_measures_fp16_where_the_old_one_passed_anything(fp16_folder, tmp_path, capsys):
     from superslomo.eval.parity import check_parity, choose_gate, random_cases
-    from superslomo.model.torch_backend import TorchBackend
+    from superslomo.eval.torch_backend import TorchBackend
     from superslomo.runtime import open_backend
 
     folder, checkpoint, model = fp16_folder

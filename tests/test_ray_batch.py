@@ -151,12 +151,9 @@ class SlowInterpolator:
         self.backend = self.inner.backend
         self.delay = delay
 
-    def prepare(self, frame0, frame1):
+    def interpolate(self, frame0, frame1, times):
         time.sleep(self.delay)
-        return self.inner.prepare(frame0, frame1)
-
-    def synthesize(self, pair, times):
-        return self.inner.synthesize(pair, times)
+        return self.inner.interpolate(frame0, frame1, times)
 
 
 def slow_factory(folder: Path, delay: float):

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from superslomo.errors import SloMoError
+from superslomo.eval.torch_backend import TorchBackend
 from superslomo.export import ExportOptions, export_model
-from superslomo.model.torch_backend import TorchBackend
 from superslomo.runtime import Interpolator, factor_times, schedule_times
 from tests.conftest import shared_data
 

@@ -12,6 +12,7 @@ import pytest
 
 from superslomo.errors import SloMoError
 from superslomo.runtime import selection
+from superslomo.runtime.options import OnnxRuntimeOptions, OpenVinoOptions
 from superslomo.runtime.selection import Candidate, Report
 
 HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
@@ -47,9 +48,10 @@ def test_bf16_needs_a_cpu_that_computes_in_bf16_even_when_pinned():
     eligible, why = selection.candidates(FOLDERS, BOTH, report, precision="bf16", bf16=False)
     assert eligible == [] and why == {"openvino/bf16": "no bf16 on this CPU"}
     eligible, _ = selection.candidates(FOLDERS, BOTH, report, precision="bf16", bf16=True)
-    assert keys(eligible) == ["openvino/bf16"] and eligible[0].options() == {"precision": "bf16"}
+    assert keys(eligible) == ["openvino/bf16"] and eligible[0].options() == OpenVinoOptions(precision="bf16")
     # INT8 on OpenVINO asks for f32 around its quantized convolutions, never the bf16 default
-    assert Candidate("openvino", "int8", Path("x")).options() == {"precision": "f32"}
+    assert Candidate("openvino", "int8", Path("x")).options() == OpenVinoOptions(precision="f32")
+    assert Candidate("onnxruntime", "int8", Path("x")).options(threads=2) == OnnxRuntimeOptions(threads=2)
 
 
 def test_missing_runtime_and_folder_are_reasons():

@@ -348,7 +348,7 @@ def test_unknown_conventions_in_a_folder_are_refused_in_one_line(exports, tmp_pa
     data["graphs"]["interp"]["sha256"] = file_sha256(folder / "interp.onnx")
     (folder / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(SloMoError, match="convention 'sideways' is unknown"):
-        OnnxRuntimeBackend(folder)
+        OnnxRuntimeBackend(folder).activate()
 
 
 def test_tensorrt_graph_preparation_keeps_or_supplies_the_convention(exports, tmp_path):
@@ -370,7 +370,7 @@ def test_tensorrt_graph_preparation_keeps_or_supplies_the_convention(exports, tm
 
 
 def test_the_torch_backend_manifest_carries_the_convention(exact_model):
-    from superslomo.model.torch_backend import TorchBackend
+    from superslomo.eval.torch_backend import TorchBackend
 
     assert TorchBackend(exact_model).manifest.warp_convention == "exact"
     assert TorchBackend(_as_reference(exact_model)).manifest.warp_convention == "reference"

@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -368,8 +367,9 @@ def open_backends(
     options: BenchOptions, model, prepared: Prepared, say: Callable[[str], None] = print
 ) -> dict:
     """Backend objects by name; a backend that fails to open is recorded as skipped, with why."""
-    from superslomo.model.torch_backend import TorchBackend
+    from superslomo.eval.torch_backend import TorchBackend
     from superslomo.runtime.onnxruntime_backend import OnnxRuntimeBackend
+    from superslomo.runtime.options import OnnxRuntimeOptions, OpenVinoOptions
 
     threads = options.threads or os.cpu_count() or 1
     opened: dict = {}  # one Backend per name, of whichever runtime
@@ -382,22 +382,29 @@ def open_backends(
                 opened[name] = TorchBackend(model, threads=threads)
             elif runtime == "onnxruntime":
                 folder = prepared.folders["int8-cpu" if precision == "int8" else precision]
-                opened[name] = OnnxRuntimeBackend(folder, threads=threads, providers=["CPUExecutionProvider"])
+                opened[name] = OnnxRuntimeBackend(
+                    folder, OnnxRuntimeOptions(threads=threads, providers=("CPUExecutionProvider",))
+                )
             elif runtime == "openvino":
                 from superslomo.runtime.openvino_backend import OpenVinoBackend
 
                 folder = prepared.folders["int8-cpu" if precision == "int8" else "fp32"]
                 opened[name] = OpenVinoBackend(
-                    folder, precision="bf16" if precision == "bf16" else "f32", threads=threads
+                    folder,
+                    OpenVinoOptions(precision="bf16" if precision == "bf16" else "f32", threads=threads),
                 )
             elif runtime == "onnxruntime-cuda":
-                opened[name] = OnnxRuntimeBackend(prepared.folders[precision], threads=threads, device=0)
+                opened[name] = OnnxRuntimeBackend(
+                    prepared.folders[precision], OnnxRuntimeOptions(threads=threads, device=0)
+                )
             else:
                 from superslomo.runtime.tensorrt_backend import TensorRTBackend
 
                 folder = _engine_folder(prepared.folders[precision], options.sizes, options.max_batch, say)
                 opened[name] = TensorRTBackend(folder)
+            opened[name].activate()  # loading errors count as a skip too, with their reason
         except SloMoError as error:
+            opened.pop(name, None)
             prepared.skips[name] = str(error)
     return opened
 
@@ -684,8 +691,9 @@ def reference_frames(
     if folder is None:
         return None
     from superslomo.runtime.onnxruntime_backend import OnnxRuntimeBackend
+    from superslomo.runtime.options import OnnxRuntimeOptions
 
-    backend = OnnxRuntimeBackend(folder, providers=["CPUExecutionProvider"])
+    backend = OnnxRuntimeBackend(folder, OnnxRuntimeOptions(providers=("CPUExecutionProvider",)))
     try:
         return time_backends({PSNR_REFERENCE: backend}, frames, times, 0, 1, max_batch)[PSNR_REFERENCE].frames
     finally:
@@ -815,18 +823,22 @@ def measure_precisions(
     from superslomo.eval.metrics import psnr
     from superslomo.runtime import Interpolator
     from superslomo.runtime.loader import openvino_usable
+    from superslomo.runtime.options import BackendOptions, OnnxRuntimeOptions, OpenVinoOptions
     from superslomo.runtime.selection import cpu_facts, openvino_capabilities, runtime_versions
 
     for clip in clips:
         if any(name in str(clip).lower() for name in EVALUATION_SETS):
             raise SloMoError(f"{clip} is (from) an evaluation set; measure the report on other footage")
     samples = list(sample_triplets(open_sources(clips), pairs, size))
-    combos: list[tuple[str, str, dict[str, Any]]] = [("onnxruntime", "fp32", {}), ("onnxruntime", "int8", {})]
+    combos: list[tuple[str, str, BackendOptions]] = [
+        ("onnxruntime", "fp32", OnnxRuntimeOptions()),
+        ("onnxruntime", "int8", OnnxRuntimeOptions()),
+    ]
     if openvino_usable()[0]:
         combos += [
-            ("openvino", "fp32", {"precision": "f32"}),
-            ("openvino", "bf16", {"precision": "bf16"}),
-            ("openvino", "int8", {"precision": "f32"}),
+            ("openvino", "fp32", OpenVinoOptions(precision="f32")),
+            ("openvino", "bf16", OpenVinoOptions(precision="bf16")),
+            ("openvino", "int8", OpenVinoOptions(precision="f32")),
         ]
     capabilities = openvino_capabilities() or []
     outputs: dict[str, list[np.ndarray]] = {}
@@ -844,7 +856,7 @@ def measure_precisions(
             }
             continue
         say(f"measuring {key} on {len(samples)} triplets ...")
-        with Interpolator.from_dir(folder, backend=runtime, **options) as interp:
+        with Interpolator.from_dir(folder, options) as interp:
             outputs[key] = [interp.interpolate(s.frame0, s.frame1, [0.5])[0] for s in samples]
     reference = outputs["onnxruntime/fp32"]
     targets = [s.target for s in samples]

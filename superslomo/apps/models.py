@@ -289,7 +289,7 @@ def open_model(
             if precision not in (None, "auto", "fp32"):
                 raise SloMoError(f"--backend torch runs fp32 only, not {precision}")
             try:
-                from superslomo.model.torch_backend import TorchBackend
+                from superslomo.eval.torch_backend import TorchBackend
             except ImportError:
                 raise SloMoError(
                     "running a checkpoint on PyTorch needs it: pip install 'superslomo-trt[torch]'"
@@ -324,11 +324,7 @@ def open_model(
         suffix = ", picked by auto" if backend == "auto" else ""
         return interp, f"{runtime} (CPU; {where}){suffix}"
     interp = Interpolator.from_dir(path, backend=backend)
-    label = interp.backend.name
-    providers = getattr(interp.backend, "providers", None)
-    if providers:
-        first = providers[0]
-        label += f" ({(first[0] if isinstance(first, tuple) else first).replace('ExecutionProvider', '')})"
+    label = f"{interp.backend.name} ({interp.backend.describe()})"
     if backend == "auto":
         label += ", picked by auto"
     return interp, label
@@ -368,7 +364,7 @@ def _open_selected(folder, manifest, checkpoint, backend, precision, size, budge
     def open_interp(candidate):
         from superslomo.runtime import Interpolator, open_backend
 
-        backend = open_backend(candidate.folder, backend=candidate.runtime, **candidate.options())
+        backend = open_backend(candidate.folder, candidate.options())
         return Interpolator(HalfScaleFlow(backend) if half else backend)
 
     choice = select(

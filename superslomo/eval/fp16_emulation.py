@@ -212,7 +212,7 @@ def open_emulated_backend(folder: str | os.PathLike, manifest: Manifest) -> tupl
             onnx.save_model(model, str(path))
             graphs[graph] = replace(manifest.graphs[graph], file=path.name, sha256=file_sha256(path))
             stats[graph] = graph_stats.as_dict()
-        backend = OnnxRuntimeBackend(tmp, manifest=replace(manifest, graphs=graphs), device=None)
+        backend = OnnxRuntimeBackend(tmp, manifest=replace(manifest, graphs=graphs)).activate()
     backend.manifest = manifest  # the folder under test, not the temporary copy
     backend.name = EMULATED_NAME
     return backend, {"measured": MEASURED, "not_measured": NOT_MEASURED, "graphs": stats}

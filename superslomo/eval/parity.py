@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from superslomo.contracts.frames import frame_to_graph, interp_inputs
 from superslomo.errors import CheckFailed, SloMoError
 from superslomo.eval.metrics import psnr
 from superslomo.runtime.backend import Backend
@@ -208,45 +209,27 @@ def _like_test_output(frames: np.ndarray, io: str) -> np.ndarray:
 def _run_case(test: Interpolator, reference: Interpolator, case: Case, times: Sequence[float]):
     ref_pair = reference.prepare(case.frame0, case.frame1)
     test_pair = test.prepare(case.frame0, case.frame1)
-    n = len(times)
-    t = np.asarray(times, dtype=np.float32)
-
-    def repeat(a: np.ndarray) -> np.ndarray:
-        return np.repeat(a, n, axis=0)
-
+    ref_flows, test_flows = reference.flows(ref_pair), test.flows(test_pair)
     io = test.backend.manifest.io
+    multiple = test.backend.manifest.size_multiple
+    test_frames = [frame_to_graph(f, io, multiple) for f in (case.frame0, case.frame1)]
+    ref_frames = [frame_to_graph(f, reference.io, multiple) for f in (case.frame0, case.frame1)]
     # The interpolation graph alone, on the reference flows (see the module docstring).
-    test_frame_t = test.backend.infer(
-        "interp",
-        {
-            "frame0": repeat(test_pair.frame0),
-            "frame1": repeat(test_pair.frame1),
-            "flow01": repeat(ref_pair.flow01),
-            "flow10": repeat(ref_pair.flow10),
-            "t": t,
-        },
-    )["frame_t"]
-    ref_frame_t = reference.backend.infer(
-        "interp",
-        {
-            "frame0": repeat(ref_pair.frame0),
-            "frame1": repeat(ref_pair.frame1),
-            "flow01": repeat(ref_pair.flow01),
-            "flow10": repeat(ref_pair.flow10),
-            "t": t,
-        },
-    )["frame_t"]
+    test_frame_t = test.backend.infer("interp", interp_inputs(*test_frames, *ref_flows, times))["frame_t"]
+    ref_frame_t = reference.backend.infer("interp", interp_inputs(*ref_frames, *ref_flows, times))["frame_t"]
     test_final = np.stack(test.synthesize(test_pair, times, as_float=True))
     ref_final = np.stack(reference.synthesize(ref_pair, times, as_float=True))
+    test.release(test_pair)
+    reference.release(ref_pair)
     test_out = {
-        "flow01": test_pair.flow01.astype(np.float32),
-        "flow10": test_pair.flow10.astype(np.float32),
+        "flow01": test_flows[0].astype(np.float32),
+        "flow10": test_flows[1].astype(np.float32),
         "frame_t": _frames_as_float(test_frame_t, io),
         "final": test_final.astype(np.float32),
     }
     ref_out = {
-        "flow01": ref_pair.flow01.astype(np.float32),
-        "flow10": ref_pair.flow10.astype(np.float32),
+        "flow01": ref_flows[0].astype(np.float32),
+        "flow10": ref_flows[1].astype(np.float32),
         "frame_t": _like_test_output(ref_frame_t, io),
         "final": _like_test_output(ref_final, io),
     }
@@ -422,7 +405,7 @@ def run_parity(
     gate = choose_gate(manifest.precision, atol, rtol, min_psnr)
     cases = frame_cases(frames, sizes, pairs) if frames else random_cases(sizes or DEFAULT_SIZES, seed)
     try:
-        from superslomo.model.torch_backend import TorchBackend
+        from superslomo.eval.torch_backend import TorchBackend
     except ImportError:
         raise SloMoError("parity runs the PyTorch model: pip install 'superslomo-trt[torch]'") from None
     reference = TorchBackend.from_checkpoint(checkpoint)

@@ -9,16 +9,17 @@ synthesises the frames of pair k (both backends release the GIL while they compu
 from __future__ import annotations
 
 import numbers
-import queue
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from superslomo.contracts.frames import check_frame, crop_frame, pad_frame
+from superslomo.contracts.frames import check_frame, frame_to_graph, graph_to_frames
 from superslomo.errors import SloMoError
-from superslomo.runtime.backend import Backend
+from superslomo.runtime.backend import Backend, HostPair
+from superslomo.runtime.options import BackendOptions
+from superslomo.runtime.staging import background
 
 
 class NonFiniteOutput(SloMoError):
@@ -27,12 +28,16 @@ class NonFiniteOutput(SloMoError):
 
 @dataclass
 class PreparedPair:
-    frame0: np.ndarray  # graph layout, padded
-    frame1: np.ndarray
-    flow01: np.ndarray
-    flow10: np.ndarray
+    """A pair after the flow graph: the backend's handle (host arrays, or GPU buffers for
+    TensorRT) and the frames' size before padding."""
+
+    handle: Any
     height: int
     width: int
+
+    @property
+    def flows(self) -> tuple[np.ndarray, np.ndarray]:
+        raise AttributeError("use Interpolator.flows(pair): the flows may live on the device")
 
 
 def schedule_times(times: Sequence[float], max_batch: int) -> list[list[float]]:
@@ -71,48 +76,30 @@ class Interpolator:
     def __init__(self, backend: Backend, max_batch: int = 4, check_finite: bool = True) -> None:
         self.backend = backend
         # An engine's profiles cap the batch; asking for more would fail at the first frame.
-        self.max_batch = min(max_batch, getattr(backend, "max_batch", max_batch))
+        self.max_batch = min(max_batch, backend.max_batch or max_batch)
         self.check_finite = check_finite
-        self.uint8_io = backend.manifest.io == "uint8"
+        self.io = backend.manifest.io
         self.multiple = backend.manifest.size_multiple
 
     @classmethod
-    def from_dir(
-        cls, folder, backend: str = "auto", device: int = 0, max_batch: int = 4, **options
-    ) -> Interpolator:
+    def from_dir(cls, folder, backend: str | BackendOptions = "auto", max_batch: int = 4) -> Interpolator:
+        """`backend`: a name or a typed options object (runtime/options.py)."""
         from superslomo.runtime.loader import open_backend
 
-        return cls(open_backend(folder, backend=backend, device=device, **options), max_batch=max_batch)
+        return cls(open_backend(folder, backend), max_batch=max_batch)
+
+    def activate(self) -> Interpolator:
+        self.backend.activate()
+        return self
 
     def close(self) -> None:
         self.backend.close()
 
     def __enter__(self) -> Interpolator:
-        return self
+        return self.activate()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    # -- graph layout --------------------------------------------------------------------
-    def _to_graph(self, frame: np.ndarray) -> np.ndarray:
-        padded = pad_frame(frame, self.multiple)
-        if self.uint8_io:
-            return np.ascontiguousarray(padded[None])
-        return np.ascontiguousarray(padded.transpose(2, 0, 1)[None], dtype=np.float32) / np.float32(255.0)
-
-    def _from_graph(self, frames: np.ndarray, height: int, width: int, as_float: bool) -> list[np.ndarray]:
-        result = []
-        for frame in frames:
-            if self.uint8_io:
-                image = crop_frame(frame, height, width)
-                result.append(image.astype(np.float32) / 255.0 if as_float else np.ascontiguousarray(image))
-                continue
-            image = crop_frame(frame.transpose(1, 2, 0), height, width)
-            if as_float:
-                result.append(np.ascontiguousarray(image))
-            else:
-                result.append((np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
-        return result
 
     # -- the two stages ------------------------------------------------------------------
     @staticmethod
@@ -127,30 +114,39 @@ class Interpolator:
 
     def prepare(self, frame0: np.ndarray, frame1: np.ndarray) -> PreparedPair:
         self.check_pair(frame0, frame1)
-        g0, g1 = self._to_graph(frame0), self._to_graph(frame1)
-        flows = self.backend.infer("flow", {"frame0": g0, "frame1": g1})
-        if self.check_finite:
-            _check_finite(flows, "flow")
-        return PreparedPair(g0, g1, flows["flow01"], flows["flow10"], frame0.shape[0], frame0.shape[1])
+        handle = self.backend.prepare(
+            frame_to_graph(frame0, self.io, self.multiple), frame_to_graph(frame1, self.io, self.multiple)
+        )
+        if self.check_finite and isinstance(handle, HostPair):  # device flows show up in frame_t
+            _check_finite({"flow01": handle.flow01, "flow10": handle.flow10}, "flow")
+        return PreparedPair(handle, frame0.shape[0], frame0.shape[1])
 
     def synthesize(
         self, pair: PreparedPair, times: Sequence[float], as_float: bool = False
     ) -> list[np.ndarray]:
         frames: list[np.ndarray] = []
         for batch in schedule_times(times, self.max_batch):
-            n = len(batch)
-            inputs = {
-                "frame0": np.repeat(pair.frame0, n, axis=0),
-                "frame1": np.repeat(pair.frame1, n, axis=0),
-                "flow01": np.repeat(pair.flow01, n, axis=0),
-                "flow10": np.repeat(pair.flow10, n, axis=0),
-                "t": np.asarray(batch, dtype=np.float32),
-            }
-            out = self.backend.infer("interp", inputs)
+            out = {"frame_t": self.backend.synthesize(pair.handle, batch)}
             if self.check_finite:
                 _check_finite(out, "interp")
-            frames.extend(self._from_graph(out["frame_t"], pair.height, pair.width, as_float))
+            frames.extend(graph_to_frames(out["frame_t"], pair.height, pair.width, self.io, as_float))
         return frames
+
+    @property
+    def queue_depth(self) -> int:
+        """Prepared pairs a streaming consumer may queue between its flow thread and its
+        synthesizing thread: besides the queue, one pair is being prepared and one synthesized,
+        and a GPU backend holds only so many at once."""
+        alive = self.backend.max_pairs_alive
+        return 2 if alive is None else max(1, min(2, alive - 2))
+
+    def release(self, pair: PreparedPair) -> None:
+        """Done with a pair: a backend that keeps it on the device may reuse the memory."""
+        self.backend.release(pair.handle)
+
+    def flows(self, pair: PreparedPair) -> tuple[np.ndarray, np.ndarray]:
+        """flow01, flow10 on the host in graph layout (padded): a copy where they live on a GPU."""
+        return self.backend.host_flows(pair.handle)
 
     def interpolate(
         self, frame0: np.ndarray, frame1: np.ndarray, times: Sequence[float], as_float: bool = False
@@ -161,7 +157,11 @@ class Interpolator:
         if not values:
             self.check_pair(frame0, frame1)  # no frames asked for, but bad ones are still refused
             return []
-        return self.synthesize(self.prepare(frame0, frame1), values, as_float)
+        pair = self.prepare(frame0, frame1)
+        try:
+            return self.synthesize(pair, values, as_float)
+        finally:
+            self.release(pair)
 
     # -- streaming ---------------------------------------------------------------------
     def run(self, frames: Iterable[np.ndarray], factor: int, pipelined: bool = True) -> Iterator[np.ndarray]:
@@ -180,46 +180,17 @@ class Interpolator:
         yield from self._run_pipelined(iter(frames), times)
 
     def _run_pipelined(self, frames: Iterator[np.ndarray], times: list[float]) -> Iterator[np.ndarray]:
-        handoff: queue.Queue = queue.Queue(maxsize=2)
-        stop = threading.Event()
-        done = object()
+        def prepared() -> Iterator[tuple[PreparedPair | None, np.ndarray]]:
+            previous = None
+            for frame in frames:
+                yield (self.prepare(previous, frame) if previous is not None and times else None), frame
+                previous = frame
 
-        def put(item: object) -> bool:
-            while not stop.is_set():
+        for pair, frame in background(prepared(), self.queue_depth, "slomo-flow"):
+            if pair is not None:
                 try:
-                    handoff.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def produce() -> None:
-            try:
-                previous = None
-                for frame in frames:
-                    if stop.is_set():
-                        return
-                    pair = self.prepare(previous, frame) if previous is not None and times else None
-                    if not put((pair, frame)):
-                        return
-                    previous = frame
-                put(done)
-            except BaseException as error:  # handed to the consumer, which re-raises it
-                put(error)
-
-        worker = threading.Thread(target=produce, name="slomo-flow", daemon=True)
-        worker.start()
-        try:
-            while True:
-                item = handoff.get()
-                if item is done:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                pair, frame = item
-                if pair is not None:
-                    yield from self.synthesize(pair, times)
-                yield frame
-        finally:
-            stop.set()
-            worker.join(timeout=5)
+                    made = self.synthesize(pair, times)
+                finally:
+                    self.release(pair)
+                yield from made
+            yield frame

@@ -1,5 +1,5 @@
-"""Opening a model folder with the right backend ("auto": TensorRT engines if present and usable,
-else onnxruntime; openvino only when asked for, until auto measures)."""
+"""Opening a model folder with the right backend. "auto": TensorRT engines if the folder holds
+engines, else ONNX Runtime (apps/models.py chooses by measurement among what is installed)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,13 @@ from pathlib import Path
 from superslomo.contracts.manifest import read_manifest
 from superslomo.errors import SloMoError
 from superslomo.runtime.backend import Backend
-
-BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt")
+from superslomo.runtime.options import (
+    BackendOptions,
+    OnnxRuntimeOptions,
+    OpenVinoOptions,
+    TensorRTOptions,
+    options_for,
+)
 
 
 def tensorrt_usable() -> tuple[bool, str]:
@@ -44,14 +49,17 @@ def openvino_usable() -> tuple[bool, str]:
     return True, ""
 
 
-def open_backend(folder: str | os.PathLike, backend: str = "auto", device: int = 0, **options) -> Backend:
-    if backend not in BACKENDS:
-        raise SloMoError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+def open_backend(folder: str | os.PathLike, backend: str | BackendOptions = "auto") -> Backend:
+    """A backend for `folder`, not yet activated (nothing loads until `activate` or first use).
+
+    `backend`: a name ("auto", "onnxruntime", "openvino", "tensorrt") for its default options, or
+    an options object (`OpenVinoOptions(precision="bf16")`, `TensorRTOptions(cuda_graphs=True)`)."""
     folder = Path(folder)
+    options = options_for(backend)
     manifest = read_manifest(folder)
-    if backend == "auto":
-        backend = "tensorrt" if manifest.kind == "tensorrt" else "onnxruntime"
-    if backend == "tensorrt":
+    if options is None:
+        options = TensorRTOptions() if manifest.kind == "tensorrt" else OnnxRuntimeOptions()
+    if isinstance(options, TensorRTOptions):
         if manifest.kind != "tensorrt":
             raise SloMoError(
                 f"{folder} holds ONNX graphs; build engines first: slomo build-engine {folder} -o ENGINES"
@@ -63,19 +71,11 @@ def open_backend(folder: str | os.PathLike, backend: str = "auto", device: int =
             )
         from superslomo.runtime.tensorrt_backend import TensorRTBackend  # type: ignore[import-not-found]
 
-        return TensorRTBackend(folder, manifest=manifest, device=device, **options)
-    if backend == "openvino":
-        if manifest.kind != "onnx":
-            raise SloMoError(
-                f"{folder} holds TensorRT engines; the openvino backend runs the ONNX folder "
-                "they were built from"
-            )
+        return TensorRTBackend(folder, options, manifest=manifest)
+    if isinstance(options, OpenVinoOptions):
         from superslomo.runtime.openvino_backend import OpenVinoBackend
 
-        return OpenVinoBackend(folder, manifest=manifest, **options)
+        return OpenVinoBackend(folder, options, manifest=manifest)
     from superslomo.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
-    # The CPU unless asked (`gpu=True`): CUDA's TF32 convolutions would fail the fp32 parity gate
-    # that CI runs through this same path.
-    gpu = options.pop("gpu", False)
-    return OnnxRuntimeBackend(folder, manifest=manifest, device=device if gpu else None, **options)
+    return OnnxRuntimeBackend(folder, options, manifest=manifest)

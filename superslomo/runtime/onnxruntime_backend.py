@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from superslomo.contracts.external_data import check_external_data
 from superslomo.contracts.graph_io import PLUGIN_NAME, PLUGIN_NAMESPACE
-from superslomo.contracts.manifest import WARP_CONVENTIONS, Manifest, read_manifest
+from superslomo.contracts.manifest import WARP_CONVENTIONS, Manifest
 from superslomo.errors import SloMoError
+from superslomo.runtime.backend import Backend, GraphRunner, check_threads
+from superslomo.runtime.options import OnnxRuntimeOptions
 
 # onnxruntime-extensions registers Python ops in this domain only; plugin graphs are re-labelled
 # in memory to reach our numpy BackWarp.
@@ -84,28 +86,19 @@ def default_providers(device: int | None) -> list:
     return providers
 
 
-class OnnxRuntimeBackend:
-    name = "onnxruntime"
+class _SessionRunner(GraphRunner):
+    def __init__(self, backend: OnnxRuntimeBackend, graph: str) -> None:
+        super().__init__(graph, backend.manifest)
+        self.backend = backend
+        self.session = None
 
-    def __init__(
-        self,
-        folder: str | os.PathLike,
-        manifest: Manifest | None = None,
-        providers: Sequence | None = None,
-        threads: int | None = None,
-        device: int | None = None,
-    ) -> None:
+    def activate_impl(self) -> None:
         import onnxruntime as ort
 
-        self.folder = Path(folder)
-        self.manifest = manifest or read_manifest(self.folder)
-        if self.manifest.kind != "onnx":
-            raise SloMoError(
-                f"{self.folder} holds {self.manifest.kind} engines, not ONNX graphs; use --backend tensorrt"
-            )
+        backend = self.backend
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.intra_op_num_threads = backend.options.threads or os.cpu_count() or 1
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.enable_cpu_mem_arena = True
@@ -114,23 +107,44 @@ class OnnxRuntimeBackend:
         plugin = self.manifest.warp == "plugin"
         if plugin:
             options.register_custom_ops_library(_register_backwarp_pyop())
-        self.providers = list(providers) if providers is not None else default_providers(device)
-        self.sessions = {}
-        for graph in ("flow", "interp"):
-            path = self.manifest.graph_path(self.folder, graph)
-            check_external_data(path, self.folder)  # a manifest given by the caller was not checked
-            source = _plugin_model_bytes(path) if plugin else str(path)
-            try:
-                self.sessions[graph] = ort.InferenceSession(
-                    source, sess_options=options, providers=self.providers
-                )
-            except Exception as error:  # onnxruntime raises its own exception types
-                raise SloMoError(f"ONNX Runtime cannot load {path}: {str(error).splitlines()[0]}") from None
+        path = self.manifest.graph_path(backend.folder, self.graph)
+        check_external_data(path, backend.folder)  # a manifest given by the caller was not checked
+        source = _plugin_model_bytes(path) if plugin else str(path)
+        try:
+            self.session = ort.InferenceSession(source, sess_options=options, providers=backend.providers)
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise SloMoError(f"ONNX Runtime cannot load {path}: {str(error).splitlines()[0]}") from None
+        self.output_names = [o.name for o in self.session.get_outputs()]
 
-    def infer(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        session = self.sessions[graph]
-        names = [o.name for o in session.get_outputs()]
-        return dict(zip(names, session.run(names, dict(inputs)), strict=False))
+    def infer_impl(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        assert self.session is not None
+        return dict(zip(self.output_names, self.session.run(self.output_names, dict(inputs)), strict=True))
 
-    def close(self) -> None:
-        self.sessions.clear()
+    def deactivate_impl(self) -> None:
+        self.session = None
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        options: OnnxRuntimeOptions | None = None,
+        manifest: Manifest | None = None,
+    ) -> None:
+        super().__init__(folder, manifest)
+        self.options = options or OnnxRuntimeOptions()
+        check_threads(self.options.threads)
+        self.providers = (
+            list(self.options.providers)
+            if self.options.providers is not None
+            else default_providers(self.options.device)
+        )
+
+    def make_runner(self, graph: str) -> GraphRunner:
+        return _SessionRunner(self, graph)
+
+    def describe(self) -> str:
+        first = self.providers[0]
+        return (first[0] if isinstance(first, tuple) else first).replace("ExecutionProvider", "")

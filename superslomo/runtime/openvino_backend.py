@@ -19,8 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from superslomo.contracts.external_data import check_external_data
-from superslomo.contracts.manifest import Manifest, read_manifest
+from superslomo.contracts.manifest import Manifest
 from superslomo.errors import SloMoError
+from superslomo.runtime.backend import Backend, GraphRunner, check_threads
+from superslomo.runtime.options import OpenVinoOptions
 
 EXTRA_HINT = "pip install 'superslomo-trt[openvino]'"
 # OpenVINO's own spelling of the inference precisions; "fp32" is the rest of the project's.
@@ -36,6 +38,13 @@ def import_openvino():
     except ImportError:
         raise SloMoError(f"the openvino backend needs OpenVINO: {EXTRA_HINT}") from None
     return openvino
+
+
+def cpu_precisions() -> list[str]:
+    """The inference precisions OpenVINO's CPU plugin can use here ("f32", and "bf16" only where the
+    CPU has bf16 instructions: elsewhere a bf16 hint silently runs f32)."""
+    capabilities = import_openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return ["f32"] + (["bf16"] if "BF16" in capabilities else [])
 
 
 def compile_config(precision: str, threads: int) -> dict[str, str]:
@@ -65,7 +74,6 @@ class _Graph:
     def __init__(self, core, model, config: dict[str, str], where: Path) -> None:
         self.core, self.model, self.config, self.where = core, model, config, where
         self.inputs = [port.get_any_name() for port in model.inputs]
-        self.dtypes = [np.dtype(port.get_element_type().to_dtype()) for port in model.inputs]
         self.outputs = [port.get_any_name() for port in model.outputs]
         self.requests: OrderedDict[tuple, object] = OrderedDict()
         # The Interpolator runs flow and interp from two threads, never one graph from two; the
@@ -93,16 +101,9 @@ class _Graph:
         return request
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        missing = [name for name in self.inputs if name not in inputs]
-        if missing:
-            raise SloMoError(f"{self.where.name} needs input {missing[0]!r}")
+        # Names and types were checked by the runner (OpenVINO would convert a uint8 frame fed to
+        # a float graph silently, 255x too bright).
         arrays = {name: np.ascontiguousarray(inputs[name]) for name in self.inputs}
-        for name, dtype in zip(self.inputs, self.dtypes, strict=True):
-            # OpenVINO would convert silently, and uint8 frames fed to a float graph are 255x too bright.
-            if arrays[name].dtype != dtype:
-                raise SloMoError(
-                    f"{self.where.name} input {name!r} must be {dtype}, got {arrays[name].dtype}"
-                )
         shapes = {name: a.shape for name, a in arrays.items()}
         key = tuple(shapes[name] for name in self.inputs)
         with self.lock:
@@ -121,50 +122,68 @@ def _reason(error: Exception) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
-class OpenVinoBackend:
+class _CompiledRunner(GraphRunner):
+    def __init__(self, backend: OpenVinoBackend, graph: str) -> None:
+        super().__init__(graph, backend.manifest)
+        self.backend = backend
+        self.compiled: _Graph | None = None
+
+    def activate_impl(self) -> None:
+        backend = self.backend
+        path = self.manifest.graph_path(backend.folder, self.graph)
+        check_external_data(path, backend.folder)  # a manifest given by the caller was not checked
+        try:
+            model = backend.core().read_model(str(path))
+        except RuntimeError as error:
+            raise SloMoError(f"OpenVINO cannot read {path}: {_reason(error)}") from None
+        self.compiled = _Graph(backend.core(), model, backend.config, path)
+
+    def infer_impl(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        assert self.compiled is not None
+        return self.compiled.infer(inputs)
+
+    def deactivate_impl(self) -> None:
+        self.compiled = None
+
+
+class OpenVinoBackend(Backend):
     name = "openvino"
 
     def __init__(
         self,
         folder: str | os.PathLike,
+        options: OpenVinoOptions | None = None,
         manifest: Manifest | None = None,
-        precision: str = "f32",
-        threads: int | None = None,
     ) -> None:
-        self.folder = Path(folder)
-        self.manifest = manifest or read_manifest(self.folder)
-        if precision not in PRECISIONS:
-            raise SloMoError(f"unknown openvino precision {precision!r}; choose f32 or bf16")
-        if threads is not None and threads < 1:
-            raise SloMoError(f"threads must be >= 1, got {threads}")
-        if self.manifest.kind != "onnx":
-            raise SloMoError(
-                f"{self.folder} holds {self.manifest.kind} engines, not ONNX graphs; use --backend tensorrt"
-            )
+        super().__init__(folder, manifest)
+        self.options = options or OpenVinoOptions()
+        if self.options.precision not in PRECISIONS:
+            raise SloMoError(f"unknown openvino precision {self.options.precision!r}; choose f32 or bf16")
+        check_threads(self.options.threads)
         if self.manifest.warp == "plugin":
             raise SloMoError(
                 f"{self.folder} was exported with --warp plugin, which OpenVINO cannot run "
                 "(no BackWarp op); export with --warp gridsample"
             )
-        ov = import_openvino()
-        self.precision = PRECISIONS[precision]
-        self.threads = threads or os.cpu_count() or 1
-        core = ov.Core()
-        config = compile_config(precision, self.threads)
-        self.graphs: dict[str, _Graph] = {}
-        for graph in ("flow", "interp"):
-            path = self.manifest.graph_path(self.folder, graph)
-            check_external_data(path, self.folder)  # a manifest given by the caller was not checked
-            try:
-                model = core.read_model(str(path))
-            except RuntimeError as error:
-                raise SloMoError(f"OpenVINO cannot read {path}: {_reason(error)}") from None
-            self.graphs[graph] = _Graph(core, model, config, path)
+        self.precision = PRECISIONS[self.options.precision]
+        self.threads = self.options.threads or os.cpu_count() or 1
+        self.config = compile_config(self.precision, self.threads)
+        self._core = None
 
-    def infer(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if graph not in self.graphs:
-            raise SloMoError(f"unknown graph {graph!r}; the graphs are flow and interp")
-        return self.graphs[graph].infer(inputs)
+    def activate(self) -> OpenVinoBackend:
+        if self.precision == "bf16" and "bf16" not in cpu_precisions():
+            # OpenVINO would quietly run f32 and report it as bf16 (speed and accuracy both wrong).
+            raise SloMoError("this CPU has no bf16 instructions: OpenVINO would run f32; use precision f32")
+        super().activate()
+        return self
 
-    def close(self) -> None:
-        self.graphs.clear()
+    def core(self):
+        if self._core is None:
+            self._core = import_openvino().Core()
+        return self._core
+
+    def make_runner(self, graph: str) -> GraphRunner:
+        return _CompiledRunner(self, graph)
+
+    def describe(self) -> str:
+        return f"CPU, {self.precision}"

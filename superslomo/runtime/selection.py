@@ -36,6 +36,8 @@ import numpy as np
 from superslomo.contracts.files import atomic_write_text
 from superslomo.contracts.frames import padded_size
 from superslomo.errors import SloMoError
+from superslomo.runtime.backend import Backend
+from superslomo.runtime.options import OnnxRuntimeOptions, OpenVinoOptions
 
 RUNTIMES = ("onnxruntime", "openvino")
 PRECISIONS = ("fp32", "bf16", "int8", "fp16")
@@ -66,13 +68,13 @@ class Candidate:
     def words(self) -> str:
         return f"{self.runtime} {self.precision}"
 
-    def options(self) -> dict:
-        """Keyword options of `open_backend` / `Interpolator.from_dir` for this candidate."""
+    def options(self, threads: int | None = None) -> OnnxRuntimeOptions | OpenVinoOptions:
+        """The typed options that open this candidate (runtime/options.py)."""
         if self.runtime == "openvino":
             # bf16 is OpenVINO's compute precision over the fp32 graphs; anything else asks for f32
             # explicitly (its CPU default on bf16 machines would fail the fp32 parity gate).
-            return {"precision": "bf16" if self.precision == "bf16" else "f32"}
-        return {}
+            return OpenVinoOptions(precision="bf16" if self.precision == "bf16" else "f32", threads=threads)
+        return OnnxRuntimeOptions(threads=threads)
 
 
 @dataclass
@@ -368,10 +370,7 @@ def select(
         def open_interp(candidate: Candidate) -> object:
             from superslomo.runtime.interpolator import Interpolator
 
-            options = candidate.options()
-            if threads is not None:
-                options["threads"] = threads
-            return Interpolator.from_dir(candidate.folder, backend=candidate.runtime, **options)
+            return Interpolator.from_dir(candidate.folder, candidate.options(threads))
 
     timings: dict[str, float] = {}
     cached, note, opened = False, "", {}
@@ -457,18 +456,28 @@ def upscale_flow(flow: np.ndarray, height: int, width: int, convention: str) -> 
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
-class HalfScaleFlow:
-    """A Backend that runs its inner backend's flow graph on the pair downscaled 2x and hands the
-    interpolation graph full-size flows; everything else passes through. Frames of an odd padded
-    below `min_height` lines (padded) run at full scale."""
+class HalfScaleFlow(Backend):
+    """A Backend that runs its inner (host) backend's flow graph on the pair downscaled 2x and hands
+    the interpolation graph full-size flows; everything else passes through. Frames below
+    `min_height` lines (padded) run at full scale."""
 
-    def __init__(self, inner, min_height: int = HALF_SCALE_MIN_HEIGHT) -> None:
+    def __init__(self, inner: Backend, min_height: int = HALF_SCALE_MIN_HEIGHT) -> None:
         if inner.manifest.io != "float32":
             raise SloMoError("half-scale flow needs a float32-I/O model folder")
+        super().__init__(inner.folder, inner.manifest)
         self.inner, self.min_height = inner, min_height
-        self.name, self.manifest = inner.name, inner.manifest
-        if hasattr(inner, "max_batch"):
-            self.max_batch = inner.max_batch
+        self.name = inner.name
+
+    @property
+    def max_batch(self) -> int | None:
+        return self.inner.max_batch
+
+    def describe(self) -> str:
+        return f"{self.inner.describe()}, flow at half scale"
+
+    def activate(self) -> HalfScaleFlow:
+        self.inner.activate()
+        return self
 
     def infer(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         frame0 = inputs.get("frame0")
@@ -482,3 +491,4 @@ class HalfScaleFlow:
 
     def close(self) -> None:
         self.inner.close()
+        self.closed = True

@@ -5,15 +5,16 @@ profile choice, buffer planning, batching of time steps) are plain functions at 
 file so they are tested without a GPU; the classes below them are the thin CUDA/TensorRT layer,
 exercised by the `gpu` test suite.
 
-Pipelining: `infer_pair` runs the flow engine on the flow stream and the interpolation engine on
-the interp stream, ordered by an event. Flow outputs live in one of two device slots, so the
-host-to-device copies and flow of pair k+1 overlap the interpolation of pair k.
+The pair protocol (TensorRTBackend.prepare / synthesize) keeps frames and flows on the GPU; the
+Interpolator and the video job call it from two threads, so the flow engine of pair k+1 runs on
+its stream while the interpolation engine of pair k runs on the other, ordered by events.
 """
 
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from superslomo.contracts.device import CudaError, cuda_call, device_identity, import_cudart
-from superslomo.contracts.graph_io import FLOW_INPUTS, FLOW_OUTPUTS, INTERP_INPUTS, INTERP_OUTPUTS
-from superslomo.contracts.manifest import GRAPHS, Manifest, ManifestError, read_manifest
+from superslomo.contracts.graph_io import GRAPH_INPUTS, GRAPH_OUTPUTS
+from superslomo.contracts.manifest import GRAPHS, Manifest, ManifestError
 from superslomo.contracts.shapes import Profile, Shape, choose_profile, tensor_shape
 from superslomo.contracts.tensorrt_version import (
     TrtVersion,
@@ -30,12 +31,15 @@ from superslomo.contracts.tensorrt_version import (
     versions_compatible,
 )
 from superslomo.errors import SloMoError
-from superslomo.runtime.interpolator import schedule_times
+from superslomo.runtime.backend import Backend, GraphRunner, check_inputs
+from superslomo.runtime.options import TensorRTOptions
 
 if TYPE_CHECKING:
     import tensorrt as trt
 
-GRAPH_IO = {"flow": (FLOW_INPUTS, FLOW_OUTPUTS), "interp": (INTERP_INPUTS, INTERP_OUTPUTS)}
+GRAPH_IO = {graph: (GRAPH_INPUTS[graph], GRAPH_OUTPUTS[graph]) for graph in GRAPHS}
+# The synchronous path's buffers, apart from the ring of prepared pairs (slots 0..pair_slots-1).
+_SYNC_SLOT = -1
 
 
 # ----------------------------------------------------------------------------- pure logic
@@ -121,30 +125,6 @@ def plan_buffers(graph: str, shape: Shape, io: str, dtypes: Mapping[str, Any]) -
                 )
             specs.append(BufferSpec(name, tensor_shape(name, shape, io), np.dtype(dtypes[name]), is_input))
     return specs
-
-
-def input_shape_of(graph: str, inputs: Mapping[str, np.ndarray], io: str) -> Shape:
-    """The engine shape NxHxW implied by the inputs, after checking they agree with each other."""
-    names = GRAPH_IO[graph][0]
-    missing = [n for n in names if n not in inputs]
-    if missing:
-        raise SloMoError(f"{graph}: missing inputs {missing}")
-    frame = np.asarray(inputs["frame0"])
-    if frame.ndim != 4:
-        raise SloMoError(f"{graph}: frame0 must be 4-D, got shape {frame.shape}")
-    n, h, w = (
-        (frame.shape[0], frame.shape[1], frame.shape[2])
-        if io == "uint8"
-        else (frame.shape[0], frame.shape[2], frame.shape[3])
-    )
-    shape = Shape(int(n), int(h), int(w))
-    for name in names:
-        expected = tensor_shape(name, shape, io)
-        if tuple(np.shape(inputs[name])) != expected:
-            raise SloMoError(
-                f"{graph}: {name} has shape {tuple(np.shape(inputs[name]))}, expected {expected}"
-            )
-    return shape
 
 
 # ----------------------------------------------------------------------------- CUDA helpers
@@ -249,10 +229,7 @@ class _Engine:
         self.stream = cuda_call(
             cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking), "cudaStreamCreateWithFlags"
         )
-        self.done = cuda_call(
-            cudart.cudaEventCreateWithFlags(cudart.cudaEventDisableTiming), "cudaEventCreateWithFlags"
-        )
-        self.slots: dict[tuple[Shape, int], _ShapeSlot] = {}
+        self.slots: dict[tuple[Shape, int], _ShapeSlot] = {}  # (shape, slot index)
         self.active_profile = -1
         self.bound: tuple[Shape, int] | None = None
 
@@ -308,165 +285,286 @@ class _Engine:
             return None
         return graph_exec
 
+    def run(self, shape: Shape, index: int, use_graphs: bool) -> None:
+        """Enqueue the plan on slot `index`'s buffers at `shape` (binding them first if needed)."""
+        slot = self.slot(shape, index)
+        if self.bound != (shape, index):
+            self.bind(shape, slot, (shape, index))
+        self.execute(slot, use_graphs)
+
+    def download(self, slot: _ShapeSlot, name: str) -> np.ndarray:
+        """One output (or input) of `slot` to the host, after the stream's queued work."""
+        cudart = import_cudart()
+        _copy_async(
+            slot.host[name].ptr,
+            slot.device[name].ptr,
+            slot.specs[name].nbytes,
+            cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+            self.stream,
+        )
+        cuda_call(cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+        return slot.host[name].array.copy()
+
     def close(self) -> None:
         cudart = import_cudart()
         cuda_call(cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
         for slot in self.slots.values():
             slot.free()
         self.slots.clear()
-        cuda_call(cudart.cudaEventDestroy(self.done), "cudaEventDestroy")
         cuda_call(cudart.cudaStreamDestroy(self.stream), "cudaStreamDestroy")
         # TensorRT frees its objects when the last reference goes; the context must go first.
         del self.context
         del self.engine
 
 
-class TensorRTBackend:
-    """Backend protocol over two TensorRT plans (flow, interp) in an engine folder."""
+class _EngineRunner(GraphRunner):
+    """One plan on its own stream; `infer` is the synchronous path (host in, host out)."""
+
+    def __init__(self, backend: TensorRTBackend, graph: str) -> None:
+        super().__init__(graph, backend.manifest)
+        self.backend = backend
+        self.engine: _Engine | None = None
+
+    def activate_impl(self) -> None:
+        backend = self.backend
+        assert backend.trt_runtime is not None and backend.folder is not None
+        self.engine = _Engine(
+            backend.trt_runtime,
+            self.manifest.graph_path(backend.folder, self.graph),
+            self.graph,
+            self.manifest.io,
+            backend.profiles,
+        )
+
+    def infer_impl(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        assert self.engine is not None
+        cudart = import_cudart()
+        self.backend.use_device()
+        engine = self.engine
+        n, h, w = check_inputs(self.graph, inputs, self.manifest)
+        shape = Shape(n, h, w)
+        slot = engine.slot(shape, _SYNC_SLOT)
+        for name in GRAPH_IO[self.graph][0]:
+            np.copyto(slot.host[name].array, inputs[name], casting="same_kind")
+            _copy_async(
+                slot.device[name].ptr,
+                slot.host[name].ptr,
+                slot.specs[name].nbytes,
+                cudart.cudaMemcpyKind.cudaMemcpyHostToDevice,
+                engine.stream,
+            )
+        engine.run(shape, _SYNC_SLOT, self.backend.options.cuda_graphs)
+        outputs = {}
+        for name in GRAPH_IO[self.graph][1]:
+            outputs[name] = engine.download(slot, name)
+        return outputs
+
+    def deactivate_impl(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
+
+
+@dataclass(frozen=True)
+class DevicePair:
+    """A prepared pair on the GPU: frames and flows in flow-engine slot `slot` (of the ring of
+    `pair_slots`), valid while that slot's generation is still `generation`."""
+
+    slot: int
+    generation: int
+    shape: Shape
+
+
+class TensorRTBackend(Backend):
+    """Two TensorRT plans (flow, interp) of an engine folder, each on its own CUDA stream.
+
+    The pair protocol keeps everything on the GPU: `prepare` uploads the two frames into one slot
+    of a ring, runs the flow engine on the flow stream and records an event; `synthesize` makes
+    the interp stream wait on that event, broadcasts the pair over the batch of times by
+    device-to-device copies, runs the interpolation engine and copies only frame_t back. The flow
+    of pair k+1 (prepared by the Interpolator's or the video job's flow thread) overlaps the
+    interpolation of pair k; a slot is rewritten only after the interp stream has finished with it.
+    """
 
     name = "tensorrt"
+    kinds = ("tensorrt",)
 
     def __init__(
-        self, folder: str | Path, manifest: Manifest | None = None, device: int = 0, cuda_graphs: bool = False
+        self, folder: str | Path, options: TensorRTOptions | None = None, manifest: Manifest | None = None
     ) -> None:
-        self.folder = Path(folder)
-        # The loader has already read (and hashed) the manifest; reading it again costs a full pass
-        # over both plans.
-        self.manifest = manifest if manifest is not None else read_manifest(self.folder)
-        import_tensorrt()  # a clear message when TensorRT is missing
-        import tensorrt as trt
-
-        cudart = import_cudart()
-        cuda_call(cudart.cudaSetDevice(device), f"cudaSetDevice({device})")
-        gpu = device_identity(device)
-        check_engine_manifest(self.manifest, str(trt.__version__), gpu["name"], gpu["compute_capability"])
-        self.profiles = manifest_profiles(self.manifest)
-        self.cuda_graphs = cuda_graphs
-        logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(logger)
-        if self.manifest.tensorrt.get("version_compatible"):
-            # Version-compatible plans carry their own lean runtime, which is host code.
-            self._runtime.engine_host_code_allowed = True
-        self.engines = {
-            g: _Engine(
-                self._runtime, self.manifest.graph_path(self.folder, g), g, self.manifest.io, self.profiles
+        super().__init__(folder, manifest)
+        self.options = options or TensorRTOptions()
+        if self.options.pair_slots < 3:
+            raise SloMoError(
+                f"pair_slots must be >= 3 (one prepared, one waiting, one synthesized), "
+                f"got {self.options.pair_slots}"
             )
-            for g in GRAPHS
-        }
-        self._pair = 0
+        self.profiles = manifest_profiles(self.manifest)
+        self.trt_runtime: trt.Runtime | None = None
+        self._next_pair = 0
+        self._generations = [0] * self.options.pair_slots
+        # Held while a slot's buffers are written (prepare) or read (synthesize, host_flows), so
+        # a caller that keeps more pairs alive than the ring holds gets an error, not mixed frames.
+        self._slot_locks = [threading.Lock() for _ in range(self.options.pair_slots)]
+        self._flow_ready: list[Any] = []
+        self._slot_free: list[Any] = []
+        self._slot_used = [False] * self.options.pair_slots
+
+    def use_device(self) -> None:
+        """The CUDA device is a per-thread setting: every entry point may come from another thread."""
+        cudart = import_cudart()
+        cuda_call(cudart.cudaSetDevice(self.options.device), f"cudaSetDevice({self.options.device})")
+
+    def activate(self) -> TensorRTBackend:
+        if self.trt_runtime is None and not self.closed:
+            import_tensorrt()  # a clear message when TensorRT is missing
+            import tensorrt as trt
+
+            cudart = import_cudart()
+            self.use_device()
+            gpu = device_identity(self.options.device)
+            check_engine_manifest(self.manifest, str(trt.__version__), gpu["name"], gpu["compute_capability"])
+            self.trt_runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+            if self.manifest.tensorrt.get("version_compatible"):
+                # Version-compatible plans carry their own lean runtime, which is host code.
+                self.trt_runtime.engine_host_code_allowed = True
+            flags = cudart.cudaEventDisableTiming
+            self._flow_ready = [
+                cuda_call(cudart.cudaEventCreateWithFlags(flags), "cudaEventCreateWithFlags")
+                for _ in range(self.options.pair_slots)
+            ]
+            self._slot_free = [
+                cuda_call(cudart.cudaEventCreateWithFlags(flags), "cudaEventCreateWithFlags")
+                for _ in range(self.options.pair_slots)
+            ]
+        super().activate()
+        self._check_engines_agree()
+        return self
+
+    def _check_engines_agree(self) -> None:
+        flow, interp = self._engine("flow"), self._engine("interp")
+        for name in ("frame0", "frame1", "flow01", "flow10"):
+            if flow.dtypes[name] != interp.dtypes[name]:
+                raise ManifestError(
+                    f"the flow engine's {name} is {flow.dtypes[name]} but the interpolation engine takes "
+                    f"{interp.dtypes[name]}; {rebuild_hint(self.manifest)}"
+                )
+
+    def make_runner(self, graph: str) -> GraphRunner:
+        return _EngineRunner(self, graph)
+
+    def _engine(self, graph: str) -> _Engine:
+        if not self.is_active:
+            self.activate()
+        engine = self.runners[graph].engine  # type: ignore[attr-defined]
+        assert engine is not None
+        return engine
+
+    def deactivate(self) -> None:
+        if self.trt_runtime is None:
+            return
+        cudart = import_cudart()
+        self.use_device()
+        super().deactivate()  # synchronises and frees each engine's streams and buffers
+        for event in self._flow_ready + self._slot_free:
+            cuda_call(cudart.cudaEventDestroy(event), "cudaEventDestroy")
+        self._flow_ready, self._slot_free = [], []
+        self._slot_used = [False] * self.options.pair_slots
+        # TensorRT frees its objects when the last reference goes; engines went first.
+        self.trt_runtime = None
 
     @property
     def max_batch(self) -> int:
         return max(p.max.n for p in self.profiles)
 
-    def _run(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    @property
+    def max_pairs_alive(self) -> int:
+        return self.options.pair_slots
+
+    def describe(self) -> str:
+        return f"GPU {self.options.device}" + (", CUDA graphs" if self.options.cuda_graphs else "")
+
+    @property
+    def captured_graphs(self) -> int:
+        """CUDA graphs captured so far, over both engines (0 when off or every capture failed)."""
+        return sum(
+            slot.graph_exec is not None
+            for runner in self.runners.values()
+            for slot in runner.engine.slots.values()  # type: ignore[attr-defined]
+        )
+
+    # -- the pair protocol on the GPU ----------------------------------------------------
+    def prepare(self, frame0: np.ndarray, frame1: np.ndarray) -> DevicePair:
         cudart = import_cudart()
-        engine = self.engines[graph]
-        shape = input_shape_of(graph, inputs, self.manifest.io)
-        slot = engine.slot(shape)
-        stream = engine.stream
-        for name in GRAPH_IO[graph][0]:
-            spec = slot.specs[name]
-            np.copyto(slot.host[name].array, np.asarray(inputs[name]), casting="same_kind")
-            _copy_async(
-                slot.device[name].ptr,
-                slot.host[name].ptr,
-                spec.nbytes,
-                cudart.cudaMemcpyKind.cudaMemcpyHostToDevice,
-                stream,
-            )
-        if engine.bound != (shape, 0):
-            engine.bind(shape, slot, (shape, 0))
-        engine.execute(slot, self.cuda_graphs)
-        for name in GRAPH_IO[graph][1]:
-            _copy_async(
-                slot.host[name].ptr,
-                slot.device[name].ptr,
-                slot.specs[name].nbytes,
-                cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost,
-                stream,
-            )
-        cuda_call(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
-        return {name: slot.host[name].array.copy() for name in GRAPH_IO[graph][1]}
-
-    def infer(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if graph not in GRAPH_IO:
-            raise SloMoError(f"unknown graph {graph!r}; expected one of {GRAPHS}")
-        return self._run(graph, inputs)
-
-    def infer_pairs(
-        self, pairs: Iterable[tuple[np.ndarray, np.ndarray]], times: Sequence[float]
-    ) -> Iterable[list[np.ndarray]]:
-        """Pipelined: for each (frame0, frame1) [1,...] yield the frames at `times`, flows kept on the GPU.
-
-        Flow of pair k+1 (its own stream, slot k+1 mod 2) overlaps the interpolation of pair k;
-        the interp stream waits on the flow's event, and the flow stream waits on the interp's
-        event before reusing a slot.
-        """
-        cudart = import_cudart()
-        flow = self.engines["flow"]
-        batches = schedule_times(times, self.max_batch)
-        pending: tuple[Any, ...] | None = None
-        slot_used: dict[int, Any] = {}
-        for index, (frame0, frame1) in enumerate(pairs):
-            k = index % 2
-            shape = input_shape_of("flow", {"frame0": frame0, "frame1": frame1}, self.manifest.io)
-            if shape.n != 1:
-                raise SloMoError("infer_pairs takes one pair at a time (batch 1 frames)")
-            if k in slot_used:  # the interp that read this flow slot must be finished
-                cuda_call(cudart.cudaStreamWaitEvent(flow.stream, slot_used[k], 0), "cudaStreamWaitEvent")
-            fslot = flow.slot(shape, k)
+        flow = self._engine("flow")
+        self.use_device()
+        n, h, w = check_inputs("flow", {"frame0": frame0, "frame1": frame1}, self.manifest)
+        if n != 1:
+            raise SloMoError(f"prepare takes one pair (batch 1 frames), got a batch of {n}")
+        shape = Shape(1, h, w)
+        k = self._next_pair % self.options.pair_slots
+        self._next_pair += 1
+        with self._slot_locks[k]:
+            self._generations[k] += 1
+            if self._slot_used[k]:  # the interpolation that read this slot last must be finished
+                cuda_call(
+                    cudart.cudaStreamWaitEvent(flow.stream, self._slot_free[k], 0), "cudaStreamWaitEvent"
+                )
+            slot = flow.slot(shape, k)
             for name, frame in (("frame0", frame0), ("frame1", frame1)):
-                np.copyto(fslot.host[name].array, frame, casting="same_kind")
+                # The pinned buffer of this slot may still feed an earlier upload of the stream.
+                cuda_call(cudart.cudaStreamSynchronize(flow.stream), "cudaStreamSynchronize")
+                np.copyto(slot.host[name].array, frame, casting="same_kind")
                 _copy_async(
-                    fslot.device[name].ptr,
-                    fslot.host[name].ptr,
-                    fslot.specs[name].nbytes,
+                    slot.device[name].ptr,
+                    slot.host[name].ptr,
+                    slot.specs[name].nbytes,
                     cudart.cudaMemcpyKind.cudaMemcpyHostToDevice,
                     flow.stream,
                 )
-            if flow.bound != (shape, k):
-                flow.bind(shape, fslot, (shape, k))
-            flow.execute(fslot, self.cuda_graphs)
-            flow_done = cuda_call(
-                cudart.cudaEventCreateWithFlags(cudart.cudaEventDisableTiming), "cudaEventCreateWithFlags"
-            )
-            cuda_call(cudart.cudaEventRecord(flow_done, flow.stream), "cudaEventRecord")
-            if pending is not None:
-                yield self._finish_interp(*pending)
-            pending = (fslot, flow_done, shape, batches, k, slot_used)
-        if pending is not None:
-            yield self._finish_interp(*pending)
+            flow.run(shape, k, self.options.cuda_graphs)
+            cuda_call(cudart.cudaEventRecord(self._flow_ready[k], flow.stream), "cudaEventRecord")
+            self._slot_used[k] = True
+            return DevicePair(k, self._generations[k], shape)
 
-    def _finish_interp(
-        self,
-        fslot: _ShapeSlot,
-        flow_done: Any,
-        shape: Shape,
-        batches: list[list[float]],
-        k: int,
-        slot_used: dict[int, Any],
-    ) -> list[np.ndarray]:
+    def _check_alive(self, pair: DevicePair) -> None:
+        if not isinstance(pair, DevicePair):
+            raise SloMoError(f"not a pair prepared by this TensorRT backend: {type(pair).__name__}")
+        if self._generations[pair.slot] != pair.generation:
+            raise SloMoError(
+                f"this prepared pair was recycled: more than {self.options.pair_slots} pairs were kept "
+                "alive at once (raise TensorRTOptions.pair_slots)"
+            )
+
+    def synthesize(self, pair: DevicePair, times: Sequence[float]) -> np.ndarray:
         cudart = import_cudart()
-        interp = self.engines["interp"]
-        cuda_call(cudart.cudaStreamWaitEvent(interp.stream, flow_done, 0), "cudaStreamWaitEvent")
-        results: list[np.ndarray] = []
-        for batch in batches:
-            bshape = Shape(len(batch), shape.h, shape.w)
-            islot = interp.slot(bshape, k)
-            t = islot.host["t"].array
-            t[:] = np.asarray(batch, dtype=t.dtype)
+        flow, interp = self._engine("flow"), self._engine("interp")
+        self.use_device()
+        if not 1 <= len(times) <= self.max_batch:
+            raise SloMoError(f"synthesize takes 1 to {self.max_batch} times per call, got {len(times)}")
+        with self._slot_locks[pair.slot]:
+            self._check_alive(pair)
+            fslot = flow.slot(pair.shape, pair.slot)
+            shape = Shape(len(times), pair.shape.h, pair.shape.w)
+            islot = interp.slot(shape, 0)
+            cuda_call(
+                cudart.cudaStreamWaitEvent(interp.stream, self._flow_ready[pair.slot], 0),
+                "cudaStreamWaitEvent",
+            )
             for name in ("frame0", "frame1", "flow01", "flow10"):
-                src = fslot.device[name].ptr
                 per = fslot.specs[name].nbytes
-                for b in range(bshape.n):  # broadcast the pair over the time batch on the device
+                for b in range(shape.n):  # the pair broadcast over the batch of times, on the device
                     _copy_async(
                         islot.device[name].ptr + b * per,
-                        src,
+                        fslot.device[name].ptr,
                         per,
                         cudart.cudaMemcpyKind.cudaMemcpyDeviceToDevice,
                         interp.stream,
                     )
+            # The slot's frames and flows are read: the next prepare into it may overwrite them.
+            cuda_call(cudart.cudaEventRecord(self._slot_free[pair.slot], interp.stream), "cudaEventRecord")
+            t = islot.host["t"].array
+            t[:] = np.asarray(times, dtype=t.dtype)
             _copy_async(
                 islot.device["t"].ptr,
                 islot.host["t"].ptr,
@@ -474,30 +572,13 @@ class TensorRTBackend:
                 cudart.cudaMemcpyKind.cudaMemcpyHostToDevice,
                 interp.stream,
             )
-            if interp.bound != (bshape, k):
-                interp.bind(bshape, islot, (bshape, k))
-            interp.execute(islot, self.cuda_graphs)
-            _copy_async(
-                islot.host["frame_t"].ptr,
-                islot.device["frame_t"].ptr,
-                islot.specs["frame_t"].nbytes,
-                cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost,
-                interp.stream,
-            )
-            cuda_call(cudart.cudaStreamSynchronize(interp.stream), "cudaStreamSynchronize")
-            results.extend(frame.copy() for frame in islot.host["frame_t"].array)
-        cuda_call(cudart.cudaEventRecord(interp.done, interp.stream), "cudaEventRecord")
-        slot_used[k] = interp.done
-        cuda_call(cudart.cudaEventDestroy(flow_done), "cudaEventDestroy")
-        return results
+            interp.run(shape, 0, self.options.cuda_graphs)
+            return interp.download(islot, "frame_t")
 
-    def close(self) -> None:
-        for engine in getattr(self, "engines", {}).values():
-            engine.close()
-        self.engines = {}
-
-    def __enter__(self) -> TensorRTBackend:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def host_flows(self, pair: DevicePair) -> tuple[np.ndarray, np.ndarray]:
+        flow = self._engine("flow")
+        self.use_device()
+        with self._slot_locks[pair.slot]:
+            self._check_alive(pair)
+            slot = flow.slot(pair.shape, pair.slot)
+            return flow.download(slot, "flow01"), flow.download(slot, "flow10")

@@ -136,8 +136,11 @@ def _open_model(model: Path, backend: str, threads: int | None):
         raise SloMoError(f"model not found: {model} (every node needs it at the same path)")
     if model.is_file():
         raise SloMoError(f"{model} is a checkpoint; Ray workers run an exported folder (slomo export)")
-    options = {"threads": threads} if threads and backend in ("auto", "onnxruntime") else {}
-    return Interpolator.from_dir(model, backend=backend, **options)
+    from superslomo.runtime.options import OnnxRuntimeOptions
+
+    if threads and backend in ("auto", "onnxruntime"):
+        return Interpolator.from_dir(model, OnnxRuntimeOptions(threads=threads))
+    return Interpolator.from_dir(model, backend)
 
 
 def segment_path(work: Path, index: int) -> Path:

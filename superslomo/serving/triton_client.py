@@ -31,6 +31,7 @@ from superslomo.contracts.frames import frame_to_graph, graph_to_frames, padded_
 from superslomo.contracts.manifest import Manifest, parse_manifest
 from superslomo.contracts.shapes import Profile, Shape
 from superslomo.errors import SloMoError
+from superslomo.runtime.backend import Backend
 from superslomo.runtime.interpolator import Interpolator, NonFiniteOutput, schedule_times
 
 PROTOCOLS = ("http", "grpc")
@@ -298,6 +299,9 @@ class TritonInterpolator:
     """The Interpolator's pair protocol, served: one request per pair to the pair model."""
 
     name = "triton"
+    # Pairs the video job may queue between preparing and synthesizing: a remote pair holds only
+    # its two padded frames on the host.
+    queue_depth = 2
 
     def __init__(
         self,
@@ -378,6 +382,9 @@ class TritonInterpolator:
             frames.extend(graph_to_frames(out, pair.height, pair.width, self.io, as_float))
         return frames
 
+    def release(self, pair: RemotePair) -> None:
+        """Nothing to free: the server keeps no state between requests."""
+
     def interpolate(
         self, frame0: np.ndarray, frame1: np.ndarray, times: Sequence[float], as_float: bool = False
     ) -> list[np.ndarray]:
@@ -388,9 +395,9 @@ class TritonInterpolator:
         return self.synthesize(self.prepare(frame0, frame1), values, as_float)
 
 
-class TritonBackend:
-    """The runtime Backend protocol (infer("flow" | "interp", inputs)) over the served graph models:
-    `Interpolator(TritonBackend(url))` runs the local pair pipeline with the graphs on a server."""
+class TritonBackend(Backend):
+    """The runtime Backend protocol over the served graph models: `Interpolator(TritonBackend(url))`
+    runs the local pair pipeline (host pairs) with the two graphs on a server."""
 
     name = "triton"
 
@@ -408,11 +415,19 @@ class TritonBackend:
         try:
             config = self.connection.model_config(self.models["flow"])
             self.connection.model_config(self.models["interp"])
-            self.manifest = _manifest_of(config, f"model {self.models['flow']!r} at {self.connection.url}")
+            manifest = _manifest_of(config, f"model {self.models['flow']!r} at {self.connection.url}")
         except BaseException:
             self.connection.close()
             raise
-        self.max_batch = int(config.get("max_batch_size") or 1)
+        super().__init__(None, manifest)
+        self._max_batch = int(config.get("max_batch_size") or 1)
+
+    @property
+    def max_batch(self) -> int:
+        return self._max_batch
+
+    def describe(self) -> str:
+        return f"served by {self.connection.url}"
 
     def infer(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         from superslomo.contracts.graph_io import GRAPH_OUTPUTS
@@ -426,3 +441,4 @@ class TritonBackend:
 
     def close(self) -> None:
         self.connection.close()
+        self.closed = True

@@ -1,6 +1,9 @@
 """`slomo interpolate`: a video in, a smoother or slower video out.
 
-Three threads and bounded queues keep the model busy and memory flat for any video length:
+The job is small parts: `validate` (refuse bad input before a model loads), `plan_rates`, the
+pure `pair_jobs` generator (slots, cuts, the pairs that need the model), `job_frames` (what each
+slot shows), the writer; runtime/staging.py runs them as stages. Three threads and bounded queues
+keep the model busy and memory flat for any video length:
 
     decode thread ──frames──> flow thread ──prepared pairs──> main thread ──frames──> encode thread
     (PyAV, timestamps)        (scene cuts, timing,           (synthesis of           (libx264, audio,
@@ -15,11 +18,9 @@ any failure.
 from __future__ import annotations
 
 import os
-import queue
 import sys
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from superslomo.errors import SloMoError
+from superslomo.runtime.staging import Sink, Stopped, background
 from superslomo.video.decode import DEFAULT_MAX_SIZE, VideoInfo, decode_frames, probe
 from superslomo.video.encode import (
     DEFAULT_CODEC,
@@ -52,7 +54,8 @@ from superslomo.video.timing import Slot, Timeline, parse_rate
 
 MAX_FACTOR = 64
 _QUEUE_FRAMES = 6  # decoded frames waiting for the flow stage
-_QUEUE_PAIRS = 2  # prepared pairs waiting for synthesis (each holds two padded frames + flows)
+# Prepared pairs waiting for synthesis (each holds two padded frames + flows) come from the
+# interpolator's `queue_depth`: a GPU backend has a fixed ring of pair slots.
 _QUEUE_OUT = 8  # output frames waiting for the encoder
 
 
@@ -137,34 +140,6 @@ class _PairJob:
     pair: object | None  # PreparedPair when `times`
     cut: bool = False
     same: bool = False
-
-
-class _Stop(Exception):
-    """Another thread failed or the run was cancelled: unwind quietly."""
-
-
-def _put(q: queue.Queue, item: object, stop: threading.Event) -> None:
-    while True:
-        if stop.is_set():
-            raise _Stop
-        try:
-            q.put(item, timeout=0.1)
-            return
-        except queue.Full:
-            continue
-
-
-def _get(q: queue.Queue, stop: threading.Event) -> object:
-    while True:
-        if stop.is_set():
-            raise _Stop
-        try:
-            return q.get(timeout=0.1)
-        except queue.Empty:
-            continue
-
-
-_DONE = object()
 
 
 def _keeps_audio(info: VideoInfo, output_path: Path, options: Options, slowdown: int) -> bool:
@@ -275,29 +250,75 @@ def interpolate_video(
             lock.release()
 
 
-def _run(
-    input_path: Path,
+def pair_jobs(
+    decoded: Iterable[tuple[np.ndarray, float, object]],
+    timeline: Timeline,
+    detector: SceneDetector,
+    prepare: Callable[[np.ndarray, np.ndarray], object] | None,
+    nominal_gap: Fraction,
+    on_first: Callable[[float], None] = lambda when: None,
+) -> Iterator[_PairJob]:
+    """The plan of a job, pure and in order: one job per consecutive pair of decoded frames
+    (frame, seconds, native frame), with the output slots that fall in its interval, the times
+    that need the model (none across a cut or between identical frames) and, when there are any
+    and `prepare` is given, the prepared pair; then the last frame held for one interval.
+    Tests drive it without threads or a model (`prepare=None`)."""
+    previous = None
+    origin = 0.0
+    gap = nominal_gap
+    for frame, when, native in decoded:
+        cut = detector.is_cut(frame)
+        if previous is None:
+            origin = when
+            on_first(when)
+            previous = (frame, when, native)
+            continue
+        frame0, t0, native0 = previous
+        gap = when - t0
+        slots = timeline.slots(t0 - origin, when - origin)
+        same = not cut and np.array_equal(frame0, frame)
+        times = [s.t for s in slots if s.t > 0] if not (cut or same) else []
+        pair = prepare(frame0, frame) if times and prepare is not None else None
+        yield _PairJob(frame0, frame, native0, native, slots, times, pair, cut, same)
+        previous = (frame, when, native)
+    if previous is not None:
+        frame0, t0, native0 = previous
+        # The last frame is shown for one frame interval, so the output lasts as long as the source.
+        yield _PairJob(frame0, None, native0, None, timeline.slots(t0 - origin, t0 - origin + gap), [], None)
+
+
+def job_frames(job: _PairJob, made: list, summary: Summary) -> Iterator[object]:
+    """The output frames of one job's slots, in order: originals as decoded, the model's frames,
+    and held originals (the last frame, either side of a cut); counts them in `summary`."""
+    new = iter(made)
+    for slot in job.slots:
+        if slot.t == 0.0:
+            frame = job.native0
+        elif job.frame1 is None:
+            frame = job.native0
+            summary.held_frames += 1
+        elif job.cut or job.same:
+            # Never morph across a cut: hold whichever original is nearer in time.
+            frame = job.native0 if slot.t < 0.5 else job.native1
+            summary.held_frames += int(job.cut)
+        else:
+            frame = next(new)
+            summary.new_frames += 1
+        summary.frames_out += 1
+        yield frame
+
+
+def _open_output(
     output_path: Path,
     info: VideoInfo,
-    interpolator,
-    backend: str,
     options: Options,
-    progress: bool | None,
-    say: Callable[[str], None],
-) -> Summary:
-    out_rate, slowdown = plan_rates(info, options)
-    summary = Summary(
-        input=input_path, output=output_path, backend=backend, out_rate=out_rate, slowdown=slowdown
-    )
-    if info.variable_rate and options.fps is None:
-        # No rate puts every original of such input on the output grid: say what was chosen.
-        note = (
-            f"variable frame rate input: output at {float(out_rate):.3f} fps from its average rate, "
-            "frames placed by timestamp (--fps sets the rate)"
-        )
-        summary.notes.append(note)
-        say(f"note: {note}")
-
+    out_rate: Fraction,
+    slowdown: int,
+    summary: Summary,
+    say,
+):
+    """The writer (video or image sequence) and the audio source it copies, if any; says what
+    happens to the audio in `summary` and, when it is dropped for a reason, to the user."""
     audio = None
     to_sequence = is_sequence_output(output_path)
     if info.has_audio and options.audio and not to_sequence:
@@ -335,102 +356,70 @@ def _run(
         summary.audio = "dropped (an image sequence has none)"
     elif not options.audio:
         summary.audio = "dropped (--no-audio)"
+    return writer, audio
 
-    expected = None
-    if info.duration:
-        length = info.duration - options.start
-        if options.duration is not None:
-            length = min(length, options.duration)
-        expected = max(1, round(length * float(out_rate) * slowdown))
 
-    stop = threading.Event()
-    failures: list[BaseException] = []
-    frames_q: queue.Queue = queue.Queue(_QUEUE_FRAMES)
-    pairs_q: queue.Queue = queue.Queue(_QUEUE_PAIRS)
-    out_q: queue.Queue = queue.Queue(_QUEUE_OUT)
-    timeline = Timeline(out_rate, slowdown)
-    detector = SceneDetector(options.scene_threshold)
-    counts = {"in": 0, "cuts": 0}
+def _expected_frames(info: VideoInfo, options: Options, out_rate: Fraction, slowdown: int) -> int | None:
+    if not info.duration:
+        return None
+    length = info.duration - options.start
+    if options.duration is not None:
+        length = min(length, options.duration)
+    return max(1, round(length * float(out_rate) * slowdown))
+
+
+def _run(
+    input_path: Path,
+    output_path: Path,
+    info: VideoInfo,
+    interpolator,
+    backend: str,
+    options: Options,
+    progress: bool | None,
+    say: Callable[[str], None],
+) -> Summary:
+    out_rate, slowdown = plan_rates(info, options)
+    summary = Summary(
+        input=input_path, output=output_path, backend=backend, out_rate=out_rate, slowdown=slowdown
+    )
+    if info.variable_rate and options.fps is None:
+        # No rate puts every original of such input on the output grid: say what was chosen.
+        note = (
+            f"variable frame rate input: output at {float(out_rate):.3f} fps from its average rate, "
+            "frames placed by timestamp (--fps sets the rate)"
+        )
+        summary.notes.append(note)
+        say(f"note: {note}")
+    writer, audio = _open_output(output_path, info, options, out_rate, slowdown, summary, say)
     model_time = [0.0]
+    segment = " in that segment" if options.start or options.duration else ""
 
-    def fail(error: BaseException) -> None:
-        if not isinstance(error, _Stop):
-            failures.append(error)
-        stop.set()
+    def counted(items):
+        for item in items:
+            summary.frames_in += 1
+            yield item
 
-    def decode_stage() -> None:
-        try:
-            frames = sequence_frames if info.files else decode_frames
-            for item in frames(info, options.start, options.duration):
-                _put(frames_q, item, stop)
-            _put(frames_q, _DONE, stop)
-        except BaseException as error:  # noqa: BLE001 - handed to the main thread, which raises it
-            fail(error)
+    def prepare(frame0: np.ndarray, frame1: np.ndarray) -> object:
+        began = time.perf_counter()
+        pair = interpolator.prepare(frame0, frame1)
+        model_time[0] += time.perf_counter() - began
+        return pair
 
-    def flow_stage() -> None:
-        try:
-            previous = None
-            origin = None
-            gap = 1 / info.rate
-            while True:
-                item = _get(frames_q, stop)
-                if item is _DONE:
-                    break
-                frame, when, native = item
-                counts["in"] += 1
-                cut = detector.is_cut(frame)
-                if origin is None:
-                    origin = when
-                    if audio is not None:
-                        audio.origin = info.start_time + when
-                    previous = item
-                    continue
-                frame0, t0, native0 = previous
-                gap = when - t0
-                slots = timeline.slots(t0 - origin, when - origin)
-                same = not cut and np.array_equal(frame0, frame)
-                times = [s.t for s in slots if s.t > 0] if not (cut or same) else []
-                pair = None
-                if times:
-                    began = time.perf_counter()
-                    pair = interpolator.prepare(frame0, frame)
-                    model_time[0] += time.perf_counter() - began
-                counts["cuts"] += int(cut)
-                _put(pairs_q, _PairJob(frame0, frame, native0, native, slots, times, pair, cut, same), stop)
-                previous = item
-            if previous is None:
-                raise SloMoError(
-                    f"{input_path} has no video frames"
-                    + (" in that segment" if options.start or options.duration else "")
-                )
-            if counts["in"] < 2:
-                where = " in that segment" if options.start or options.duration else ""
-                raise SloMoError(
-                    f"{input_path} has only one frame{where}: there is nothing to interpolate between"
-                )
-            frame0, t0, native0 = previous
-            # The last frame is shown for one frame interval, so the output lasts as long as the source.
-            tail = timeline.slots(t0 - origin, t0 - origin + gap)
-            _put(pairs_q, _PairJob(frame0, None, native0, None, tail, [], None), stop)
-            _put(pairs_q, _DONE, stop)
-        except BaseException as error:  # noqa: BLE001 - handed to the main thread, which raises it
-            fail(error)
+    def on_first(when: float) -> None:
+        if audio is not None:
+            audio.origin = info.start_time + when
 
-    def encode_stage() -> None:
-        try:
-            while True:
-                item = _get(out_q, stop)
-                if item is _DONE:
-                    return
-                writer.write(item)
-        except BaseException as error:  # noqa: BLE001 - handed to the main thread, which raises it
-            fail(error)
-
-    threads = [
-        threading.Thread(target=decode_stage, name="slomo-decode", daemon=True),
-        threading.Thread(target=flow_stage, name="slomo-flow", daemon=True),
-        threading.Thread(target=encode_stage, name="slomo-encode", daemon=True),
-    ]
+    detector = SceneDetector(options.scene_threshold)
+    frames = sequence_frames if info.files else decode_frames
+    decoded = background(
+        counted(frames(info, options.start, options.duration)), _QUEUE_FRAMES, "slomo-decode"
+    )
+    jobs = background(
+        pair_jobs(decoded, Timeline(out_rate, slowdown), detector, prepare, 1 / info.rate, on_first),
+        interpolator.queue_depth,
+        "slomo-flow",
+    )
+    sink = Sink(writer.write, _QUEUE_OUT, "slomo-encode")
     bar = None
     began = time.perf_counter()
     finished = False
@@ -440,67 +429,45 @@ def _run(
         if progress:
             from tqdm import tqdm
 
+            expected = _expected_frames(info, options, out_rate, slowdown)
             bar = tqdm(
                 total=expected, unit="frame", desc="interpolating", dynamic_ncols=True, file=sys.stderr
             )
-        for thread in threads:
-            thread.start()
-        while True:
-            try:
-                job = _get(pairs_q, stop)
-            except _Stop:
-                break
-            if job is _DONE:
-                break
-            new = []
+        for job in jobs:
+            summary.cuts += int(job.cut)
+            made = []
             if job.times:
                 start = time.perf_counter()
-                new = interpolator.synthesize(job.pair, job.times)
+                try:
+                    made = interpolator.synthesize(job.pair, job.times)
+                finally:
+                    interpolator.release(job.pair)
                 model_time[0] += time.perf_counter() - start
-            made = iter(new)
-            for slot in job.slots:
-                if slot.t == 0.0:
-                    frame = job.native0
-                elif job.frame1 is None:
-                    frame = job.native0
-                    summary.held_frames += 1
-                elif job.cut or job.same:
-                    # Never morph across a cut: hold whichever original is nearer in time.
-                    frame = job.native0 if slot.t < 0.5 else job.native1
-                    summary.held_frames += int(job.cut)
-                else:
-                    frame = next(made)
-                    summary.new_frames += 1
-                _put(out_q, frame, stop)
-                summary.frames_out += 1
+            for frame in job_frames(job, made, summary):
+                sink.put(frame)
                 if bar is not None:
                     bar.update(1)
-        if failures:
-            raise failures[0]
-        _put(out_q, _DONE, stop)
-        threads[2].join()
-        if failures:
-            raise failures[0]
+        if summary.frames_in == 0:
+            raise SloMoError(f"{input_path} has no video frames{segment}")
+        if summary.frames_in < 2:
+            raise SloMoError(
+                f"{input_path} has only one frame{segment}: there is nothing to interpolate between"
+            )
+        sink.finish()
         writer.finish(audio_end=Fraction(writer.count) / out_rate if audio is not None else None)
         finished = True
-    except _Stop:
-        if not failures:
-            raise SloMoError("stopped") from None
-        # The worker's own error, with its own cause; the _Stop that unwound this thread is noise.
-        raise failures[0] from failures[0].__cause__
+    except Stopped:
+        raise SloMoError("stopped") from None
     finally:
-        stop.set()
-        for thread in threads:
-            if thread.is_alive():
-                thread.join(timeout=10)
+        jobs.close()  # type: ignore[attr-defined]
+        decoded.close()  # type: ignore[attr-defined]
+        if not finished:
+            sink.abort()
+            writer.abort()
         if bar is not None:
             bar.close()
-        if not finished:
-            writer.abort()
         if audio is not None:
             audio.close()
     summary.seconds = time.perf_counter() - began
     summary.model_seconds = model_time[0]
-    summary.frames_in = counts["in"]
-    summary.cuts = counts["cuts"]
     return summary

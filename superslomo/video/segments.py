@@ -431,7 +431,7 @@ def render_segment(job: SegmentJob, interpolator, path: Path) -> SegmentResult:
             times = [s.t for s in slots if s.t > 0] if not (cut or same) else []
             made = iter(())
             if times:
-                made = iter(interpolator.synthesize(interpolator.prepare(previous.image, item.image), times))
+                made = iter(interpolator.interpolate(previous.image, item.image, times))
             result.cuts += int(cut)
             result.frames_in += 1
             for slot in slots:

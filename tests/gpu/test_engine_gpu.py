@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from superslomo.errors import SloMoError
+
 pytestmark = pytest.mark.gpu
 
 TOLERANCE = {"fp32": 2e-3, "fp16": 3e-2, "int8": 1.5e-1}  # max abs error on [0,1] frames
@@ -137,25 +139,56 @@ def test_engine_matches_pytorch_through_polygraphy(request, tmp_path, which, pre
     _record(test="parity", model=which, precision=precision, max_abs=worst, tolerance=TOLERANCE[precision])
 
 
-def test_backend_runs_both_engines_pipelined_and_with_cuda_graphs(small_model, tmp_path):
-    from superslomo.runtime.tensorrt_backend import TensorRTBackend
+def test_pair_protocol_keeps_flows_on_the_gpu_pipelined_and_with_cuda_graphs(small_model, tmp_path):
+    """What `slomo interpolate` runs on engines: the Interpolator's streamed path over the pair
+    protocol (flow of the next pair on its stream while this pair is synthesized), with and
+    without CUDA graphs, against the PyTorch model; the graphs must really have been captured."""
+    from superslomo.runtime import Interpolator
+    from superslomo.runtime.options import TensorRTOptions
+    from superslomo.runtime.tensorrt_backend import DevicePair, TensorRTBackend
 
     onnx_dir = _export(small_model, tmp_path / "onnx", "fp32", "gridsample")
     _build(onnx_dir, tmp_path / "engine", tmp_path)
-    pairs = [_inputs((1, 96, 128), seed) for seed in range(4)]
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (96, 128, 3), dtype=np.uint8) for _ in range(5)]
     times = [0.25, 0.5, 0.75]
+    worst = 0.0
     for graphs in (False, True):
-        with TensorRTBackend(tmp_path / "engine", cuda_graphs=graphs) as backend:
-            flows = backend.infer("flow", {"frame0": pairs[0][0], "frame1": pairs[0][1]})
-            got = list(backend.infer_pairs(pairs, times))
-        assert len(got) == 4 and all(len(frames) == 3 for frames in got)
-        for (f0, f1), frames in zip(pairs, got, strict=False):
-            for t, frame in zip(times, frames, strict=False):
+        backend = TensorRTBackend(tmp_path / "engine", TensorRTOptions(cuda_graphs=graphs, pair_slots=3))
+        with Interpolator(backend, max_batch=4) as interp:
+            streamed = list(interp.run(iter(frames), factor=4))
+            pair = interp.prepare(frames[0], frames[1])
+            assert isinstance(pair.handle, DevicePair)  # frames and flows stayed on the device
+            flow01, _ = interp.flows(pair)
+            interp.release(pair)
+            captured = backend.captured_graphs
+            # A fourth pair alive on a ring of three recycles the first: refused, never mixed frames.
+            first = interp.prepare(frames[0], frames[1])
+            for k in range(1, 4):
+                interp.prepare(frames[k], frames[k + 1])
+            with pytest.raises(SloMoError, match="recycled"):
+                interp.synthesize(first, [0.5])
+        assert (captured > 0) == graphs, f"cuda_graphs={graphs} but {captured} graphs were captured"
+        assert len(streamed) == len(frames) + 3 * (len(frames) - 1)
+        for k in range(len(frames) - 1):
+            f0, f1 = (
+                (frames[k][None].transpose(0, 3, 1, 2) / 255.0).astype(np.float32),
+                (frames[k + 1][None].transpose(0, 3, 1, 2) / 255.0).astype(np.float32),
+            )
+            for j, t in enumerate(times):
                 ref = _torch_reference(small_model, f0, f1, np.array([t], np.float32))["frame_t"][0]
-                assert np.abs(frame - ref).max() < TOLERANCE["fp32"]
-        ref0 = _torch_reference(small_model, *pairs[0], np.array([0.5], np.float32))
-        assert np.abs(flows["flow01"] - ref0["flow01"]).max() < 1e-2
-    _record(test="backend", model="small", precision="fp32", max_abs=0.0, tolerance=TOLERANCE["fp32"])
+                got = streamed[4 * k + 1 + j].astype(np.float32).transpose(2, 0, 1) / 255.0
+                err = float(np.abs(got - np.clip(ref, 0, 1)).max())
+                worst = max(worst, err)
+                assert err <= 1.5 / 255, f"pair {k} t={t} cuda_graphs={graphs}: max abs error {err}"
+        ref0 = _torch_reference(
+            small_model,
+            (frames[0][None].transpose(0, 3, 1, 2) / 255.0).astype(np.float32),
+            (frames[1][None].transpose(0, 3, 1, 2) / 255.0).astype(np.float32),
+            np.array([0.5], np.float32),
+        )
+        assert np.abs(flow01 - ref0["flow01"]).max() < 1e-2
+    _record(test="pair-protocol", model="small", precision="fp32", max_abs=worst, tolerance=1.5 / 255)
 
 
 def test_plugin_engine_matches_gridsample_engine(small_model, tmp_path):
@@ -205,5 +238,5 @@ def test_mismatched_engine_is_refused(small_model, tmp_path, field, value):
     manifest = read_manifest(tmp_path / "engine")
     write_manifest(tmp_path / "engine", replace(manifest, tensorrt={**manifest.tensorrt, field: value}))
     with pytest.raises(ManifestError, match="slomo build-engine"):
-        TensorRTBackend(tmp_path / "engine")
+        TensorRTBackend(tmp_path / "engine").activate()
     _record(test=f"refuse-{field}", model="small", precision="-", max_abs=0.0, tolerance=0.0)
