@@ -315,7 +315,13 @@ def interpolate(
         if server is not None:
             interp, label = _open_server(server, protocol, server_model, timeout, model, backend)
         else:
-            interp, label = open_model(model, backend, precision, size=(info.width, info.height))
+            interp, label = open_model(
+                model,
+                backend,
+                precision,
+                size=(info.width, info.height),
+                say=lambda line: typer.echo(f"note: {line}", err=True),
+            )
         typer.echo(f"backend: {label}", err=True)
         with interp:
             summary = interpolate_video(input, output, interp, label.split(",")[0], options, claim=claim)

@@ -574,6 +574,12 @@ CASES = [
         "build-engine from a checkpoint", "build-engine {ckpt} -o {out}/engines", 2, "model folder not found"
     ),
     # -- bench --------------------------------------------------------------------------------
+    # -- serving: a repository from a bad folder, a server with impossible settings ----------
+    bad("triton-repo missing folder", "triton-repo {root}/nope -o {out}/repo", 2, "model folder not found"),
+    bad("triton-repo instances 0", "triton-repo {onnx} -o {out}/repo --instances 0", 2, "--instances must"),
+    bad("serve missing folder", "serve {root}/nope", 2, "model folder not found"),
+    bad("serve port 0", "serve {onnx} --http-port 0", 2, "--http-port must be 1..65535"),
+    bad("serve no such server", "serve {onnx} --tritonserver {root}/nope", 2, "tritonserver not found"),
     bad("bench size 0x0", BENCH.replace("64x64", "0x0"), 2, "sizes must be at least 32x32"),
     bad("bench times 2", BENCH + " --times 2", 2, "--times must be one of 1, 3, 7"),
     bad("bench iters 0", BENCH + " --iters 0", 2, "--iters >= 1"),

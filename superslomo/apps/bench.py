@@ -723,13 +723,6 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = print) -> dict
     torch.set_num_threads(threads)
     model, prepared = prepare_models(options, say)
     backends = open_backends(options, model, prepared, say)
-    if "openvino-bf16" in backends:
-        from superslomo.runtime.selection import openvino_capabilities
-
-        if "BF16" not in (openvino_capabilities() or []):
-            prepared.notes.append(
-                "openvino-bf16: this CPU has no bf16, so OpenVINO compiled the hint to f32 (the row is f32)"
-            )
     peak = options.peak_gflops or cpu_peak_gflops()
     machine = {
         **machine_facts(),

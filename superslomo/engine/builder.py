@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from superslomo.contracts.files import file_sha256
+from superslomo.contracts.files import atomic_path, file_sha256
 from superslomo.contracts.manifest import GRAPHS, GraphEntry, Manifest, read_manifest, write_manifest
 from superslomo.contracts.shapes import Profile, tensor_shape
 from superslomo.contracts.tensorrt_version import (
@@ -38,14 +38,8 @@ class BuildError(SloMoError):
 
 
 def _write_atomic(path: Path, data: bytes | memoryview) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(data)
 
 
 def validate_options(

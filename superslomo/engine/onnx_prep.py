@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from superslomo.contracts.files import atomic_path
 from superslomo.contracts.graph_io import PLUGIN_NAME, PLUGIN_NAMESPACE
 from superslomo.errors import SloMoError
 
@@ -114,7 +115,6 @@ def prepare_plugin_graph(
         if CONVENTION_ATTRIBUTE not in present:
             node.attribute.append(onnx.helper.make_attribute(CONVENTION_ATTRIBUTE, LEGACY_CONVENTION))
     dst = Path(dst_dir) / Path(src).name
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    onnx.save(model, str(tmp))
-    os.replace(tmp, dst)
+    with atomic_path(dst) as tmp:
+        onnx.save(model, str(tmp))
     return dst

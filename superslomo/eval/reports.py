@@ -11,6 +11,7 @@ from xml.etree import ElementTree as ET
 
 import numpy as np
 
+from superslomo.contracts.files import atomic_path
 from superslomo.errors import SloMoError
 
 
@@ -33,13 +34,8 @@ def write_atomic(path: str | os.PathLike, text: str) -> Path:
         raise SloMoError(f"report folder does not exist: {path.parent}")
     if path.is_dir():
         raise SloMoError(f"report path is a folder: {path}")
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

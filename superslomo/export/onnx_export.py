@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from superslomo.contracts.files import file_sha256
+from superslomo.contracts.files import atomic_path, file_sha256
 from superslomo.contracts.graph_io import FLOW_INPUTS, FLOW_OUTPUTS, INTERP_INPUTS, INTERP_OUTPUTS
 from superslomo.contracts.manifest import GraphEntry, Manifest, write_manifest
 from superslomo.errors import SloMoError
@@ -114,14 +114,10 @@ def _export_one(
         )
     model = program.model_proto
     _rename_dims(model, options.io, names)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         onnx.save_model(model, str(tmp))
         say(f"checking {path.name} (ONNX checker, shape inference) ...")
         check_graph(tmp, plugin=options.warp == "plugin")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _rename_dims(model, io: str, names: tuple[str, ...]) -> None:

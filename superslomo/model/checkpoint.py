@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from superslomo.contracts.files import file_sha256
+from superslomo.contracts.files import atomic_path, file_sha256
 from superslomo.errors import SloMoError
 from superslomo.model.slomo import ModelConfig, SuperSloMo
 
@@ -210,12 +210,8 @@ def save_checkpoint(
         "config": json.dumps(model.config.to_dict()),
         "metadata": json.dumps(_json_safe(metadata or {})),
     }
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=header)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:
