@@ -349,7 +349,7 @@ def test_bad_inputs_get_one_line_errors_and_leave_nothing(tmp_path, checkpoint, 
     before = {p.name for p in tmp_path.iterdir()}
     for name, (args, message) in cases.items():
         code, _, err = cli(["interpolate", *args, "--model", str(checkpoint)], capsys)
-        lines = [line for line in err.splitlines() if not line.startswith("backend:")]
+        lines = [line for line in err.splitlines() if not line.startswith(("backend:", "note:"))]
         assert code == 2, f"{name}: exit {code}, stderr {err!r}"
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], f"{name}: {err!r}"
         assert "Traceback" not in err

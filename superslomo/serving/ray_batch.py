@@ -527,29 +527,11 @@ def _join(
 ) -> None:
     """Decode the segments in order into one VideoWriter: the user's encoder, the source's audio
     by the rules of a single run."""
-    from superslomo.video.encode import AudioSource, VideoWriter
+    from superslomo.video.encode import VideoWriter
+    from superslomo.video.pipeline import audio_source, note_variable_rate, plan_audio
 
-    if info.variable_rate and options.fps is None:
-        note = (
-            f"variable frame rate input: output at {float(out_rate):.3f} fps from its average rate, "
-            "frames placed by timestamp (--fps sets the rate)"
-        )
-        summary.notes.append(note)
-        say(f"note: {note}")
-    keep_audio = False
-    if info.has_audio and options.audio:
-        if summary.slowdown > 1:
-            summary.audio = "dropped (the video is slowed down)"
-            say(
-                f"note: audio dropped: the output is {summary.slowdown}x slower and slowed audio is not "
-                "kept (--fps or --factor without --slowmo keep it)"
-            )
-        else:
-            keep_audio = True
-    elif not info.has_audio:
-        summary.audio = "none (the source has none)"
-    else:
-        summary.audio = "dropped (--no-audio)"
+    note_variable_rate(info, options, out_rate, summary, say)
+    keep_audio = plan_audio(info, options, False, summary, say)
     writer = audio = None
     finished = False
     try:
@@ -558,14 +540,7 @@ def _join(
             if writer is None:
                 origin = job.origin if job.origin is not None else result.origin
                 if keep_audio:
-                    end = None
-                    if options.duration is not None:
-                        end = info.start_time + Fraction(options.start + options.duration).limit_denominator(
-                            1_000_000
-                        )
-                    audio = AudioSource(
-                        info, info.start_time + Fraction(options.start).limit_denominator(1_000_000), end
-                    )
+                    audio = audio_source(info, options)
                     audio.origin = info.start_time + origin
                 writer = VideoWriter(
                     output,

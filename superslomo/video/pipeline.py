@@ -146,7 +146,38 @@ def _keeps_audio(info: VideoInfo, output_path: Path, options: Options, slowdown:
     return info.has_audio and options.audio and slowdown == 1 and not is_sequence_output(output_path)
 
 
-def _audio_source(info: VideoInfo, options: Options) -> AudioSource:
+def note_variable_rate(info: VideoInfo, options: Options, out_rate: Fraction, summary: Summary, say) -> None:
+    if info.variable_rate and options.fps is None:
+        # No rate puts every original of such input on the output grid: say what was chosen.
+        note = (
+            f"variable frame rate input: output at {float(out_rate):.3f} fps from its average rate, "
+            "frames placed by timestamp (--fps sets the rate)"
+        )
+        summary.notes.append(note)
+        say(f"note: {note}")
+
+
+def plan_audio(info: VideoInfo, options: Options, to_sequence: bool, summary: Summary, say) -> bool:
+    """Whether the source's audio goes into the output; when it does not, `summary.audio` and
+    (for a slowed video) a note say why. When it does, the writer says how (copied, re-encoded)."""
+    if not info.has_audio:
+        summary.audio = "none (the source has none)"
+    elif to_sequence:
+        summary.audio = "dropped (an image sequence has none)"
+    elif not options.audio:
+        summary.audio = "dropped (--no-audio)"
+    elif summary.slowdown > 1:
+        summary.audio = "dropped (the video is slowed down)"
+        say(
+            f"note: audio dropped: the output is {summary.slowdown}x slower and slowed audio is not kept "
+            "(--fps or --factor without --slowmo keep it)"
+        )
+    else:
+        return True
+    return False
+
+
+def audio_source(info: VideoInfo, options: Options) -> AudioSource:
     end = None
     if options.duration is not None:
         end = info.start_time + Fraction(options.start + options.duration).limit_denominator(1_000_000)
@@ -194,7 +225,7 @@ def validate(input_path: Path, output_path: Path, options: Options) -> VideoInfo
         raise SloMoError(f"--start {options.start:g}s is past the end of {input_path} ({info.duration:.2f}s)")
     out_rate, slowdown = plan_rates(info, options)
     if not is_sequence_output(output_path):
-        audio = _audio_source(info, options) if _keeps_audio(info, output_path, options, slowdown) else None
+        audio = audio_source(info, options) if _keeps_audio(info, output_path, options, slowdown) else None
         try:
             VideoWriter(
                 output_path,
@@ -319,17 +350,8 @@ def _open_output(
 ):
     """The writer (video or image sequence) and the audio source it copies, if any; says what
     happens to the audio in `summary` and, when it is dropped for a reason, to the user."""
-    audio = None
     to_sequence = is_sequence_output(output_path)
-    if info.has_audio and options.audio and not to_sequence:
-        if slowdown > 1:
-            summary.audio = "dropped (the video is slowed down)"
-            say(
-                f"note: audio dropped: the output is {slowdown}x slower and slowed audio is not kept "
-                "(--fps or --factor without --slowmo keep it)"
-            )
-        else:
-            audio = _audio_source(info, options)
+    audio = audio_source(info, options) if plan_audio(info, options, to_sequence, summary, say) else None
     try:
         if to_sequence:
             writer = SequenceWriter(output_path, info, options.overwrite)
@@ -350,12 +372,6 @@ def _open_output(
         raise
     if audio is not None:
         summary.audio = writer.audio_mode or "none"
-    elif not info.has_audio:
-        summary.audio = "none (the source has none)"
-    elif to_sequence:
-        summary.audio = "dropped (an image sequence has none)"
-    elif not options.audio:
-        summary.audio = "dropped (--no-audio)"
     return writer, audio
 
 
@@ -382,14 +398,7 @@ def _run(
     summary = Summary(
         input=input_path, output=output_path, backend=backend, out_rate=out_rate, slowdown=slowdown
     )
-    if info.variable_rate and options.fps is None:
-        # No rate puts every original of such input on the output grid: say what was chosen.
-        note = (
-            f"variable frame rate input: output at {float(out_rate):.3f} fps from its average rate, "
-            "frames placed by timestamp (--fps sets the rate)"
-        )
-        summary.notes.append(note)
-        say(f"note: {note}")
+    note_variable_rate(info, options, out_rate, summary, say)
     writer, audio = _open_output(output_path, info, options, out_rate, slowdown, summary, say)
     model_time = [0.0]
     segment = " in that segment" if options.start or options.duration else ""
