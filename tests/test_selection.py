@@ -353,12 +353,16 @@ def test_half_scale_flow_backend_runs_only_the_flow_graph_small_and_only_from_it
     from superslomo.runtime.selection import HalfScaleFlow
 
     class Manifest:
+        kind = "onnx"
         io, size_multiple, warp_convention = "float32", 32, "exact"
 
-    class Inner:
-        name, manifest = "fake", Manifest()
+    from superslomo.runtime import Backend
+
+    class Inner(Backend):
+        name = "fake"
 
         def __init__(self):
+            super().__init__(None, Manifest())
             self.calls = []
 
         def infer(self, graph, inputs):

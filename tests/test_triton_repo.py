@@ -360,7 +360,9 @@ def test_client_layout_matches_the_local_interpolator():
     rng = np.random.default_rng(3)
     frame = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
 
-    class Echo:
+    from superslomo.runtime import Backend
+
+    class Echo(Backend):
         name = "echo"
         manifest = parse_manifest(
             {
@@ -384,8 +386,8 @@ def test_client_layout_matches_the_local_interpolator():
                 }
             return {"frame_t": inputs["frame0"] * np.float32(0.9)}
 
-        def close(self):
-            pass
+        def __init__(self):
+            super().__init__(None, self.manifest)
 
     local = Interpolator(Echo()).interpolate(frame, frame, [0.5])[0]
     remote = graph_to_frames(frame_to_graph(frame) * np.float32(0.9), 37, 53)[0]
