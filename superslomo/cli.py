@@ -267,7 +267,9 @@ def interpolate(
 ) -> None:
     """Interpolate a video: smoother (default, same duration), slower (--slowmo) or at any --fps.
     N frames in give N x factor out (the last one held for its duration)."""
-    from superslomo.video.pipeline import Options, claim_output, interpolate_video, validate
+    from superslomo.apps.interpolate import Where
+    from superslomo.apps.interpolate import interpolate as run_interpolate
+    from superslomo.video.pipeline import Options
 
     options = Options(
         factor=factor,
@@ -285,46 +287,19 @@ def interpolate(
         input_fps=input_fps,
     )
     _check_backend(backend)
-    info = validate(input, output, options)  # bad input fails before a model is loaded
-    if ray is not None:
-        from superslomo.apps.models import model_folder
-        from superslomo.serving.ray_batch import RayOptions, check_paths, interpolate_on_ray
-
-        check_paths(input, output)
-        if server is not None or backend == "torch":
-            raise SloMoError(
-                "--ray runs exported models on its workers; it takes neither --server nor --backend torch"
-            )
-        if ray_workers is not None and ray_workers < 1:
-            raise SloMoError(f"--ray-workers must be at least 1, got {ray_workers}")
-        with claim_output(output) as claim:
-            summary = interpolate_on_ray(
-                input,
-                output,
-                model_folder(model),
-                backend,
-                options,
-                RayOptions(address=ray, workers=ray_workers, work_dir=work_dir),
-                claim=claim,
-            )
-        typer.echo(summary.line())
-        return
-    with claim_output(output) as claim:  # and so does a second run on the same output
-        from superslomo.apps.models import open_model
-
-        if server is not None:
-            interp, label = _open_server(server, protocol, server_model, timeout, model, backend)
-        else:
-            interp, label = open_model(
-                model,
-                backend,
-                precision,
-                size=(info.width, info.height),
-                say=lambda line: typer.echo(f"note: {line}", err=True),
-            )
-        typer.echo(f"backend: {label}", err=True)
-        with interp:
-            summary = interpolate_video(input, output, interp, label.split(",")[0], options, claim=claim)
+    where = Where(
+        model=model,
+        backend=backend,
+        precision=precision,
+        server=server,
+        protocol=protocol,
+        server_model=server_model,
+        timeout=timeout,
+        ray=ray,
+        ray_workers=ray_workers,
+        work_dir=work_dir,
+    )
+    summary = run_interpolate(input, output, options, where, say=lambda line: typer.echo(line, err=True))
     typer.echo(summary.line())
 
 
@@ -948,18 +923,6 @@ def bench_command(
     if as_json is not None:
         write_json(result["rows"], as_json)
         typer.echo(f"wrote {as_json}")
-
-
-def _open_server(
-    url: str, protocol: str | None, name: str, timeout: float, model: Path | None, backend: str
-) -> tuple[object, str]:
-    """A TritonInterpolator for `interpolate --server`, and the words that say where it runs."""
-    from superslomo.serving.triton_client import TritonInterpolator
-
-    if model is not None or backend != "auto":
-        raise SloMoError("--server runs the model the server holds: drop --model and --backend")
-    interp = TritonInterpolator(url, protocol=protocol, model=name, timeout=timeout)
-    return interp, interp.describe()
 
 
 @app.command("triton-repo")

@@ -1,0 +1,88 @@
+"""`slomo interpolate`'s job: where it runs (this machine, a Triton server, a Ray cluster), the
+model opened there, the video job. The CLI parses options into `Options` and `Where` and calls
+`interpolate`; an app can do the same."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from superslomo.errors import SloMoError
+from superslomo.video.pipeline import Options, Summary, claim_output, interpolate_video, validate
+
+
+@dataclass(frozen=True)
+class Where:
+    """The model and where it runs. `server`: a Triton server's URL (it holds the model);
+    `ray`: a Ray cluster's address or "local"; neither: this machine."""
+
+    model: Path | None = None
+    backend: str = "auto"
+    precision: str = "auto"
+    server: str | None = None
+    protocol: str | None = None
+    server_model: str = "slomo"
+    timeout: float = 60.0
+    ray: str | None = None
+    ray_workers: int | None = None
+    work_dir: Path | None = None
+
+
+def open_server(where: Where) -> tuple[object, str]:
+    """A TritonInterpolator for `--server`, and the words that say where it runs."""
+    from superslomo.serving.triton_client import TritonInterpolator
+
+    if where.model is not None or where.backend != "auto":
+        raise SloMoError("--server runs the model the server holds: drop --model and --backend")
+    interp = TritonInterpolator(
+        where.server, protocol=where.protocol, model=where.server_model, timeout=where.timeout
+    )
+    return interp, interp.describe()
+
+
+def interpolate(
+    input_path: Path, output_path: Path, options: Options, where: Where, say: Callable[[str], None]
+) -> Summary:
+    """Refuse bad input before any model loads, claim the output, run the job; `say` gets the
+    `backend:` line and notes (stderr in the CLI)."""
+    info = validate(input_path, output_path, options)
+    if where.ray is not None:
+        from superslomo.apps.models import model_folder
+        from superslomo.serving.ray_batch import RayOptions, check_paths, interpolate_on_ray
+
+        check_paths(input_path, output_path)
+        if where.server is not None or where.backend == "torch":
+            raise SloMoError(
+                "--ray runs exported models on its workers; it takes neither --server nor --backend torch"
+            )
+        if where.ray_workers is not None and where.ray_workers < 1:
+            raise SloMoError(f"--ray-workers must be at least 1, got {where.ray_workers}")
+        with claim_output(output_path) as claim:
+            return interpolate_on_ray(
+                input_path,
+                output_path,
+                model_folder(where.model),
+                where.backend,
+                options,
+                RayOptions(address=where.ray, workers=where.ray_workers, work_dir=where.work_dir),
+                claim=claim,
+            )
+    with claim_output(output_path) as claim:  # a second run on the same output fails before loading
+        from superslomo.apps.models import open_model
+
+        if where.server is not None:
+            interp, label = open_server(where)
+        else:
+            interp, label = open_model(
+                where.model,
+                where.backend,
+                where.precision,
+                size=(info.width, info.height),
+                say=lambda line: say(f"note: {line}"),
+            )
+        say(f"backend: {label}")
+        with interp:
+            return interpolate_video(
+                input_path, output_path, interp, label.split(",")[0], options, claim=claim
+            )
