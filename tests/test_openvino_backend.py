@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from superslomo.contracts.frames import interp_inputs
 from superslomo.contracts.manifest import read_manifest, write_manifest
 from superslomo.errors import SloMoError
 from superslomo.eval.metrics import psnr
@@ -98,17 +99,7 @@ def _run(backend, f0, f1, t, flows=None):
     """Both graphs; the interpolation graph on `flows` when given, so each graph is compared alone."""
     own = backend.infer("flow", {"frame0": f0, "frame1": f1})
     flows = flows or own
-    n = len(t)
-    frame_t = backend.infer(
-        "interp",
-        {
-            "frame0": np.repeat(f0, n, 0),
-            "frame1": np.repeat(f1, n, 0),
-            "flow01": np.repeat(flows["flow01"], n, 0),
-            "flow10": np.repeat(flows["flow10"], n, 0),
-            "t": t,
-        },
-    )["frame_t"]
+    frame_t = backend.infer("interp", interp_inputs(f0, f1, flows["flow01"], flows["flow10"], t))["frame_t"]
     return own, frame_t
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from superslomo.contracts.frames import padded_size
+from superslomo.contracts.frames import interp_inputs, padded_size
 from superslomo.contracts.graph_io import SIZE_MULTIPLE
 from superslomo.errors import SloMoError
 from superslomo.eval.flops import model_flops
@@ -449,17 +449,8 @@ def time_backends(
                 middle = clock()
                 kept = None
                 for batch in batches:
-                    n = len(batch)
-                    frame_t = backend.infer(
-                        "interp",
-                        {
-                            "frame0": np.repeat(f0, n, 0),
-                            "frame1": np.repeat(f1, n, 0),
-                            "flow01": np.repeat(flows["flow01"], n, 0),
-                            "flow10": np.repeat(flows["flow10"], n, 0),
-                            "t": np.asarray(batch, dtype=np.float32),
-                        },
-                    )["frame_t"]
+                    inputs = interp_inputs(f0, f1, flows["flow01"], flows["flow10"], batch)
+                    frame_t = backend.infer("interp", inputs)["frame_t"]
                     kept = frame_t if kept is None else kept
                 done = clock()
             if iteration >= warmup:
