@@ -292,6 +292,19 @@ class _Engine:
             self.bind(shape, slot, (shape, index))
         self.execute(slot, use_graphs)
 
+    def upload(self, slot: _ShapeSlot, name: str, array: np.ndarray) -> None:
+        """`array` into the slot's pinned buffer, then queued to the device on this stream (the
+        caller makes sure no queued copy still reads that pinned buffer)."""
+        cudart = import_cudart()
+        np.copyto(slot.host[name].array, array, casting="same_kind")
+        _copy_async(
+            slot.device[name].ptr,
+            slot.host[name].ptr,
+            slot.specs[name].nbytes,
+            cudart.cudaMemcpyKind.cudaMemcpyHostToDevice,
+            self.stream,
+        )
+
     def download(self, slot: _ShapeSlot, name: str) -> np.ndarray:
         """One output (or input) of `slot` to the host, after the stream's queued work."""
         cudart = import_cudart()
@@ -338,21 +351,13 @@ class _EngineRunner(GraphRunner):
 
     def infer_impl(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         assert self.engine is not None
-        cudart = import_cudart()
         self.backend.use_device()
         engine = self.engine
         n, h, w = check_inputs(self.graph, inputs, self.manifest)
         shape = Shape(n, h, w)
         slot = engine.slot(shape, _SYNC_SLOT)
-        for name in GRAPH_IO[self.graph][0]:
-            np.copyto(slot.host[name].array, inputs[name], casting="same_kind")
-            _copy_async(
-                slot.device[name].ptr,
-                slot.host[name].ptr,
-                slot.specs[name].nbytes,
-                cudart.cudaMemcpyKind.cudaMemcpyHostToDevice,
-                engine.stream,
-            )
+        for name in GRAPH_IO[self.graph][0]:  # the last call's download synchronised the stream
+            engine.upload(slot, name, inputs[name])
         engine.run(shape, _SYNC_SLOT, self.backend.options.cuda_graphs)
         outputs = {}
         for name in GRAPH_IO[self.graph][1]:
@@ -511,17 +516,10 @@ class TensorRTBackend(Backend):
                     cudart.cudaStreamWaitEvent(flow.stream, self._slot_free[k], 0), "cudaStreamWaitEvent"
                 )
             slot = flow.slot(shape, k)
-            for name, frame in (("frame0", frame0), ("frame1", frame1)):
-                # The pinned buffer of this slot may still feed an earlier upload of the stream.
-                cuda_call(cudart.cudaStreamSynchronize(flow.stream), "cudaStreamSynchronize")
-                np.copyto(slot.host[name].array, frame, casting="same_kind")
-                _copy_async(
-                    slot.device[name].ptr,
-                    slot.host[name].ptr,
-                    slot.specs[name].nbytes,
-                    cudart.cudaMemcpyKind.cudaMemcpyHostToDevice,
-                    flow.stream,
-                )
+            # The pinned buffers of this slot may still feed an earlier upload of the stream.
+            cuda_call(cudart.cudaStreamSynchronize(flow.stream), "cudaStreamSynchronize")
+            flow.upload(slot, "frame0", frame0)
+            flow.upload(slot, "frame1", frame1)
             flow.run(shape, k, self.options.cuda_graphs)
             cuda_call(cudart.cudaEventRecord(self._flow_ready[k], flow.stream), "cudaEventRecord")
             self._slot_used[k] = True
@@ -563,15 +561,7 @@ class TensorRTBackend(Backend):
                     )
             # The slot's frames and flows are read: the next prepare into it may overwrite them.
             cuda_call(cudart.cudaEventRecord(self._slot_free[pair.slot], interp.stream), "cudaEventRecord")
-            t = islot.host["t"].array
-            t[:] = np.asarray(times, dtype=t.dtype)
-            _copy_async(
-                islot.device["t"].ptr,
-                islot.host["t"].ptr,
-                islot.specs["t"].nbytes,
-                cudart.cudaMemcpyKind.cudaMemcpyHostToDevice,
-                interp.stream,
-            )
+            interp.upload(islot, "t", np.asarray(times, dtype=islot.specs["t"].dtype))
             interp.run(shape, 0, self.options.cuda_graphs)
             return interp.download(islot, "frame_t")
 
