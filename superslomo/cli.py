@@ -323,14 +323,25 @@ def export_command(
     io: str = typer.Option(
         "float32", "--io", help="float32 NCHW frames, or uint8 NHWC frames (4x less to copy)."
     ),
+    flow_scale: float = typer.Option(
+        1.0, help="1, 0.5 or 0.25: the flow network runs on the pair downscaled (flows out at full size)."
+    ),
+    interp_scale: float = typer.Option(
+        1.0,
+        help="1, 0.5 or 0.25: the synthesis network runs downscaled, warps at full size. For HD and up; "
+        "what the default path runs from 720 lines is in the model card.",
+    ),
 ) -> None:
     """Export the flow and interpolation graphs to ONNX with a manifest."""
     import time
 
+    from superslomo.contracts.manifest import scales_words
     from superslomo.export import ExportOptions, export_model
     from superslomo.model.checkpoint import file_sha256, load_checkpoint
 
-    options = ExportOptions(opset=opset, warp=warp, precision=precision, io=io)
+    options = ExportOptions(
+        opset=opset, warp=warp, precision=precision, io=io, flow_scale=flow_scale, interp_scale=interp_scale
+    )
     options.validate()  # before loading anything heavy
     began = time.perf_counter()
 
@@ -349,7 +360,7 @@ def export_command(
     )
     typer.echo(
         f"wrote {output}/flow.onnx, interp.onnx, manifest.json ({precision}, warp {warp}, io {io}, "
-        f"opset {opset}) in {time.perf_counter() - began:.1f} s"
+        f"opset {opset}{scales_words(options.scales, ', ')}) in {time.perf_counter() - began:.1f} s"
     )
 
 

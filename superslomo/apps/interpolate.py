@@ -84,5 +84,5 @@ def interpolate(
         say(f"backend: {label}")
         with interp:
             return interpolate_video(
-                input_path, output_path, interp, label.split(",")[0], options, claim=claim
+                input_path, output_path, interp, label.removesuffix(", picked by auto"), options, claim=claim
             )

@@ -11,10 +11,10 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from superslomo.contracts.manifest import ManifestError, read_manifest
+from superslomo.contracts.manifest import FULL_SCALES, ManifestError, read_manifest, scales_words
 from superslomo.errors import SloMoError
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
@@ -51,23 +51,37 @@ def to_stderr(line: str) -> None:
 # benchmarks, any embedding app via model_folder), and a silent 20-40 s stall on first use looks
 # like a hang. One line on stderr keeps stdout clean for whatever parses it; say=None silences it.
 def onnx_folder_for(
-    checkpoint: str | os.PathLike, precision: str = "fp32", say: Callable[[str], None] | None = to_stderr
+    checkpoint: str | os.PathLike,
+    precision: str = "fp32",
+    say: Callable[[str], None] | None = to_stderr,
+    scales: Mapping[str, float] | None = None,
 ) -> Path:
-    """The exported fp32/fp16 gridsample folder for this checkpoint, exporting it if needed.
+    """The exported fp32/fp16 gridsample folder for this checkpoint, exporting it if needed;
+    `scales` below 1 (model/scaled.py) make a folder of their own.
 
     `say` gets one line before an export (none when the cache is hit)."""
-    from superslomo.export.onnx_export import ExportOptions, export_model
-    from superslomo.model.checkpoint import file_sha256, load_checkpoint
+    from superslomo.contracts.files import file_sha256
 
     checkpoint = Path(checkpoint)
     digest = file_sha256(checkpoint)
-    folder = cache_root() / f"{digest[:20]}-{precision}"
+    scales = dict(scales or FULL_SCALES)
+    reduced = "".join(f"-{graph}{round(100 * v)}" for graph, v in scales.items() if v != 1.0)
+    folder = cache_root() / f"{digest[:20]}{reduced}-{precision}"
     try:
         manifest = read_manifest(folder)
-        if manifest.source.get("sha256") == digest:
+        if manifest.source.get("sha256") == digest and manifest.scales == scales:
             return folder
     except ManifestError:
         pass  # absent or stale: export again below
+    # Only a cache miss needs PyTorch: importing it costs seconds that every job would pay.
+    try:
+        from superslomo.export.onnx_export import ExportOptions, export_model
+        from superslomo.model.checkpoint import load_checkpoint
+    except ImportError:
+        raise SloMoError(
+            "running a checkpoint needs PyTorch the first time (to export it): "
+            "pip install 'superslomo-trt[torch]' (or pass an exported model folder)"
+        ) from None
     model = load_checkpoint(checkpoint)
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -80,14 +94,14 @@ def onnx_folder_for(
     # Said only once the checkpoint loaded and the cache is writable, so an error comes alone.
     if say is not None:
         say(
-            f"first use of {checkpoint.name}: exporting it to ONNX once (about 20-40 s on a CPU), "
-            f"cached in {folder}"
+            f"first use of {checkpoint.name}{scales_words(scales, ' with ')}: exporting it to ONNX "
+            f"once (about 20-60 s on a CPU), cached in {folder}"
         )
     try:
         export_model(
             model,
             staging,
-            ExportOptions(precision=precision),
+            ExportOptions(precision=precision, flow_scale=scales["flow"], interp_scale=scales["interp"]),
             source={"checkpoint": checkpoint.name, "sha256": digest},
         )
         if folder.exists():
@@ -135,26 +149,30 @@ def accuracy_report(folder: Path, checkpoint: Path | None = None):
     return report
 
 
-def _half_scale_ok(folder: Path, checkpoint: Path | None, budget_db: float) -> bool:
-    """Whether this model's report measured its flow at half scale within the budget (HD and up).
+# Less work per frame: from 720 lines the networks of a model whose report vouches for it run on
+# the pair downscaled (model/scaled.py; measured by benchmarks/hd_scales.py into the report). Below
+# that the networks already see few pixels per motion and the gain shrinks with them.
+HD_MIN_HEIGHT = 720
+DEFAULT_SIZE = (1280, 720)  # what a job's speed probe measures at when no size is given
 
-    Per model: a network trained on full-size frames may well lose what demo16 (trained on frames
-    of at most 640 px) does not."""
+
+def hd_scales(checkpoint: Path, budget_db: float) -> dict[str, float] | None:
+    """The scales this checkpoint's shipped report measured for HD frames, if within the budget.
+    Per model: a network trained on full-size frames may lose what demo16 (trained on frames of at
+    most 640 px) gains."""
     import json
 
-    for path in (
-        folder / FOLDER_REPORT,
-        checkpoint.with_name(checkpoint.stem + REPORT_SUFFIX) if checkpoint else None,
-    ):
-        if path is None or not path.is_file():
-            continue
-        try:
-            entry = json.loads(path.read_text()).get("flow_half_scale") or {}
-            if entry.get("drop_db") is not None and float(entry["drop_db"]) <= budget_db:
-                return path.parent == folder or _sha_matches(path, checkpoint)
-        except (OSError, ValueError, TypeError, AttributeError):
-            continue
-    return False
+    from superslomo.contracts.manifest import SCALES
+
+    path = checkpoint.with_name(checkpoint.stem + REPORT_SUFFIX)
+    try:
+        entry = json.loads(path.read_text()).get("hd_scales") or {}
+        scales = {graph: float(entry["scales"][graph]) for graph in FULL_SCALES}
+        if all(v in SCALES for v in scales.values()) and float(entry["drop_db"]) <= budget_db:
+            return scales if _sha_matches(path, checkpoint) else None
+    except (OSError, ValueError, TypeError, AttributeError, KeyError):
+        pass
+    return None  # no report, or none that measured it: full scale
 
 
 def _sha_matches(report: Path, checkpoint: Path | None) -> bool:
@@ -295,16 +313,19 @@ def open_model(
                     "running a checkpoint on PyTorch needs it: pip install 'superslomo-trt[torch]'"
                 ) from None
             return Interpolator(TorchBackend.from_checkpoint(path)), "torch"
-        try:
-            import torch  # noqa: F401  (the export below needs it; say so before anything else)
-        except ImportError:
-            raise SloMoError(
-                "running a checkpoint needs PyTorch: pip install 'superslomo-trt[torch]' "
-                "(or pass an exported model folder)"
-            ) from None
         # The embedded default: export once to ONNX (cached by the checkpoint's sha256).
         export_precision = "fp16" if precision == "fp16" else "fp32"
-        folder = onnx_folder_for(path, export_precision, say=say)
+        from superslomo.runtime.selection import DEFAULT_BUDGET_DB
+
+        scales = None
+        if (
+            precision is not None
+            and export_precision == "fp32"
+            and (size or DEFAULT_SIZE)[1] >= HD_MIN_HEIGHT
+        ):
+            # precision None: a fixed fp32 backend, what parity and eval measure, at full scale
+            scales = hd_scales(path, DEFAULT_BUDGET_DB if budget_db is None else budget_db)
+        folder = onnx_folder_for(path, export_precision, say=say, scales=scales)
         where = f"{path.name} exported to {folder}"
     else:
         if backend == "torch":
@@ -331,7 +352,7 @@ def open_model(
 
 
 def _open_selected(folder, manifest, checkpoint, backend, precision, size, budget_db, say, where):
-    from superslomo.runtime.selection import DEFAULT_BUDGET_DB, HALF_SCALE_MIN_HEIGHT, HalfScaleFlow, select
+    from superslomo.runtime.selection import DEFAULT_BUDGET_DB, select
 
     if precision == "auto" and manifest.precision != "fp32":
         precision = manifest.precision  # a folder of one precision given by hand: that is the pin
@@ -359,25 +380,23 @@ def _open_selected(folder, manifest, checkpoint, backend, precision, size, budge
             f"--precision int8 needs an INT8 folder beside {folder}: none found; make one with "
             f"{hint}--calib calib.npz -o {folder.name.removesuffix('-fp32')}-int8"
         )
-    half = (size or (1280, 720))[1] >= HALF_SCALE_MIN_HEIGHT and _half_scale_ok(folder, checkpoint, budget)
 
     def open_interp(candidate):
         from superslomo.runtime import Interpolator, open_backend
 
-        backend = open_backend(candidate.folder, candidate.options())
-        return Interpolator(HalfScaleFlow(backend) if half else backend)
+        return Interpolator(open_backend(candidate.folder, candidate.options()))
 
     choice = select(
         folders,
         report,
-        size or (1280, 720),
+        size or DEFAULT_SIZE,
         runtime=backend,
         precision=precision,
         budget_db=budget,
         cache_dir=cache_root() / "selection",
         open_interp=open_interp,
         say=say,
-        label_note="flow at half scale" if half else "",
+        label_note=scales_words(manifest.scales),
     )
     if say is not None:
         say("; ".join(part for part in (where, choice.details) if part))

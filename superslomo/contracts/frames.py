@@ -82,10 +82,14 @@ def interp_inputs(
     """The interpolation graph's inputs for one pair (batch of one) at several times: the pair is
     repeated along the batch, one time per sample."""
     n = len(times)
+
+    def batch(array: np.ndarray) -> np.ndarray:  # one time (every 2x job): no 12 MB copies per frame
+        return array if n == 1 and array.shape[0] == 1 else np.repeat(array, n, axis=0)
+
     return {
-        "frame0": np.repeat(frame0, n, axis=0),
-        "frame1": np.repeat(frame1, n, axis=0),
-        "flow01": np.repeat(flow01, n, axis=0),
-        "flow10": np.repeat(flow10, n, axis=0),
+        "frame0": batch(frame0),
+        "frame1": batch(frame1),
+        "flow01": batch(flow01),
+        "flow10": batch(flow10),
         "t": np.asarray(times, dtype=np.float32),
     }

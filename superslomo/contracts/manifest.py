@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,24 @@ WARPS = ("gridsample", "plugin")
 WARP_CONVENTIONS = ("reference", "exact")
 DEFAULT_WARP_CONVENTION = "reference"
 IO_TYPES = ("float32", "uint8")
+# The fraction of the frame size each graph's network runs at inside the graph (model/scaled.py);
+# the graphs' I/O is full size either way. A manifest from before the field is at full scale.
+SCALES = (1.0, 0.5, 0.25)
+FULL_SCALES = {"flow": 1.0, "interp": 1.0}
+
+
+def size_multiple(scales: Mapping[str, float] | None) -> int:
+    """What frame sizes must be a multiple of: the networks' 32 at the smallest scale."""
+    return round(SIZE_MULTIPLE / min((scales or FULL_SCALES).values()))
+
+
+def scales_words(scales: Mapping[str, float] | None, prefix: str = "") -> str:
+    """ "flow at 1/4 scale, synthesis at 1/2 scale" (after `prefix`); "" at full scale."""
+    names = {"flow": "flow", "interp": "synthesis"}
+    parts = [f"{names[g]} at 1/{round(1 / v)} scale" for g, v in (scales or FULL_SCALES).items() if v != 1.0]
+    return prefix + ", ".join(parts) if parts else ""
+
+
 KINDS = ("onnx", "tensorrt")
 
 
@@ -60,6 +79,7 @@ class Manifest:
     extra: dict[str, Any] = field(default_factory=dict)  # stage-specific facts (calibration...)
     size_multiple: int = SIZE_MULTIPLE
     warp_convention: str = DEFAULT_WARP_CONVENTION
+    scales: dict[str, float] = field(default_factory=lambda: dict(FULL_SCALES))
     format: str = FORMAT
     version: int = FORMAT_VERSION
 
@@ -98,6 +118,18 @@ def parse_manifest(data: Any, where: str = MANIFEST_NAME) -> Manifest:
         "with this one",
     )
     _require(data.get("io") in IO_TYPES, f"{where}: io must be one of {IO_TYPES}")
+    scales = data.get("scales", FULL_SCALES)
+    _require(
+        isinstance(scales, dict) and set(scales) == set(GRAPHS) and all(v in SCALES for v in scales.values()),
+        f"{where}: scales {scales!r} are unknown to this version of superslomo-trt (it knows "
+        f"{', '.join(map(str, SCALES))} per graph); upgrade superslomo-trt or re-export the model "
+        "with this one",
+    )
+    _require(
+        data.get("size_multiple", SIZE_MULTIPLE) == size_multiple(scales),
+        f"{where}: size_multiple must be {size_multiple(scales)} for scales {scales}, "
+        f"got {data.get('size_multiple')!r}",
+    )
     _require(isinstance(data.get("opset"), int), f"{where}: opset must be an integer")
     graphs = data.get("graphs")
     _require(

@@ -408,7 +408,7 @@ def run_parity(
         from superslomo.eval.torch_backend import TorchBackend
     except ImportError:
         raise SloMoError("parity runs the PyTorch model: pip install 'superslomo-trt[torch]'") from None
-    reference = TorchBackend.from_checkpoint(checkpoint)
+    reference = TorchBackend.from_checkpoint(checkpoint, scales=manifest.scales)
     emulation = None
     if manifest.precision == "fp16" and manifest.kind == "onnx" and backend in ("auto", "onnxruntime"):
         # ONNX Runtime's CPU provider would run this graph in fp32 and measure nothing about fp16.

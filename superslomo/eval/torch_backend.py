@@ -9,13 +9,13 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from superslomo.contracts.graph_io import SIZE_MULTIPLE
-from superslomo.contracts.manifest import Manifest
+from superslomo.contracts.manifest import FULL_SCALES, Manifest, size_multiple
+from superslomo.model.scaled import flow_at, synthesize_at
 from superslomo.model.slomo import SuperSloMo
 from superslomo.runtime.backend import Backend, GraphRunner, check_threads
 
 
-def torch_manifest(model: SuperSloMo) -> Manifest:
+def torch_manifest(model: SuperSloMo, scales: Mapping[str, float] | None = None) -> Manifest:
     """What the model would say of itself as an exported fp32 folder (no files: it runs in memory)."""
     return Manifest(
         kind="onnx",
@@ -25,8 +25,9 @@ def torch_manifest(model: SuperSloMo) -> Manifest:
         opset=0,
         graphs={},
         source={"width": model.config.width},
-        size_multiple=SIZE_MULTIPLE,
+        size_multiple=size_multiple(scales),
         warp_convention=model.config.warp,
+        scales=dict(scales or FULL_SCALES),
     )
 
 
@@ -41,28 +42,33 @@ class _ModuleRunner(GraphRunner):
     @torch.inference_mode()
     def infer_impl(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}
+        scale = self.manifest.scales[self.graph]
         if self.graph == "flow":
-            flow01, flow10 = self.model.flow(t["frame0"], t["frame1"])
+            flow01, flow10 = flow_at(self.model, t["frame0"], t["frame1"], scale)
             return {"flow01": flow01.numpy(), "flow10": flow10.numpy()}
-        frame = self.model.synthesize(t["frame0"], t["frame1"], t["flow01"], t["flow10"], t["t"])
+        frame = synthesize_at(self.model, t["frame0"], t["frame1"], t["flow01"], t["flow10"], t["t"], scale)
         return {"frame_t": frame.numpy()}
 
 
 class TorchBackend(Backend):
     name = "torch"
 
-    def __init__(self, model: SuperSloMo, threads: int | None = None) -> None:
+    def __init__(
+        self, model: SuperSloMo, threads: int | None = None, scales: Mapping[str, float] | None = None
+    ) -> None:
         check_threads(threads)
-        super().__init__(None, torch_manifest(model))
+        super().__init__(None, torch_manifest(model, scales))
         self.model = model.eval()
         if threads:
             torch.set_num_threads(threads)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike) -> TorchBackend:
+    def from_checkpoint(
+        cls, path: str | os.PathLike, scales: Mapping[str, float] | None = None
+    ) -> TorchBackend:
         from superslomo.model.checkpoint import load_checkpoint
 
-        return cls(load_checkpoint(path))
+        return cls(load_checkpoint(path), scales=scales)
 
     def make_runner(self, graph: str) -> GraphRunner:
         return _ModuleRunner(self.model, graph, self.manifest)

@@ -15,10 +15,17 @@ from pathlib import Path
 import torch
 
 from superslomo.contracts.files import atomic_path, file_sha256
-from superslomo.contracts.graph_io import FLOW_INPUTS, FLOW_OUTPUTS, INTERP_INPUTS, INTERP_OUTPUTS
-from superslomo.contracts.manifest import GraphEntry, Manifest, write_manifest
+from superslomo.contracts.graph_io import (
+    FLOW_INPUTS,
+    FLOW_OUTPUTS,
+    INTERP_INPUTS,
+    INTERP_OUTPUTS,
+    SIZE_MULTIPLE,
+)
+from superslomo.contracts.manifest import GraphEntry, Manifest, size_multiple, write_manifest
 from superslomo.errors import SloMoError
 from superslomo.export.graphs import FlowGraph, InterpGraph
+from superslomo.model.scaled import SCALES
 from superslomo.model.slomo import MEAN, SuperSloMo
 
 MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 16, 19, 17
@@ -33,8 +40,16 @@ class ExportOptions:
     warp: str = "gridsample"
     precision: str = "fp32"
     io: str = "float32"
+    # Below 1: that network runs on the pair downscaled, the warps at full size (model/scaled.py);
+    # frames then pad to the networks' multiple over the smaller scale.
+    flow_scale: float = 1.0
+    interp_scale: float = 1.0
     # Only for measuring what float32 warp coordinates buy; not offered on the command line.
     fp16_coordinates: bool = False
+
+    @property
+    def scales(self) -> dict[str, float]:
+        return {"flow": self.flow_scale, "interp": self.interp_scale}
 
     def validate(self) -> None:
         if self.opset >= 20:
@@ -51,11 +66,17 @@ class ExportOptions:
         ):
             if value not in allowed:
                 raise SloMoError(f"unknown {what} {value!r}; choose one of {', '.join(allowed)}")
+        for graph, scale in self.scales.items():
+            if scale not in SCALES:
+                raise SloMoError(
+                    f"unknown {graph} scale {scale:g}; choose one of {', '.join(f'{v:g}' for v in SCALES)}"
+                )
         if self.fp16_coordinates and (self.warp != "gridsample" or self.precision != "fp16"):
             raise SloMoError("fp16 coordinates exist only as a gridsample fp16 comparison variant")
 
 
-def _example_inputs(io: str, n: int = 2, h: int = 64, w: int = 96):
+def _example_inputs(io: str, multiple: int = SIZE_MULTIPLE, n: int = 2):
+    h, w = 2 * multiple, 3 * multiple  # unequal multiples, so neither is specialised
     if io == "uint8":
         frame = torch.randint(0, 256, (n, h, w, 3), dtype=torch.uint8)
     else:
@@ -64,13 +85,14 @@ def _example_inputs(io: str, n: int = 2, h: int = 64, w: int = 96):
     return frame, frame.clone(), flow, flow.clone(), torch.rand(n)
 
 
-def _dynamic_shapes(io: str, names: tuple[str, ...]):
+def _dynamic_shapes(io: str, names: tuple[str, ...], multiple: int = SIZE_MULTIPLE):
     batch = torch.export.Dim("batch", min=1, max=64)
-    # H and W are multiples of 32 (five pooling levels); say so, so the graph stays symbolic.
-    h32 = torch.export.Dim("h32", min=1, max=256)
-    w32 = torch.export.Dim("w32", min=1, max=256)
-    frame = {0: batch, 1: 32 * h32, 2: 32 * w32} if io == "uint8" else {0: batch, 2: 32 * h32, 3: 32 * w32}
-    nchw = {0: batch, 2: 32 * h32, 3: 32 * w32}
+    # H and W are multiples of 32 (five pooling levels; more below full scale); say so, so the
+    # graph stays symbolic.
+    rows = multiple * torch.export.Dim("rows", min=1, max=8192 // multiple)
+    cols = multiple * torch.export.Dim("cols", min=1, max=8192 // multiple)
+    frame = {0: batch, 1: rows, 2: cols} if io == "uint8" else {0: batch, 2: rows, 3: cols}
+    nchw = {0: batch, 2: rows, 3: cols}
     table = {"frame0": frame, "frame1": frame, "flow01": nchw, "flow10": nchw, "t": {0: batch}}
     return {name: table[name] for name in names}
 
@@ -107,7 +129,7 @@ def _export_one(
             opset_version=options.opset,
             dynamo=True,
             external_data=False,
-            dynamic_shapes=_dynamic_shapes(options.io, names),
+            dynamic_shapes=_dynamic_shapes(options.io, names, size_multiple(options.scales)),
             custom_translation_table={torch.ops.superslomo.backwarp.default: LOWERINGS[lowering]},
             optimize=True,
             verbose=False,
@@ -176,11 +198,12 @@ def export_model(
         say("converting the U-Nets to fp16 (warp coordinates and I/O stay fp32) ...")
         model.flow_net.half()
         model.interp_net.half()
-    frame0, frame1, flow01, flow10, t = _example_inputs(options.io)
+    multiple = size_multiple(options.scales)
+    frame0, frame1, flow01, flow10, t = _example_inputs(options.io, multiple)
     graphs = {}
     with torch.no_grad():
         _export_one(
-            FlowGraph(model, options.io),
+            FlowGraph(model, options.io, options.flow_scale),
             (frame0, frame1),
             FLOW_INPUTS,
             FLOW_OUTPUTS,
@@ -189,7 +212,7 @@ def export_model(
             say,
         )
         _export_one(
-            InterpGraph(model, options.io),
+            InterpGraph(model, options.io, options.interp_scale),
             (frame0, frame1, flow01, flow10, t),
             INTERP_INPUTS,
             INTERP_OUTPUTS,
@@ -217,6 +240,8 @@ def export_model(
         graphs=graphs,
         # The graphs compute the model's convention themselves; this says which, for people and checks.
         warp_convention=model.config.warp,
+        scales=options.scales,
+        size_multiple=multiple,
         source={"width": model.config.width, **(source or {})},
         normalisation={
             "mean": list(MEAN),

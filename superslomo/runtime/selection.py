@@ -36,7 +36,6 @@ import numpy as np
 from superslomo.contracts.files import atomic_write_text
 from superslomo.contracts.frames import padded_size
 from superslomo.errors import SloMoError
-from superslomo.runtime.backend import Backend
 from superslomo.runtime.options import OnnxRuntimeOptions, OpenVinoOptions
 
 RUNTIMES = ("onnxruntime", "openvino")
@@ -404,91 +403,3 @@ def select(
     if label_note:
         label = f"{label[:-1]}; {label_note})"
     return Choice(chosen, label, details(why_not, note), timings, cached, interp)
-
-
-# -- less work per frame: the flow network at half scale ---------------------------------------------
-# Measured (benchmarks/flow_scale.py, demo16, 1280x720, 8 triplets of two licensed Big Buck Bunny
-# clips): PSNR against the held-out frame unchanged on average (worst triplet -0.26 dB), the flow
-# graph 2.9x faster, a 2x pair 1.44x faster. Below 720 lines the flow net already sees few pixels
-# per motion and the gain shrinks with it; larger frames gain most (RIFE scales its flow the same way).
-HALF_SCALE_MIN_HEIGHT = 720
-
-
-def downscale2(frames: np.ndarray, multiple: int = 32) -> np.ndarray:
-    """[N,3,H,W] float frames -> 2x2 means, edge-padded to the graphs' size multiple."""
-    n, c, h, w = frames.shape
-    small = frames.reshape(n, c, h // 2, 2, w // 2, 2).mean(axis=(3, 5), dtype=np.float32)
-    ph, pw = -(-(h // 2) // multiple) * multiple, -(-(w // 2) // multiple) * multiple
-    return np.pad(small, ((0, 0), (0, 0), (0, ph - h // 2), (0, pw - w // 2)), mode="edge")
-
-
-def _upsample2(plane: np.ndarray, axis: int) -> np.ndarray:
-    """Bilinear x2 along one axis with half-pixel centres (align_corners=False), edges clamped."""
-    before = np.concatenate(
-        [np.take(plane, [0], axis), np.take(plane, range(plane.shape[axis] - 1), axis)], axis
-    )
-    after = np.concatenate(
-        [np.take(plane, range(1, plane.shape[axis]), axis), np.take(plane, [-1], axis)], axis
-    )
-    even, odd = 0.75 * plane + 0.25 * before, 0.75 * plane + 0.25 * after
-    out = np.stack([even, odd], axis=axis + 1)
-    shape = list(plane.shape)
-    shape[axis] *= 2
-    return out.reshape(shape)
-
-
-def upscale_flow(flow: np.ndarray, height: int, width: int, convention: str) -> np.ndarray:
-    """Flow [N,2,h',w'] of a half-scale pair (padded) -> flow [N,2,height,width] of the full pair.
-
-    Displacements double; a "reference" graph's flow also holds the warp's 0..1 px ramp (its
-    identity is u = col/(W-1), see DESIGN.md), which belongs to the graph's width, not the motion:
-    it is taken out at the small width and put back at the full one."""
-    h, w = height // 2, width // 2
-    flow = flow[:, :, :h, :w].astype(np.float32)
-    if convention == "reference":
-        cols, rows = np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)[:, None]
-        flow = np.stack([flow[:, 0] * (w - 1) / w - cols / w, flow[:, 1] * (h - 1) / h - rows / h], 1)
-    out = 2.0 * _upsample2(_upsample2(flow, 2), 3)
-    if convention == "reference":
-        cols, rows = np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)[:, None]
-        out[:, 0] = (out[:, 0] * width + cols) / (width - 1)
-        out[:, 1] = (out[:, 1] * height + rows) / (height - 1)
-    return np.ascontiguousarray(out, dtype=np.float32)
-
-
-class HalfScaleFlow(Backend):
-    """A Backend that runs its inner (host) backend's flow graph on the pair downscaled 2x and hands
-    the interpolation graph full-size flows; everything else passes through. Frames below
-    `min_height` lines (padded) run at full scale."""
-
-    def __init__(self, inner: Backend, min_height: int = HALF_SCALE_MIN_HEIGHT) -> None:
-        if inner.manifest.io != "float32":
-            raise SloMoError("half-scale flow needs a float32-I/O model folder")
-        super().__init__(inner.folder, inner.manifest)
-        self.inner, self.min_height = inner, min_height
-        self.name = inner.name
-
-    @property
-    def max_batch(self) -> int | None:
-        return self.inner.max_batch
-
-    def describe(self) -> str:
-        return f"{self.inner.describe()}, flow at half scale"
-
-    def activate(self) -> HalfScaleFlow:
-        self.inner.activate()
-        return self
-
-    def infer(self, graph: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        frame0 = inputs.get("frame0")
-        if graph != "flow" or frame0 is None or frame0.shape[2] < self.min_height:
-            return self.inner.infer(graph, inputs)
-        height, width = frame0.shape[2:]
-        small = {name: downscale2(inputs[name], self.manifest.size_multiple) for name in ("frame0", "frame1")}
-        flows = self.inner.infer("flow", small)
-        convention = self.manifest.warp_convention
-        return {name: upscale_flow(value, height, width, convention) for name, value in flows.items()}
-
-    def close(self) -> None:
-        self.inner.close()
-        self.closed = True

@@ -1,0 +1,159 @@
+"""The networks on the pair downscaled (model/scaled.py): flows cross scales as true
+displacements, the exported graphs keep full-size I/O and match PyTorch at their scales, and
+`open_model` takes the reduced export only where the model's report vouches for it and the
+frames are HD."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+@pytest.mark.parametrize("convention", ["reference", "exact"])
+def test_flows_cross_scales_as_displacements(convention, factor):
+    import torch
+
+    from superslomo.model.scaled import downscale_flow, from_displacement, to_displacement, upscale_flow
+
+    height, width = 64, 96
+    still = from_displacement(torch.zeros(1, 2, height, width), convention)
+    if convention == "reference":  # the reference identity is a 0..1 px ramp at the flow's own size
+        assert torch.allclose(still[0, 0, 0], torch.arange(width) / (width - 1), atol=1e-6)
+    small = downscale_flow(still, convention, factor)
+    smaller_still = from_displacement(torch.zeros(1, 2, height // factor, width // factor), convention)
+    assert torch.allclose(small, smaller_still, atol=1e-5)
+    assert torch.allclose(upscale_flow(small, convention, factor), still, atol=1e-5)
+    moved = from_displacement(torch.full((1, 2, height, width), 3.0), convention)
+    down = downscale_flow(moved, convention, factor)
+    assert torch.allclose(to_displacement(down, convention), torch.tensor(3.0 / factor), atol=1e-5)
+    back = to_displacement(upscale_flow(down, convention, factor), convention)
+    assert torch.allclose(back, torch.tensor(3.0), atol=1e-4)
+
+
+@pytest.mark.parametrize("scale", [0.5, 0.25])
+def test_scaled_synthesis_of_a_still_pair_is_the_frame(scale):
+    """Both frames equal and a network that refines nothing (zero last layer, visibility 0.5):
+    the full-size frame comes back, so the upsampling touches the flows and masks, not the image."""
+    import torch
+
+    from superslomo.model import super_slomo
+    from superslomo.model.scaled import from_displacement, scaled_synthesize
+
+    model = super_slomo(width=4, warp="exact").eval()
+    with torch.no_grad():
+        model.interp_net.conv3.weight.zero_()
+        model.interp_net.conv3.bias.zero_()
+        frame = torch.rand(1, 3, 128, 128)
+        still = from_displacement(torch.zeros(1, 2, 128, 128), "exact")
+        out = scaled_synthesize(model, frame, frame, still, still, torch.tensor([0.3]), scale)
+    assert torch.allclose(out, frame, atol=1e-5)
+
+
+HD = {"flow": 0.25, "interp": 0.5}
+
+
+@pytest.fixture(scope="module")
+def reduced_model(tmp_path_factory, small_model):
+    from superslomo.export.onnx_export import ExportOptions, export_model
+
+    folder = tmp_path_factory.mktemp("onnx") / "reduced"
+    export_model(small_model, folder, ExportOptions(flow_scale=HD["flow"], interp_scale=HD["interp"]))
+    return folder
+
+
+def test_reduced_export_keeps_full_size_io_and_matches_pytorch(reduced_model, small_model):
+    from superslomo.contracts.manifest import read_manifest
+    from superslomo.eval.torch_backend import TorchBackend
+    from superslomo.runtime import Interpolator
+
+    manifest = read_manifest(reduced_model)
+    assert manifest.scales == HD and manifest.size_multiple == 128
+    rng = np.random.default_rng(3)
+    frame0 = rng.integers(0, 256, (80, 200, 3), np.uint8)  # pads to 128x256: a multiple of 128
+    frame1 = np.roll(frame0, 2, axis=1)
+    with (
+        Interpolator.from_dir(reduced_model, "onnxruntime") as onnx,
+        Interpolator(TorchBackend(small_model, scales=HD)) as reference,
+        Interpolator(TorchBackend(small_model)) as full,
+    ):
+        got = onnx.interpolate(frame0, frame1, [0.25, 0.5])
+        want = reference.interpolate(frame0, frame1, [0.25, 0.5])
+        other = full.interpolate(frame0, frame1, [0.25, 0.5])
+    assert got[0].shape == frame0.shape
+    for a, b in zip(got, want, strict=True):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1  # uint8 rounding of float32 parity
+    assert any(np.abs(a.astype(int) - b.astype(int)).max() > 1 for a, b in zip(got, other, strict=True))
+
+
+def test_parity_command_measures_a_reduced_folder_against_pytorch_at_its_scales(
+    reduced_model, small_model, tmp_path
+):
+    from superslomo.eval.parity import run_parity
+    from superslomo.model.checkpoint import save_checkpoint
+
+    checkpoint = tmp_path / "small.safetensors"
+    save_checkpoint(small_model, checkpoint)
+    # raises CheckFailed if any output is off: a full-scale reference would be (see the test above)
+    result = run_parity(reduced_model, checkpoint, backend="onnxruntime", sizes=[(128, 256)], pairs=1)
+    assert result["passed"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("scales", {"flow": 0.125, "interp": 1.0}, "scales .* are unknown"),
+        ("scales", {"flow": 0.5}, "scales .* are unknown"),
+        ("size_multiple", 64, "size_multiple must be 128"),
+    ],
+)
+def test_manifest_refuses_a_scale_or_multiple_it_does_not_know(reduced_model, tmp_path, field, value, words):
+    from superslomo.contracts.manifest import ManifestError, read_manifest
+
+    folder = tmp_path / "m"
+    shutil.copytree(reduced_model, folder)
+    data = json.loads((folder / "manifest.json").read_text())
+    data[field] = value
+    (folder / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match=words):
+        read_manifest(folder)
+
+
+def test_open_model_runs_reduced_scales_only_from_720_lines_and_where_the_report_vouches(
+    small_model, reduced_model, onnx_model, tmp_path, monkeypatch
+):
+    import superslomo.apps.models as models
+    from superslomo.contracts.files import file_sha256
+    from superslomo.model.checkpoint import save_checkpoint
+
+    monkeypatch.setenv("SLOMO_CACHE_DIR", str(tmp_path / "cache"))
+    checkpoint = tmp_path / "small.safetensors"
+    save_checkpoint(small_model, checkpoint)
+    report = checkpoint.with_name(checkpoint.stem + models.REPORT_SUFFIX)
+
+    # The export cache itself is onnx_folder_for's (tested with the CLI); here: which one is asked for.
+    def export(path, precision, say, scales):
+        return reduced_model if scales == HD else onnx_model
+
+    monkeypatch.setattr(models, "onnx_folder_for", export)
+
+    def reduced(size, budget=None):
+        interp, label = models.open_model(
+            checkpoint, "onnxruntime", "fp32", size=size, budget_db=budget, say=None
+        )
+        interp.close()
+        scales = interp.backend.manifest.scales
+        assert (scales == HD) == ("flow at 1/4 scale, synthesis at 1/2 scale)" in label), label
+        return scales == HD
+
+    assert not reduced((128, 720))  # no report: nobody measured it
+    entry = {"scales": HD, "drop_db": 0.2}
+    report.write_text(json.dumps({"sha256": file_sha256(checkpoint), "candidates": {}, "hd_scales": entry}))
+    assert reduced((128, 720))
+    assert not reduced((128, 360))  # below 720 lines
+    assert not reduced((128, 720), budget=0.1)  # over the user's budget
+    report.write_text(json.dumps({"sha256": "0" * 64, "candidates": {}, "hd_scales": entry}))
+    assert not reduced((128, 720))  # a report of other weights vouches for nothing
