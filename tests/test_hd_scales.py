@@ -157,3 +157,14 @@ def test_open_model_runs_reduced_scales_only_from_720_lines_and_where_the_report
     assert not reduced((128, 720), budget=0.1)  # over the user's budget
     report.write_text(json.dumps({"sha256": "0" * 64, "candidates": {}, "hd_scales": entry}))
     assert not reduced((128, 720))  # a report of other weights vouches for nothing
+
+
+def test_build_engine_refuses_sizes_off_a_reduced_folders_multiple(reduced_model, tmp_path):
+    """Before TensorRT is touched (so it runs here): a 1/4-scale network needs frames in
+    multiples of 128, and the default --min 1x64x64 is not one."""
+    from superslomo.contracts.shapes import parse_profiles
+    from superslomo.engine.builder import BuildError, build_engines
+
+    profiles = parse_profiles("1x64x64", "1x128x256", "1x256x256")
+    with pytest.raises(BuildError, match=r"multiples of 128 .*--min 1x64x64 is not"):
+        build_engines(reduced_model, tmp_path / "engines", profiles)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from superslomo.contracts.files import atomic_path, file_sha256
-from superslomo.contracts.manifest import GRAPHS, GraphEntry, Manifest, read_manifest, write_manifest
+from superslomo.contracts.manifest import GRAPHS, GraphEntry, Manifest, read_manifest, scales_words, write_manifest
 from superslomo.contracts.shapes import Profile, tensor_shape
 from superslomo.contracts.tensorrt_version import (
     TrtVersion,
@@ -195,6 +195,19 @@ def build_engines(
         raise BuildError(
             "--hardware-compat cannot be combined with a --warp plugin folder (its kernel is "
             "compiled for this GPU); export with --warp gridsample for portable engines"
+        )
+    multiple = source.size_multiple
+    off = [
+        f"--{what} {shape}"
+        for profile in profiles
+        for what, shape in (("min", profile.min), ("opt", profile.opt), ("max", profile.max))
+        if shape.h % multiple or shape.w % multiple
+    ]
+    if off:
+        raise BuildError(
+            f"{onnx_dir} runs {scales_words(source.scales)}: engine sizes must be multiples of {multiple} "
+            f"(the runtime pads frames up to it); {off[0]} is not (e.g. --min 1x{multiple}x{multiple} "
+            f"--opt 1x768x1280)"
         )
     cache_path = Path(timing_cache) if timing_cache is not None else None
 
