@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from superslomo.contracts.files import atomic_path, file_sha256
-from superslomo.contracts.manifest import GRAPHS, GraphEntry, Manifest, read_manifest, scales_words, write_manifest
+from superslomo.contracts.manifest import (
+    GRAPHS,
+    GraphEntry,
+    Manifest,
+    read_manifest,
+    scales_words,
+    write_manifest,
+)
 from superslomo.contracts.shapes import Profile, tensor_shape
 from superslomo.contracts.tensorrt_version import (
     TrtVersion,
