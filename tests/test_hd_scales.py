@@ -168,3 +168,23 @@ def test_build_engine_refuses_sizes_off_a_reduced_folders_multiple(reduced_model
     profiles = parse_profiles("1x64x64", "1x128x256", "1x256x256")
     with pytest.raises(BuildError, match=r"multiples of 128 .*--min 1x64x64 is not"):
         build_engines(reduced_model, tmp_path / "engines", profiles)
+
+
+def test_model_folder_for_a_job_size_is_the_export_a_local_run_takes(small_model, tmp_path, monkeypatch):
+    """What `--ray` hands its workers: the same HD export `slomo interpolate` runs locally."""
+    import superslomo.apps.models as models
+    from superslomo.contracts.files import file_sha256
+    from superslomo.model.checkpoint import save_checkpoint
+
+    checkpoint = tmp_path / "small.safetensors"
+    save_checkpoint(small_model, checkpoint)
+    entry = {"scales": HD, "drop_db": 0.2}
+    report = checkpoint.with_name(checkpoint.stem + models.REPORT_SUFFIX)
+    report.write_text(json.dumps({"sha256": file_sha256(checkpoint), "candidates": {}, "hd_scales": entry}))
+    asked = []
+    monkeypatch.setattr(models, "onnx_folder_for", lambda path, say, scales: asked.append(scales) or tmp_path)
+    models.model_folder(checkpoint, size=(1280, 720))
+    models.model_folder(checkpoint, size=(640, 360))
+    models.model_folder(checkpoint)
+    assert asked == [HD, None, None]
+    assert models.model_folder(tmp_path) == tmp_path  # a folder is what it is

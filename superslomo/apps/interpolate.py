@@ -62,7 +62,7 @@ def interpolate(
             return interpolate_on_ray(
                 input_path,
                 output_path,
-                model_folder(where.model),
+                model_folder(where.model, size=(info.width, info.height)),  # what a local run takes
                 where.backend,
                 options,
                 RayOptions(address=where.ray, workers=where.ray_workers, work_dir=where.work_dir),

@@ -113,12 +113,22 @@ def onnx_folder_for(
 
 
 def model_folder(
-    model: str | os.PathLike | None = None, say: Callable[[str], None] | None = to_stderr
+    model: str | os.PathLike | None = None,
+    say: Callable[[str], None] | None = to_stderr,
+    size: tuple[int, int] | None = None,
 ) -> Path:
     """A runnable model folder for `model`: the folder itself, a checkpoint's cached ONNX export,
-    or (None) the shipped model's. `say` as for onnx_folder_for."""
+    or (None) the shipped model's. `say` as for onnx_folder_for. With the job's `size` (WIDTH,
+    HEIGHT), a checkpoint's export is the one `slomo interpolate` runs there (HD scales)."""
     path = Path(model) if model is not None else default_model()
-    return onnx_folder_for(path, say=say) if path.is_file() else path
+    if not path.is_file():
+        return path
+    scales = None
+    if size is not None and size[1] >= HD_MIN_HEIGHT:
+        from superslomo.runtime.selection import DEFAULT_BUDGET_DB
+
+        scales = hd_scales(path, DEFAULT_BUDGET_DB)
+    return onnx_folder_for(path, say=say, scales=scales)
 
 
 # The accuracy report shipped beside a checkpoint: `<stem>.precision.json` (see MODEL_CARD.md); an
