@@ -526,6 +526,12 @@ def eval_command(
         "--no-minterpolate",
         help="Skip the ffmpeg minterpolate baseline (motion-compensated; the linear blend is always shown).",
     ),
+    as_interpolate: bool = typer.Option(
+        False,
+        "--as-interpolate",
+        help="Run the model as `slomo interpolate --precision fp32` would on frames of this size "
+        "(from 720 lines: the networks at the model's HD scales). Default: full scale, as exported.",
+    ),
 ) -> None:
     """Interpolation quality (PSNR, SSIM, IE) on triplet data sets, next to the linear blend and ffmpeg's
     motion-compensated minterpolate."""
@@ -533,8 +539,17 @@ def eval_command(
     from superslomo.eval.quality import check_eval_options, run_eval, summary_lines
 
     _check_backend(backend)
-    check_eval_options(data, layout, limit, report, gt)
-    interp, label = open_model(model, backend)
+    resolved = check_eval_options(data, layout, limit, report, gt)
+    if as_interpolate:
+        from superslomo.eval.datasets import iter_triplets
+
+        first = next(iter_triplets(data, resolved, limit=1, gt=gt), None)
+        if first is None:
+            raise SloMoError(f"{data} holds no triplets")
+        size = (first.frame0.shape[1], first.frame0.shape[0])
+        interp, label = open_model(model, backend, "fp32", size=size, say=None)
+    else:
+        interp, label = open_model(model, backend)
     ref = open_model(reference, "auto")[0] if reference is not None else None
     try:
         result = run_eval(

@@ -188,3 +188,37 @@ def test_model_folder_for_a_job_size_is_the_export_a_local_run_takes(small_model
     models.model_folder(checkpoint)
     assert asked == [HD, None, None]
     assert models.model_folder(tmp_path) == tmp_path  # a folder is what it is
+
+
+def test_eval_as_interpolate_measures_the_hd_export_from_720_lines(
+    small_model, reduced_model, onnx_model, tmp_path, monkeypatch, capsys
+):
+    """`slomo eval --as-interpolate` scores what a user's HD job runs; plain `slomo eval` the
+    model as exported."""
+    from PIL import Image
+
+    import superslomo.apps.models as models
+    from superslomo.contracts.files import file_sha256
+    from superslomo.model.checkpoint import save_checkpoint
+    from tests.test_eval_quality import run_cli
+
+    checkpoint = tmp_path / "small.safetensors"
+    save_checkpoint(small_model, checkpoint)
+    entry = {"scales": HD, "drop_db": 0.2}
+    report = checkpoint.with_name(checkpoint.stem + models.REPORT_SUFFIX)
+    report.write_text(json.dumps({"sha256": file_sha256(checkpoint), "candidates": {}, "hd_scales": entry}))
+
+    def export(path, precision="fp32", say=None, scales=None):
+        return reduced_model if scales == HD else onnx_model
+
+    monkeypatch.setattr(models, "onnx_folder_for", export)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(5)
+    for index in range(3):
+        Image.fromarray(rng.integers(0, 256, (720, 128, 3), np.uint8)).save(frames / f"{index:02d}.png")
+    base = ["eval", "--data", str(frames), "--model", str(checkpoint), "--no-minterpolate"]
+    code, out, err = run_cli(capsys, *base, "--backend", "onnxruntime", "--as-interpolate")
+    assert code == 0 and "flow at 1/4 scale, synthesis at 1/2 scale" in err, err
+    code, out, err = run_cli(capsys, *base)
+    assert code == 0 and "scale" not in err, err
