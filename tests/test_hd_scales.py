@@ -222,3 +222,14 @@ def test_eval_as_interpolate_measures_the_hd_export_from_720_lines(
     assert code == 0 and "flow at 1/4 scale, synthesis at 1/2 scale" in err, err
     code, out, err = run_cli(capsys, *base)
     assert code == 0 and "scale" not in err, err
+
+
+def test_triton_tensorrt_profiles_take_a_reduced_folders_multiple():
+    from superslomo.serving.triton_repo import _ep_profile_shapes
+
+    full = _ep_profile_shapes("flow", "float32", 4)
+    reduced = _ep_profile_shapes("flow", "float32", 4, multiple=128)
+    assert full["trt_profile_min_shapes"].startswith("frame0:1x3x64x64")
+    assert reduced["trt_profile_min_shapes"].startswith("frame0:1x3x128x128")
+    assert reduced["trt_profile_opt_shapes"].startswith("frame0:1x3x768x1280")
+    assert reduced["trt_profile_max_shapes"].startswith("frame0:4x3x1152x1920")

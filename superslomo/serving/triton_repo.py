@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from superslomo.contracts.external_data import check_external_data, external_locations
+from superslomo.contracts.graph_io import SIZE_MULTIPLE
 from superslomo.contracts.manifest import Manifest, read_manifest
 from superslomo.contracts.shapes import Profile
 from superslomo.contracts.tensorrt_version import PLUGIN_MINIMUM, TrtVersion, versions_compatible
@@ -191,12 +192,16 @@ def _profiles(manifest: Manifest) -> list[Profile]:
     return [Profile.from_json(p) for p in manifest.tensorrt.get("profiles", [])]
 
 
-def _ep_profile_shapes(graph: str, io: str, max_batch: int) -> dict[str, str]:
-    """The TensorRT execution provider's min/opt/max shapes for every dynamic input of a graph."""
-    from superslomo.contracts.shapes import parse_shape, tensor_shape
+def _ep_profile_shapes(graph: str, io: str, max_batch: int, multiple: int = SIZE_MULTIPLE) -> dict[str, str]:
+    """The TensorRT execution provider's min/opt/max shapes for every dynamic input of a graph,
+    rounded up to the folder's size multiple (128 where a network runs at 1/4 scale)."""
+    from superslomo.contracts.shapes import Shape, parse_shape, tensor_shape
+
+    def fit(shape: Shape) -> Shape:
+        return Shape(shape.n, -(-shape.h // multiple) * multiple, -(-shape.w // multiple) * multiple)
 
     low, opt, high = DEFAULT_EP_PROFILE
-    shapes = [parse_shape(low), parse_shape(opt), parse_shape(f"{max_batch}{high}")]
+    shapes = [fit(parse_shape(low)), fit(parse_shape(opt)), fit(parse_shape(f"{max_batch}{high}"))]
     inputs = [t["name"] for t in graph_io(graph, io)[0]]
     result = {}
     for key, shape in zip(
@@ -225,7 +230,7 @@ def _accelerator(options: RepoOptions, graph: str, manifest: Manifest) -> dict[s
         "max_workspace_size_bytes": str(4 << 30),
         "trt_engine_cache_enable": "1",
         "trt_engine_cache_path": f"/tmp/{options.name}_trt_cache",
-        **_ep_profile_shapes(graph, manifest.io, options.max_batch),
+        **_ep_profile_shapes(graph, manifest.io, options.max_batch, manifest.size_multiple),
     }
     return {"gpu_execution_accelerator": [{"name": "tensorrt", "parameters": _string_map(params)}]}
 
