@@ -123,12 +123,7 @@ def model_folder(
     path = Path(model) if model is not None else default_model()
     if not path.is_file():
         return path
-    scales = None
-    if size is not None and size[1] >= HD_MIN_HEIGHT:
-        from superslomo.runtime.selection import DEFAULT_BUDGET_DB
-
-        scales = hd_scales(path, DEFAULT_BUDGET_DB)
-    return onnx_folder_for(path, say=say, scales=scales)
+    return onnx_folder_for(path, say=say, scales=job_scales(path, size) if size is not None else None)
 
 
 # The accuracy report shipped beside a checkpoint: `<stem>.precision.json` (see MODEL_CARD.md); an
@@ -164,6 +159,18 @@ def accuracy_report(folder: Path, checkpoint: Path | None = None):
 # that the networks already see few pixels per motion and the gain shrinks with them.
 HD_MIN_HEIGHT = 720
 DEFAULT_SIZE = (1280, 720)  # what a job's speed probe measures at when no size is given
+
+
+def job_scales(
+    checkpoint: Path, size: tuple[int, int], budget_db: float | None = None
+) -> dict[str, float] | None:
+    """The scales a job of this frame size (WIDTH, HEIGHT) runs the checkpoint at: its report's
+    HD scales from 720 lines, within the budget (default: `--precision auto`'s); None: full."""
+    from superslomo.runtime.selection import DEFAULT_BUDGET_DB
+
+    if size[1] < HD_MIN_HEIGHT:
+        return None
+    return hd_scales(checkpoint, DEFAULT_BUDGET_DB if budget_db is None else budget_db)
 
 
 def hd_scales(checkpoint: Path, budget_db: float) -> dict[str, float] | None:
@@ -325,16 +332,10 @@ def open_model(
             return Interpolator(TorchBackend.from_checkpoint(path)), "torch"
         # The embedded default: export once to ONNX (cached by the checkpoint's sha256).
         export_precision = "fp16" if precision == "fp16" else "fp32"
-        from superslomo.runtime.selection import DEFAULT_BUDGET_DB
-
         scales = None
-        if (
-            precision is not None
-            and export_precision == "fp32"
-            and (size or DEFAULT_SIZE)[1] >= HD_MIN_HEIGHT
-        ):
+        if precision is not None and export_precision == "fp32":
             # precision None: a fixed fp32 backend, what parity and eval measure, at full scale
-            scales = hd_scales(path, DEFAULT_BUDGET_DB if budget_db is None else budget_db)
+            scales = job_scales(path, size or DEFAULT_SIZE, budget_db)
         folder = onnx_folder_for(path, export_precision, say=say, scales=scales)
         where = f"{path.name} exported to {folder}"
     else:

@@ -22,10 +22,9 @@ from superslomo.contracts.graph_io import (
     INTERP_OUTPUTS,
     SIZE_MULTIPLE,
 )
-from superslomo.contracts.manifest import GraphEntry, Manifest, size_multiple, write_manifest
+from superslomo.contracts.manifest import SCALES, GraphEntry, Manifest, size_multiple, write_manifest
 from superslomo.errors import SloMoError
 from superslomo.export.graphs import FlowGraph, InterpGraph
-from superslomo.model.scaled import SCALES
 from superslomo.model.slomo import MEAN, SuperSloMo
 
 MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 16, 19, 17

@@ -18,10 +18,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from superslomo.contracts.manifest import SCALES
 from superslomo.model.slomo import SuperSloMo, flow_coefficients
 from superslomo.model.warp import backwarp
-
-SCALES = (1.0, 0.5, 0.25)
 
 
 def _ramp(flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
