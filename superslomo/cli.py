@@ -774,7 +774,7 @@ def train_command(
 ) -> None:
     """Train Super SloMo on frame runs (L1 + warping + smoothness losses, Adam, crops/flips/reversal),
     optionally distilling a RIFE teacher."""
-    from superslomo.apps.train import TEACHER_CHOICES, TrainConfig, train
+    from superslomo.training.loop import TEACHER_CHOICES, TrainConfig, train
 
     if crop % 32 or crop < 32:
         raise SloMoError(f"--crop must be a positive multiple of 32, got {crop}")

