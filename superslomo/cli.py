@@ -771,6 +771,24 @@ def train_command(
     log: Path | None = typer.Option(
         None, "--log", help="Append per-step losses and validations (JSON lines)."
     ),
+    synthetic: float = typer.Option(
+        0.0,
+        "--synthetic",
+        help="Share of steps on synthetic motion with exact flows (photos moved by random affine "
+        "motion with occluding foreground layers); their flow errors are supervised directly.",
+    ),
+    flow_weight: float = typer.Option(1.0, "--flow-weight", help="Weight of the exact-flow loss (pixels)."),
+    photos: list[Path] = typer.Option(
+        [],
+        "--photos",
+        help="Extra images or folders for synthetic motion (besides the training clips' frames).",
+    ),
+    census_weight: float = typer.Option(
+        0.0, "--census-weight", help="Weight of the ternary census loss on the synthesised frame (0: off)."
+    ),
+    minutes: float | None = typer.Option(
+        None, "--minutes", help="Stop (and save) after this much wall time, whatever --steps says."
+    ),
 ) -> None:
     """Train Super SloMo on frame runs (L1 + warping + smoothness losses, Adam, crops/flips/reversal),
     optionally distilling a RIFE teacher."""
@@ -802,7 +820,11 @@ def train_command(
         raise SloMoError(f"teacher weights not found: {teacher_weights}")
     if validate_every < 1 or (save_minutes is not None and save_minutes <= 0):
         raise SloMoError("--validate-every and --save-minutes must be positive")
-    missing = [str(p) for p in data if not p.exists()]
+    if not 0.0 <= synthetic <= 1.0 or flow_weight < 0 or census_weight < 0:
+        raise SloMoError("--synthetic must be in [0, 1], --flow-weight and --census-weight >= 0")
+    if minutes is not None and minutes <= 0:
+        raise SloMoError(f"--minutes must be positive, got {minutes}")
+    missing = [str(p) for p in (*data, *photos) if not p.exists()]
     if missing:
         raise SloMoError(f"training data not found: {missing[0]}")
     if validation is not None and not validation.exists():  # found at the first validation, steps later
@@ -832,12 +854,43 @@ def train_command(
             validate_every=validate_every,
             save_minutes=save_minutes,
             log=str(log) if log else None,
+            synthetic=synthetic,
+            flow_weight=flow_weight,
+            photos=[str(p) for p in photos],
+            census_weight=census_weight,
+            max_minutes=minutes,
         )
     )
     last = history["validation"][-1] if history["validation"] else None
     summary = f"; validation PSNR {last['psnr']:.2f} dB (blend {last['blend_psnr']:.2f} dB)" if last else ""
     typer.echo(
         f"trained to step {history['steps']} in {history['seconds'] / 60:.1f} min{summary}; wrote {output}"
+    )
+
+
+@app.command("campaign")
+def campaign_command(
+    minutes: float = typer.Option(..., "--minutes", help="How long this window trains (wall minutes)."),
+    foreground: bool = typer.Option(
+        False, "--foreground", help="Train in this process instead of a niced background one."
+    ),
+) -> None:
+    """Resume the training campaign (training/campaign.json) for a number of minutes: niced, in the
+    background, checkpointing every few minutes in runs/campaign/ and keeping the best model so far
+    in training/ (training/README.md)."""
+    from superslomo.training.campaign import run_window, start_background
+
+    if minutes <= 0:
+        raise SloMoError(f"--minutes must be positive, got {minutes}")
+    if not foreground:
+        pid, log = start_background(minutes)
+        typer.echo(f"campaign: training for {minutes:g} min in the background (pid {pid}); follow {log}")
+        return
+    result = run_window(minutes)
+    best = result["best_psnr"]
+    typer.echo(
+        f"campaign: window done at step {result['steps']} after {result['minutes']:.1f} min"
+        + (f"; best validation {best:.2f} dB" if best is not None else "")
     )
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from superslomo.training.loop import FramePool, TrainConfig, train, training_loss
 from superslomo.model import load_checkpoint
+from superslomo.training.loop import FramePool, TrainConfig, train, training_loss
 
 
 def _clip(folder, count=8, size=(96, 128)):

@@ -15,6 +15,10 @@ import numpy as np
 import pytest
 import torch
 
+from superslomo.errors import SloMoError
+from superslomo.model import load_checkpoint
+from superslomo.model.checkpoint import checkpoint_metadata
+from superslomo.model.warp import backwarp
 from superslomo.training.loop import (
     FramePool,
     TeacherTargets,
@@ -23,11 +27,7 @@ from superslomo.training.loop import (
     teacher_targets,
     train,
 )
-from superslomo.errors import SloMoError
-from superslomo.model import load_checkpoint
-from superslomo.model.checkpoint import checkpoint_metadata
 from superslomo.training.teacher import RifeV425, backwarp_exact, to_reference_warp_flow
-from superslomo.model.warp import backwarp
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

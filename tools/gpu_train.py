@@ -191,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from make_train_pack import load_pack
 
+    from superslomo.model.checkpoint import checkpoint_metadata, file_sha256, load_checkpoint, save_checkpoint
+    from superslomo.model.slomo import SuperSloMo
     from superslomo.training.loop import (
         DISTILL_WEIGHT,
         NEW_MODEL_WARP,
@@ -204,8 +206,6 @@ def main(argv: list[str] | None = None) -> int:
         training_loss,
         validation_line,
     )
-    from superslomo.model.checkpoint import checkpoint_metadata, file_sha256, load_checkpoint, save_checkpoint
-    from superslomo.model.slomo import SuperSloMo
 
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():

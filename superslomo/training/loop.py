@@ -13,7 +13,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +27,8 @@ from superslomo.eval.metrics import blend, psnr
 from superslomo.model.checkpoint import checkpoint_metadata, load_checkpoint, save_checkpoint
 from superslomo.model.slomo import SuperSloMo
 from superslomo.model.warp import backwarp, check_convention
-from superslomo.video.frames import iter_source_frames
+from superslomo.training.synthetic import SyntheticMotion
+from superslomo.video.frames import iter_source_frames, list_frame_files, read_image
 
 # Relative loss weights of the paper (lambda_r = 0.8, lambda_w = 0.4 on 0..255 images; the
 # smoothness term is on pixel flows and stays at weight 1).
@@ -51,6 +52,11 @@ VALIDATION_MAX_SIDE = 320
 # dropped-frame padding); an in-between of two copies is not real motion, so the copy is dropped.
 DUPLICATE_MEAN_ABS_DIFF = 0.002
 TEACHER_CHOICES = ("v4.25", "v3hd", "none")
+# Exact-flow supervision (pixels, Charbonnier) on synthetic samples: at 1 a 1 px flow error costs
+# about what a 0.005 mean frame error does under the paper's reconstruction weight, so the flows
+# are pulled towards the truth without drowning the frame terms.
+FLOW_WEIGHT = 1.0
+CHARBONNIER_EPSILON = 0.01
 # Distillation defaults (training/README.md). The flow L1 is in pixels; at weight 1 its gradient
 # (over all parameters) was 0.05x that of the paper's losses on fresh weights and 0.10x on the demo16
 # weights or a model 500 steps in: 10 makes it a peer of the reconstruction terms without drowning
@@ -99,6 +105,20 @@ class TrainConfig:
     validation_count: int = VALIDATION_COUNT
     # Also save when this much time has passed since the last save (a CPU step can take seconds).
     save_minutes: float | None = None
+    # Dense supervision (synthetic.py): this share of the steps trains on synthetic motion with
+    # exact flows, whose errors (Charbonnier, pixels) count with `flow_weight`; photos are frames
+    # of the training footage plus `photos` (image files or folders).
+    synthetic: float = 0.0
+    flow_weight: float = FLOW_WEIGHT
+    photos: Sequence[str] = ()
+    # The ternary census loss on the synthesised frame (robust to exposure changes), beside the
+    # paper's L1; 0 turns it off.
+    census_weight: float = 0.0
+    # Stop (and save) after this much wall time, whatever `steps` says: campaigns run in windows.
+    max_minutes: float | None = None
+    # Called after each validation with (model, result, checkpoint metadata): a campaign keeps its
+    # best model through it.
+    on_validation: Callable[[SuperSloMo, dict, dict], None] | None = None
     extra: dict = field(default_factory=dict)
 
 
@@ -362,6 +382,7 @@ def training_loss(
     t: torch.Tensor,
     teacher: TeacherTargets | None = None,
     distill_weight: float = 0.0,
+    census_weight: float = 0.0,
 ):
     flow01, flow10 = model.flow(f0, f1)
     out = model.synthesize_with_intermediates(f0, f1, flow01, flow10, t)
@@ -378,12 +399,70 @@ def training_loss(
     smooth = _smoothness(flow01) + _smoothness(flow10)
     total = RECONSTRUCTION_WEIGHT * reconstruction + WARP_WEIGHT * warp + SMOOTHNESS_WEIGHT * smooth
     parts = {"rec": reconstruction.item(), "warp": warp.item(), "smooth": smooth.item()}
+    if census_weight:
+        census = census_loss(out["frame_t"], ft)
+        total = total + census_weight * census
+        parts["census"] = census.item()
     if teacher is not None:
         distill = distillation_loss(out["flow_t0"], out["flow_t1"], teacher)
         total = total + distill_weight * distill
         parts["distill"] = distill.item()
         parts["trusted"] = teacher.weight.mean().item()
     return total, parts
+
+
+def charbonnier(error: torch.Tensor, epsilon: float = CHARBONNIER_EPSILON) -> torch.Tensor:
+    """A smooth L1: quadratic within `epsilon` of zero, so the gradient is defined at 0."""
+    return torch.sqrt(error * error + epsilon * epsilon).mean()
+
+
+def _census(image: torch.Tensor, patch: int = 7) -> torch.Tensor:
+    grey = (0.299 * image[:, 0:1] + 0.587 * image[:, 1:2] + 0.114 * image[:, 2:3]) * 255.0
+    differences = F.unfold(grey, patch, padding=patch // 2) - grey.flatten(2)
+    return differences / torch.sqrt(0.81 + differences * differences)
+
+
+def census_loss(frame: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The ternary census distance (Meister et al., UnFlow): compares local intensity orderings,
+    which survive exposure and gain changes that an L1 on colours punishes."""
+    distance = (_census(frame) - _census(target)) ** 2
+    return (distance / (0.1 + distance)).mean()
+
+
+def synthetic_loss(model: SuperSloMo, batch, flow_weight: float, census_weight: float = 0.0):
+    """The paper's reconstruction and warping terms plus exact-flow supervision of both networks:
+    F01 / F10 for the flow network, the refined F_t0 / F_t1 for the synthesis network."""
+    flow01, flow10 = model.flow(batch.frame0, batch.frame1)
+    out = model.synthesize_with_intermediates(batch.frame0, batch.frame1, flow01, flow10, batch.t)
+    reconstruction = F.l1_loss(out["frame_t"], batch.frame_t)
+    convention = model.config.warp
+    warp = F.l1_loss(backwarp(batch.frame0, out["flow_t0"], convention), batch.frame_t) + F.l1_loss(
+        backwarp(batch.frame1, out["flow_t1"], convention), batch.frame_t
+    )
+    flows = charbonnier(flow01 - batch.flow01) + charbonnier(flow10 - batch.flow10)
+    intermediate = charbonnier(out["flow_t0"] - batch.flow_t0) + charbonnier(out["flow_t1"] - batch.flow_t1)
+    total = RECONSTRUCTION_WEIGHT * reconstruction + WARP_WEIGHT * warp + flow_weight * (flows + intermediate)
+    parts = {"rec": reconstruction.item(), "warp": warp.item(), "flow_epe": flows.item() / 2}
+    if census_weight:
+        census = census_loss(out["frame_t"], batch.frame_t)
+        total = total + census_weight * census
+        parts["census"] = census.item()
+    parts["synthetic"] = 1.0
+    return total, parts
+
+
+def training_photos(pool: FramePool, extra: Sequence[str] = (), per_clip: int = 12) -> list[np.ndarray]:
+    """Photos for synthetic motion: `per_clip` frames spread over each training clip, and every
+    image of `extra` (files or folders)."""
+    photos = [
+        clip[i] for clip in pool.clips for i in np.linspace(0, len(clip) - 1, per_clip).round().astype(int)
+    ]
+    for source in extra:
+        check_not_evaluation_set(source, "training")
+        path = Path(source)
+        files = list_frame_files(path) if path.is_dir() else [path]
+        photos.extend(read_image(file) for file in files)
+    return photos
 
 
 def _pad32(x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
@@ -589,6 +668,13 @@ def train(config: TrainConfig) -> dict:
         teacher_settings.teacher_frames if teacher_settings else 0.0,
         any_t=getattr(teacher, "any_t", True),
     )
+    synthetic = None
+    if config.synthetic:
+        if not 0 < config.synthetic <= 1:
+            raise SloMoError("--synthetic must be a share of the steps in (0, 1]")
+        synthetic = SyntheticMotion(
+            training_photos(pool, config.photos), crop, seed=config.seed + history["steps"]
+        )
     validation = None
     if config.validation:
         validation = ValidationSet(
@@ -600,8 +686,8 @@ def train(config: TrainConfig) -> dict:
             + line.split("(", 1)[1].rstrip(")")
         )
 
-    def save() -> None:
-        meta = {
+    def metadata() -> dict:
+        return {
             "trained_steps": history["steps"],
             "train_seconds": round(history["seconds"], 1),
             "samples": history["samples"],
@@ -613,10 +699,16 @@ def train(config: TrainConfig) -> dict:
             "data": [str(p) for p in config.data],
             "teacher": teacher_settings.to_metadata() if teacher_settings else None,
             "loss_weights": loss_weights(teacher_settings),
+            "synthetic": config.synthetic,
+            "flow_weight": config.flow_weight,
+            "census_weight": config.census_weight,
+            "photos": [str(p) for p in config.photos],
             "validation_data": config.validation,
             "validation": history["validation"][-1] if history["validation"] else None,
         }
-        save_checkpoint(model, output, metadata=meta)
+
+    def save() -> None:
+        save_checkpoint(model, output, metadata=metadata())
         last_save[0] = time.monotonic()
         tmp = _state_paths(output).with_suffix(".tmp")
         torch.save({"optimizer": optimizer.state_dict(), "history": json.dumps(history)}, tmp)
@@ -626,19 +718,37 @@ def train(config: TrainConfig) -> dict:
     log = open(config.log, "a") if config.log else None  # noqa: SIM115 - closed in the finally below
     start_step = history["steps"]
     bar = tqdm(total=config.steps, initial=start_step, desc="train", disable=None)
+    window_start = time.monotonic()
+    step_rng = np.random.default_rng(config.seed + 7919 + history["steps"])
     try:
         while history["steps"] < config.steps:
+            if config.max_minutes is not None and time.monotonic() - window_start > 60 * config.max_minutes:
+                bar.write(f"time budget of {config.max_minutes:g} min spent at step {history['steps']}")
+                save()
+                break
             began = time.perf_counter()
-            f0, ft, f1, t, real = pool.batch_with_targets(config.batch)
-            targets = None
-            if teacher is not None and teacher_settings is not None:
-                targets = teacher_targets(
-                    teacher, f0, f1, t, real, ft, model.config.warp, teacher_settings.mask_threshold
+            if synthetic is not None and step_rng.random() < config.synthetic:
+                loss, parts = synthetic_loss(
+                    model, synthetic.batch(config.batch), config.flow_weight, config.census_weight
                 )
-                ft = merge_targets(ft, real, targets)
-            loss, parts = training_loss(
-                model, f0, ft, f1, t, targets, teacher_settings.distill_weight if teacher_settings else 0.0
-            )
+            else:
+                f0, ft, f1, t, real = pool.batch_with_targets(config.batch)
+                targets = None
+                if teacher is not None and teacher_settings is not None:
+                    targets = teacher_targets(
+                        teacher, f0, f1, t, real, ft, model.config.warp, teacher_settings.mask_threshold
+                    )
+                    ft = merge_targets(ft, real, targets)
+                loss, parts = training_loss(
+                    model,
+                    f0,
+                    ft,
+                    f1,
+                    t,
+                    targets,
+                    teacher_settings.distill_weight if teacher_settings else 0.0,
+                    config.census_weight,
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -657,6 +767,8 @@ def train(config: TrainConfig) -> dict:
                 bar.write(validation_line(step, result))
                 if log:
                     log.write(json.dumps({"validation": result}) + "\n")
+                if config.on_validation is not None:
+                    config.on_validation(model, result, metadata())
             since = time.monotonic() - last_save[0]
             overdue = config.save_minutes is not None and since > 60 * config.save_minutes
             if step % config.save_every == 0 or step == config.steps or overdue:
