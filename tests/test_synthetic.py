@@ -179,7 +179,7 @@ def test_campaign_refuses_an_unknown_option(tmp_path):
 
 
 def _labels_file(folder, pairs=3):
-    """A labels file in the teacher-labels format whose flows are exact (synthetic motion), so the
+    """A labels file in the format of `make training-data` whose flows are exact (synthetic motion), so the
     augmentations can be checked: any flip or reversal must keep flows and frames consistent."""
     batch = SyntheticMotion(_photos(), (64, 96), seed=5, max_layers=0).batch(pairs)
     arrays = {}

@@ -84,15 +84,23 @@ def _start_checkpoint(root: Path, recipe: dict, run: Path) -> Path:
     raise SloMoError(f"campaign: neither {recipe['best']} nor {recipe['init']} exists")
 
 
+def _present(root: Path, paths: list[str]) -> list[str]:
+    """The recipe's photo folders that exist on this machine (`make training-data` makes them)."""
+    found = [str(root / p) for p in paths if (root / p).exists()]
+    for missing in sorted(set(paths) - {str(Path(p).relative_to(root)) for p in found}):
+        print(f"campaign: no photos in {missing} (make training-data); training without them")
+    return found
+
+
 def _labels(root: Path, options: dict) -> dict:
-    """The recipe's teacher labels when they were made on this machine (`make teacher-labels`);
+    """The recipe's teacher labels when they were made on this machine (`make training-data`);
     without them the window trains on the other levers and says so."""
     if not options.get("labelled"):
         return {}
     path = root / options["labels"]
     if not (path / "labels.npz").is_file():
         print(
-            f"campaign: no teacher labels in {options['labels']} (make teacher-labels); training without them"
+            f"campaign: no teacher labels in {options['labels']} (make training-data); training without them"
         )
         return {}
     return {"labels": str(path), "labelled": float(options["labelled"])}
@@ -130,7 +138,7 @@ def run_window(minutes: float, root: Path = Path("."), run: Path | None = None) 
         log=str(run / "train.jsonl"),
         on_validation=keep_if_better,
         **{k: v for k, v in options.items() if k not in ("photos", "labels", "labelled")},
-        photos=[str(root / p) for p in options.get("photos", [])],
+        photos=_present(root, options.get("photos", [])),
         **_labels(root, options),
     )
     began = time.monotonic()

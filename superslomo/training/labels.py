@@ -1,7 +1,7 @@
 """Teacher labels computed once: the RIFE teacher's flows F01 / F10 for real training pairs.
 
 Running the teacher inside every training step costs more than the student's own step on a CPU.
-Its flows between two real frames do not change from step to step, so `make teacher-labels`
+Its flows between two real frames do not change from step to step, so `make training-data`
 computes them once, at the training resolution, into an ignored folder; a training step then
 regresses the flow network onto them directly (Super SloMo's first U-Net outputs exactly F01 and
 F10) and never runs the teacher.
@@ -118,7 +118,7 @@ class LabelledPairs:
         path = Path(path)
         file = path / "labels.npz" if path.is_dir() else path
         if not file.is_file():
-            raise SloMoError(f"no teacher labels at {path}; make them with `make teacher-labels`")
+            raise SloMoError(f"no teacher labels at {path}; make them with `make training-data`")
         with np.load(file, allow_pickle=False) as data:
             keys = sorted({k.split("_")[0] for k in data.files})
             self.pairs = [

@@ -111,7 +111,7 @@ class TrainConfig:
     synthetic: float = 0.0
     flow_weight: float = FLOW_WEIGHT
     photos: Sequence[str] = ()
-    # Teacher labels (labels.py, made once by `make teacher-labels`): this share of the steps
+    # Teacher labels (labels.py, made once by `make training-data`): this share of the steps
     # regresses the flow network onto the teacher's F01 / F10 of real pairs.
     labels: str | None = None
     labelled: float = 0.0
