@@ -178,16 +178,51 @@ def test_campaign_refuses_an_unknown_option(tmp_path):
         run_window(0.05, root=tmp_path)
 
 
+class _ExactTeacher:
+    """Stands in for RIFE with the exact flows of synthetic pairs, to check the labels' format
+    and augmentations end to end (what `teacher_flows` stores and `LabelledPairs` reads), not the
+    teacher itself (tests/test_teacher.py does that where its weights are installed)."""
+
+    def __init__(self, batch):
+        self.batch = batch
+
+    def __call__(self, frame0, frame1, t):
+        from superslomo.training.teacher import TeacherOutput
+
+        for i in range(self.batch.frame0.shape[0]):
+            for first, flow in (
+                (self.batch.frame0[i], self.batch.flow01[i]),
+                (self.batch.frame1[i], self.batch.flow10[i]),
+            ):
+                if torch.allclose(frame0[0, :, : first.shape[1], : first.shape[2]], first, atol=1 / 255):
+                    padded = torch.nn.functional.pad(
+                        flow, (0, frame0.shape[3] - flow.shape[2], 0, frame0.shape[2] - flow.shape[1])
+                    )
+                    return TeacherOutput(frame0, torch.zeros_like(padded[None]), padded[None], frame0[:, :1])
+        raise AssertionError("not a pair of the batch")
+
+    def parameters(self):
+        return iter([torch.zeros(1)])
+
+
 def _labels_file(folder, pairs=3):
-    """A labels file in the format of `make training-data` whose flows are exact (synthetic motion), so the
-    augmentations can be checked: any flip or reversal must keep flows and frames consistent."""
+    """A labels file written as `make training-data` writes it, with exact flows (synthetic motion)
+    in place of the teacher's, so that any flip or reversal can be checked for consistency."""
+    from superslomo.training.labels import teacher_flows
+
     batch = SyntheticMotion(_photos(), (64, 96), seed=5, max_layers=0).batch(pairs)
     arrays = {}
     for i in range(pairs):
-        frames = torch.stack((batch.frame0[i], batch.frame1[i])).permute(0, 2, 3, 1)
-        arrays[f"{i:05d}_frames"] = (frames.numpy() * 255 + 0.5).astype(np.uint8)
-        arrays[f"{i:05d}_flows"] = torch.cat((batch.flow01[i], batch.flow10[i])).numpy().astype(np.float16)
-        arrays[f"{i:05d}_trust"] = np.ones((2, 64, 96), bool)
+        frames = (
+            torch.stack((batch.frame0[i], batch.frame1[i])).permute(0, 2, 3, 1).numpy() * 255 + 0.5
+        ).astype(np.uint8)
+        batch.frame0[i], batch.frame1[i] = (
+            torch.from_numpy(f).permute(2, 0, 1).float() / 255 for f in frames
+        )
+        flows, trust = teacher_flows(_ExactTeacher(batch), frames[0], frames[1])
+        arrays[f"{i:05d}_frames"] = frames
+        arrays[f"{i:05d}_flows"] = flows.astype(np.float16)
+        arrays[f"{i:05d}_trust"] = trust
     folder.mkdir()
     np.savez_compressed(folder / "labels.npz", **arrays)
     return folder

@@ -44,7 +44,7 @@ def _to_tensor(frame: np.ndarray) -> torch.Tensor:
 
 @torch.no_grad()
 def teacher_flows(teacher, frame0: np.ndarray, frame1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(F01, F10) [2,H,W] float32 in pixels and their trust masks [2,H,W] bool (F01's, F10's)."""
+    """F01 and F10 stacked [4,H,W] float32 in pixels, and their trust masks [2,H,W] bool."""
     from superslomo.training.teacher import backwarp_exact, teacher_interpolate
 
     f0, f1 = _to_tensor(frame0), _to_tensor(frame1)
@@ -55,7 +55,7 @@ def teacher_flows(teacher, frame0: np.ndarray, frame1: np.ndarray) -> tuple[np.n
     flow10 = teacher_interpolate(p1, p0, 0.0, teacher)[2][..., :height, :width]
     trust01 = (backwarp_exact(f1, flow01) - f0).abs().mean(dim=1) < TRUST_THRESHOLD
     trust10 = (backwarp_exact(f0, flow10) - f1).abs().mean(dim=1) < TRUST_THRESHOLD
-    flows = torch.cat((flow01, flow10)).numpy().astype(np.float32)
+    flows = torch.cat((flow01[0], flow10[0])).numpy().astype(np.float32)  # [4,H,W]: F01 then F10
     return flows, torch.cat((trust01, trust10)).numpy()
 
 
@@ -124,6 +124,10 @@ class LabelledPairs:
             self.pairs = [
                 (data[f"{k}_frames"], data[f"{k}_flows"].astype(np.float32), data[f"{k}_trust"]) for k in keys
             ]
+        for frames, flows, trust in self.pairs:
+            height, width = frames.shape[1:3]
+            if frames.shape[0] != 2 or flows.shape != (4, height, width) or trust.shape != (2, height, width):
+                raise SloMoError(f"{file} is not a teacher-labels file of this version; make it again")
         self.crop_h, self.crop_w = crop
         self.pairs = [p for p in self.pairs if p[0].shape[1] >= self.crop_h and p[0].shape[2] >= self.crop_w]
         if not self.pairs:
