@@ -179,9 +179,10 @@ def test_campaign_refuses_an_unknown_option(tmp_path):
 
 
 class _ExactTeacher:
-    """Stands in for RIFE with the exact flows of synthetic pairs, to check the labels' format
-    and augmentations end to end (what `teacher_flows` stores and `LabelledPairs` reads), not the
-    teacher itself (tests/test_teacher.py does that where its weights are installed)."""
+    """Stands in for RIFE with the exact mid-point flows of synthetic pairs, to check the labels'
+    conversion, format and augmentations end to end (what `teacher_flows` stores and
+    `LabelledPairs` reads), not the teacher itself (tests/test_teacher.py does that where its
+    weights are installed)."""
 
     def __init__(self, batch):
         self.batch = batch
@@ -189,16 +190,15 @@ class _ExactTeacher:
     def __call__(self, frame0, frame1, t):
         from superslomo.training.teacher import TeacherOutput
 
+        assert float(t) == 0.5
+        height, width = self.batch.frame0.shape[2:]
         for i in range(self.batch.frame0.shape[0]):
-            for first, flow in (
-                (self.batch.frame0[i], self.batch.flow01[i]),
-                (self.batch.frame1[i], self.batch.flow10[i]),
-            ):
-                if torch.allclose(frame0[0, :, : first.shape[1], : first.shape[2]], first, atol=1 / 255):
-                    padded = torch.nn.functional.pad(
-                        flow, (0, frame0.shape[3] - flow.shape[2], 0, frame0.shape[2] - flow.shape[1])
-                    )
-                    return TeacherOutput(frame0, torch.zeros_like(padded[None]), padded[None], frame0[:, :1])
+            if torch.allclose(frame0[0, :, :height, :width], self.batch.frame0[i], atol=1 / 255):
+                pad = (0, frame0.shape[3] - width, 0, frame0.shape[2] - height)
+                to0, to1 = (
+                    torch.nn.functional.pad(f[i], pad)[None] for f in (self.batch.flow_t0, self.batch.flow_t1)
+                )
+                return TeacherOutput(frame0, to0, to1, frame0[:, :1])
         raise AssertionError("not a pair of the batch")
 
     def parameters(self):
@@ -206,11 +206,12 @@ class _ExactTeacher:
 
 
 def _labels_file(folder, pairs=3):
-    """A labels file written as `make training-data` writes it, with exact flows (synthetic motion)
-    in place of the teacher's, so that any flip or reversal can be checked for consistency."""
+    """A labels file written as `make training-data` writes it, with exact mid-point flows
+    (synthetic motion) in place of the teacher's, so that the conversion to F01 / F10 and any
+    flip or reversal can be checked for consistency."""
     from superslomo.training.labels import teacher_flows
 
-    batch = SyntheticMotion(_photos(), (64, 96), seed=5, max_layers=0).batch(pairs)
+    batch = SyntheticMotion(_photos(), (64, 96), seed=5, max_layers=0).batch(pairs, t=0.5)
     arrays = {}
     for i in range(pairs):
         frames = (
@@ -225,13 +226,28 @@ def _labels_file(folder, pairs=3):
         arrays[f"{i:05d}_trust"] = trust
     folder.mkdir()
     np.savez_compressed(folder / "labels.npz", **arrays)
-    return folder
+    return folder, batch
+
+
+def test_flows_from_the_midpoint_match_the_exact_end_flows(tmp_path):
+    folder, batch = _labels_file(tmp_path / "labels")
+    with np.load(folder / "labels.npz") as data:
+        stored = torch.stack([torch.from_numpy(data[f"{i:05d}_flows"].astype(np.float32)) for i in range(3)])
+    # Points that stay in view: the converted flows agree with the exact ones to a small fraction
+    # of a pixel (F01 = -2 F_t0(x + F01/2) holds exactly for an affine layer).
+    error01 = (stored[:, 0:2] - batch.flow01).abs().amax(dim=1)
+    error10 = (stored[:, 2:4] - batch.flow10).abs().amax(dim=1)
+    assert error01.median() < 0.05 and error10.median() < 0.05
+    naive = (
+        (-2 * batch.flow_t0 - batch.flow01).abs().amax(dim=1)
+    )  # no fixed point: off by the motion's gradient
+    assert naive.median() > 2 * error01.median()
 
 
 def test_labelled_pairs_keep_flows_consistent_under_flips_and_reversal(tmp_path):
     from superslomo.training.labels import LabelledPairs
 
-    pairs = LabelledPairs(_labels_file(tmp_path / "labels"), (64, 64), seed=0)
+    pairs = LabelledPairs(_labels_file(tmp_path / "labels")[0], (64, 64), seed=0)
     errors = []
     for _ in range(4):
         f0, f1, flow01, flow10, _t01, _t10 = pairs.batch(4)
@@ -248,7 +264,7 @@ def test_teacher_labels_teach_the_flow_network(tmp_path, one_thread):
     from superslomo.training.labels import LabelledPairs
     from superslomo.training.loop import labelled_flow_loss
 
-    pairs = LabelledPairs(_labels_file(tmp_path / "labels"), (32, 32), seed=0)
+    pairs = LabelledPairs(_labels_file(tmp_path / "labels")[0], (32, 32), seed=0)
     batch = pairs.batch(2)
     torch.manual_seed(0)
     model = SuperSloMo(width=4, warp="exact")

@@ -186,12 +186,12 @@ class SyntheticMotion:
                 target.copy_(torch.where(visible, displacement, target))
         return frame.clamp(0, 1), to0.float(), to1.float()
 
-    def sample(self) -> tuple[torch.Tensor, ...]:
+    def sample(self, t: float | None = None) -> tuple[torch.Tensor, ...]:
         layers = [self._layer(background=True)]
         layers += [
             self._layer(background=False) for _ in range(int(self.rng.integers(0, self.max_layers + 1)))
         ]
-        t = float(self.rng.uniform(0.05, 0.95))
+        t = float(self.rng.uniform(0.05, 0.95)) if t is None else t
         frame0, _, flow01 = self._render(layers, 0.0)
         frame1, flow10, _ = self._render(layers, 1.0)
         frame_t, flow_t0, flow_t1 = self._render(layers, t)
@@ -201,8 +201,9 @@ class SyntheticMotion:
         frames = [(f * gain).clamp(0, 1) for f in (frame0, frame_t, frame1)]
         return (*frames, torch.tensor(t), flow01, flow10, flow_t0, flow_t1)
 
-    def batch(self, size: int) -> SyntheticBatch:
-        items = [self.sample() for _ in range(size)]
+    def batch(self, size: int, t: float | None = None) -> SyntheticBatch:
+        """`size` samples, each at its own random t unless `t` is given."""
+        items = [self.sample(t) for _ in range(size)]
         stacked = [torch.stack([item[i] for item in items]) for i in range(8)]
         return SyntheticBatch(
             frame0=stacked[0],
