@@ -798,7 +798,11 @@ def train(config: TrainConfig) -> dict:
                 log.flush()
             step = history["steps"]
             if validation and (step % config.validate_every == 0 or step == config.steps):
-                result = {"step": step, **validation.evaluate(model)}
+                result = {
+                    "step": step,
+                    "train_seconds": round(history["seconds"], 1),
+                    **validation.evaluate(model),
+                }
                 history["validation"].append(result)
                 bar.write(validation_line(step, result))
                 if log:
