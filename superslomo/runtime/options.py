@@ -58,3 +58,9 @@ def options_for(backend: str | BackendOptions) -> BackendOptions | None:
     if not isinstance(backend, tuple(OPTIONS.values())):
         raise SloMoError(f"backend options must be one of {', '.join(c.__name__ for c in OPTIONS.values())}")
     return backend
+
+
+def default_options(kind: str) -> BackendOptions:
+    """What "auto" opens a folder of this manifest kind with when nothing is measured: TensorRT
+    for engines, else ONNX Runtime."""
+    return TensorRTOptions() if kind == "tensorrt" else OnnxRuntimeOptions()

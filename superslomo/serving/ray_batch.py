@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from superslomo.contracts.manifest import ManifestError, read_manifest
 from superslomo.errors import SloMoError
 from superslomo.video.decode import VideoInfo
 from superslomo.video.pipeline import Options, Summary, claim_output, plan_rates, validate
@@ -77,7 +78,8 @@ class SegmentWorker:
     Loading errors are kept and reported by ready() rather than raised from __init__: Ray would
     turn them into a dead actor and a traceback, where the driver wants one line per cause."""
 
-    def __init__(self, model: str, backend: str, threads: int | None = None, factory=None) -> None:
+    def __init__(self, model, backend: str, threads: int | None = None, factory=None) -> None:
+        """`model`: the driver's ModelChoice, or (a folder the driver cannot read) its path."""
         import socket
 
         self.node = socket.gethostname()
@@ -88,7 +90,7 @@ class SegmentWorker:
             if factory is not None:
                 self.interpolator = factory()
             else:
-                self.interpolator = _open_model(Path(model), backend, threads)
+                self.interpolator = _open_model(model, backend, threads)
             backend_obj = getattr(self.interpolator, "backend", None)
             self.label = getattr(backend_obj, "name", backend)
         except SloMoError as error:
@@ -129,18 +131,27 @@ class SegmentWorker:
         return record
 
 
-def _open_model(model: Path, backend: str, threads: int | None):
-    from superslomo.runtime import Interpolator
+def _open_model(model, backend: str, threads: int | None):
+    from superslomo.runtime.choice import ModelChoice
 
-    if not model.exists():
-        raise SloMoError(f"model not found: {model} (every node needs it at the same path)")
-    if model.is_file():
-        raise SloMoError(f"{model} is a checkpoint; Ray workers run an exported folder (slomo export)")
-    from superslomo.runtime.options import OnnxRuntimeOptions
+    folder = model.folder if isinstance(model, ModelChoice) else Path(model)
+    if not folder.exists():
+        raise SloMoError(f"model not found: {folder} (every node needs it at the same path)")
+    if folder.is_file():
+        raise SloMoError(f"{folder} is a checkpoint; Ray workers run an exported folder (slomo export)")
+    if not isinstance(model, ModelChoice):
+        model = _choice_for(folder, backend)
+    return model.with_threads(threads).open()
 
-    if threads and backend in ("auto", "onnxruntime"):
-        return Interpolator.from_dir(model, OnnxRuntimeOptions(threads=threads))
-    return Interpolator.from_dir(model, backend)
+
+def _choice_for(folder: Path, backend: str):
+    """The choice of a folder given by path and backend name (an app calling interpolate_on_ray
+    itself): its own precision, "auto" as the loader opens it."""
+    from superslomo.runtime.choice import ModelChoice
+    from superslomo.runtime.options import default_options, options_for
+
+    options = options_for(backend) or default_options(read_manifest(folder).kind)
+    return ModelChoice.of_folder(folder, options)
 
 
 def segment_path(work: Path, index: int) -> Path:
@@ -174,13 +185,14 @@ def _finished(work: Path, job: SegmentJob) -> dict | None:
     return record
 
 
-def _model_identity(model: Path) -> str:
-    """What makes a model's frames differ: its manifest (graphs' source checkpoint, precision,
-    warp, engines' GPU) where this machine can read it, else its path."""
-    try:
-        return hashlib.sha256((model / "manifest.json").read_bytes()).hexdigest()
-    except OSError:
-        return str(model)
+def _model_identity(model, backend: str) -> list:
+    """What makes a model's frames differ: the choice's identity (its manifest, backend, options,
+    precision); a folder this machine cannot read counts by its path and backend name."""
+    from superslomo.runtime.choice import ModelChoice
+
+    if isinstance(model, ModelChoice):
+        return [model.identity()]
+    return [str(model), backend]
 
 
 def work_key(
@@ -189,8 +201,7 @@ def work_key(
     out_rate: Fraction,
     slowdown: int,
     pix_fmt: str,
-    model_id: str,
-    backend: str,
+    model_id: list,
     plan: Plan,
 ) -> str:
     """Same input file, same frame-making options, same model, same plan: same segments. The final
@@ -203,7 +214,7 @@ def work_key(
         "frames": [options.factor, options.slowmo, str(options.fps), options.scene_threshold],
         "span": [options.start, options.duration],
         "rate": [str(out_rate), slowdown, pix_fmt],
-        "model": [model_id, backend],
+        "model": model_id,
         "plan": plan.describe(),
         "version": __version__,
     }
@@ -294,14 +305,15 @@ def worker_error(error: BaseException) -> SloMoError:
     return SloMoError(f"a Ray worker failed: {type(error).__name__}: {_first_line(error)}")
 
 
-def _resources(ray, ray_options: RayOptions, model: Path, backend: str) -> tuple[int, dict]:
+def _resources(ray, ray_options: RayOptions, model, backend: str) -> tuple[int, dict]:
+    from superslomo.runtime.choice import ModelChoice
+
     cluster = ray.cluster_resources()
     gpus = ray_options.gpus_per_worker
     if gpus is None:
-        kind = None
-        with contextlib.suppress(OSError, ValueError):
-            kind = json.loads((model / "manifest.json").read_text()).get("kind")
-        wants_gpu = backend == "tensorrt" or (backend == "auto" and kind == "tensorrt")
+        if isinstance(model, ModelChoice):
+            backend = model.backend
+        wants_gpu = backend == "tensorrt"
         gpus = 1.0 if wants_gpu and cluster.get("GPU", 0) >= 1 else 0.0
     workers = ray_options.workers
     if workers is None:
@@ -333,7 +345,7 @@ def check_paths(input_path: str | os.PathLike, output_path: str | os.PathLike) -
 def interpolate_on_ray(
     input_path: str | os.PathLike,
     output_path: str | os.PathLike,
-    model: str | os.PathLike,
+    model,
     backend: str = "auto",
     options: Options | None = None,
     ray_options: RayOptions | None = None,
@@ -344,14 +356,22 @@ def interpolate_on_ray(
 ) -> Summary:
     """interpolate_video, on a Ray cluster: the same output for the same backend.
 
-    `model`: an exported model folder (ONNX graphs or TensorRT engines) at the same path on
-    every node. `interpolator_factory`: build each worker's interpolator yourself instead
-    (called once per actor, on its node; `model` then only names it in the work folder's key).
+    `model`: the model choice (runtime/choice.py; apps/models.choose_model makes the one a local
+    run makes), or an exported folder (ONNX graphs or TensorRT engines) opened with `backend`;
+    either at the same path on every node. `interpolator_factory`: build each worker's
+    interpolator yourself instead (called once per actor, on its node; `model` then only names
+    it in the work folder's key).
     Raises SloMoError (one line) for bad input, an unreachable cluster or a failed worker."""
     options = options or Options()
     ray_options = ray_options or RayOptions()
     say = say or (lambda text: print(text, file=sys.stderr))
-    input_path, output_path, model = Path(input_path), Path(output_path), Path(model)
+    from superslomo.runtime.choice import ModelChoice
+
+    input_path, output_path = Path(input_path), Path(output_path)
+    if not isinstance(model, ModelChoice):
+        model = Path(model)
+        with contextlib.suppress(ManifestError, SloMoError):
+            model = _choice_for(model, backend)  # else the workers say why they cannot open it
     check_paths(input_path, output_path)
     info = validate(input_path, output_path, options)
     lock = claim if claim is not None else claim_output(output_path)
@@ -387,7 +407,7 @@ def _run(
     input_path: Path,
     output_path: Path,
     info: VideoInfo,
-    model: Path,
+    model,
     backend: str,
     options: Options,
     ray_options: RayOptions,
@@ -405,9 +425,8 @@ def _run(
     try:
         workers, actor_options = _resources(ray, ray_options, model, backend)
         plan = plan_segments(info, options.start, options.duration, workers, ray_options.segment_frames)
-        key = work_key(
-            input_path, options, out_rate, slowdown, pix_fmt, _model_identity(model), backend, plan
-        )
+        model_id = _model_identity(model, backend)
+        key = work_key(input_path, options, out_rate, slowdown, pix_fmt, model_id, plan)
         root = ray_options.work_dir or output_path.parent / f".{output_path.name}{WORK_SUFFIX}"
         work = Path(root).resolve() / key
         try:
@@ -430,15 +449,18 @@ def _run(
             for seg in plan.segments
         ]
         done = {job.segment.index: record for job in jobs if (record := _finished(work, job)) is not None}
+        label = (getattr(model, "label", "") or getattr(model, "backend", backend)).removesuffix(
+            ", picked by auto"
+        )
         summary = Summary(
-            input=input_path, output=output_path, backend=backend, out_rate=out_rate, slowdown=slowdown
+            input=input_path, output=output_path, backend=label, out_rate=out_rate, slowdown=slowdown
         )
         if plan.note:
             summary.notes.append(plan.note)
         if done:
             say(f"ray: reusing {len(done)} of {len(jobs)} finished segments from {work}")
         records = _records_in_order(
-            ray, jobs, done, work, (str(model), backend, ray_options.threads, factory), workers, actor_options
+            ray, jobs, done, work, (model, backend, ray_options.threads, factory), workers, actor_options
         )
         try:
             _join(output_path, info, options, out_rate, pix_fmt, records, work, summary, say, progress)
