@@ -30,7 +30,8 @@ class Where:
 
 
 def open_server(where: Where) -> tuple[object, str]:
-    """A TritonInterpolator for `--server`, and the words that say where it runs."""
+    """An Interpolator on the server's pair model for `--server`, and the words that say where
+    it runs."""
     from superslomo.serving.triton_client import TritonInterpolator
 
     if where.model is not None or where.backend != "auto" or where.precision != "auto":
@@ -41,7 +42,7 @@ def open_server(where: Where) -> tuple[object, str]:
     interp = TritonInterpolator(
         where.server, protocol=where.protocol, model=where.server_model, timeout=where.timeout
     )
-    return interp, interp.describe()
+    return interp, interp.backend.describe()
 
 
 def interpolate(
