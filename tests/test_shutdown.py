@@ -196,3 +196,47 @@ def test_ctrl_c_while_the_reader_stalls_surfaces_as_itself(clip, tmp_path, monke
     assert list(out.iterdir()) == [], "a partial output was left behind"
     assert _slomo_threads() == []
     assert not backend.closed_while_busy and backend.pairs_out == 0
+
+
+class RingBackend(WatchedBackend):
+    """Host pairs behind a ring of slots, as TensorRT keeps them on the GPU: prepare waits while
+    every slot is held (runtime/pair_ring.py, the TensorRT backend's bookkeeping)."""
+
+    def __init__(self, slots: int = 3) -> None:
+        from superslomo.runtime.pair_ring import PairRing
+
+        super().__init__()
+        self.ring = PairRing(slots, wait_s=30)
+
+    @property
+    def max_pairs_alive(self):
+        return self.ring.slots
+
+    def prepare(self, frame0, frame1):
+        slot = self.ring.acquire()
+        return super().prepare(frame0, frame1), slot
+
+    def synthesize(self, pair, times):
+        return super().synthesize(pair[0], times)
+
+    def release(self, pair):
+        self.ring.release(*pair[1])
+
+
+def test_stopping_a_stream_whose_flow_thread_waits_for_a_ring_slot():
+    # A ring of one slot: the flow thread queues its pair and then waits in prepare for the slot
+    # that pair holds. Stopping must give the queued pair back before joining the flow thread,
+    # or the join waits for the ring's timeout.
+    backend = RingBackend(slots=1)
+    with Interpolator(backend, check_finite=False) as interp:
+        stream = interp.run(_frames(40), 2)
+        next(stream)  # the first original: no pair in the consumer's hand
+        deadline = time.time() + 10
+        while backend.ring.free and time.time() < deadline:
+            time.sleep(0.01)
+        assert backend.ring.free == 0, "the flow thread never took the slot"
+        time.sleep(0.3)  # by now it waits in prepare for the next
+        began = time.perf_counter()
+        stream.close()
+        assert time.perf_counter() - began < 5
+    assert backend.ring.free == 1 and _slomo_threads() == []

@@ -154,8 +154,8 @@ class Stages:
                 if close is not None:  # a generator, closed by the thread that ran it
                     close()
 
-        def drain() -> None:  # after the producer ended: what it made that nobody will use
-            leftovers = [*in_hand, *held]
+        def drain(joined: bool = True) -> None:  # what the producer made that nobody will use
+            leftovers = [*in_hand, *held] if joined else [*in_hand]
             with contextlib.suppress(queue.Empty):
                 while True:
                     leftovers.append(handoff.get_nowait())
@@ -164,8 +164,11 @@ class Stages:
                     if item is not _DONE and item is not _FAILED:
                         discard(item)
 
-        self._exits.append(drain)
+        self._exits.append(drain)  # after the producer ended: the rest
         self._start(name, produce)
+        # Before joining the producer as well: a producer that waits for what queued items hold
+        # (a TensorRT ring slot) can only finish once they are given back.
+        self._exits.append(lambda: drain(joined=False))
         return self._consume(handoff, in_hand)
 
     def _consume(self, handoff: queue.Queue, in_hand: list) -> Iterator[T]:
