@@ -10,9 +10,13 @@ which fails if the target appeared meanwhile, unless the user asked to overwrite
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -131,3 +135,18 @@ def publish_file(temp: Path, target: Path, overwrite: bool) -> None:
         os.replace(temp, target)
         return
     temp.unlink()
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C (SIGINT) held back until the block ends, for a publish of many files that must
+    land whole or not at all: the interrupt is delivered (and raised) right after it. Python
+    runs signal handlers on the main thread only, so elsewhere there is nothing to hold back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
