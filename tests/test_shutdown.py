@@ -29,6 +29,16 @@ def short_patience(monkeypatch):
     monkeypatch.setattr(staging, "JOIN_PATIENCE", PATIENCE)
 
 
+@pytest.fixture(autouse=True)
+def ctrl_c_is_keyboard_interrupt():
+    """Python's own SIGINT handler (a CLI test in this process may have left the CLI's)."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _slomo_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("slomo-") and t.is_alive()]
 
