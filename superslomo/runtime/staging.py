@@ -10,7 +10,8 @@ A `Stages` owns every thread of one job and one stop signal for all of them:
 - The first error of any stage (or of the consumer: Ctrl-C, a failed synthesis) is kept, the stop
   signal set, and that error is what the consumer raises: a stage stopped by another never
   replaces it with an error of its own.
-- Leaving the `with` block shuts down in reverse order of registration: each thread is joined
+- Leaving the `with` block shuts down the sinks first (the pipeline's far end), then the rest in
+  reverse order of registration: each thread is joined
   until it has ended, never abandoned, so a model call in flight returns before the caller
   closes the backend (on TensorRT, before its buffers and stream are freed). Past `patience`
   seconds the owner says which stage it still waits for (a stalled read, a long model call).
@@ -56,6 +57,7 @@ class Stages:
         self._lock = threading.Lock()
         self._first: BaseException | None = None
         self._exits: list[Callable[[], None]] = []  # run in reverse order by close()
+        self._sinks: list[Callable[[], None]] = []  # joined first: the pipeline's far end
         self._closed = False
 
     # -- errors --------------------------------------------------------------------------
@@ -94,7 +96,7 @@ class Stages:
                 continue
 
     # -- stages --------------------------------------------------------------------------
-    def _start(self, name: str, target: Callable[[], None]) -> None:
+    def _start(self, name: str, target: Callable[[], None], sink: bool = False) -> None:
         if self._closed:
             raise RuntimeError("the stages are closed")
 
@@ -107,7 +109,7 @@ class Stages:
                 self.fail(error)
 
         thread = threading.Thread(target=run, name=name, daemon=True)
-        self._exits.append(lambda: self._join(thread))
+        (self._sinks if sink else self._exits).append(lambda: self._join(thread))
         thread.start()
 
     def _join(self, thread: threading.Thread) -> None:
@@ -195,8 +197,8 @@ class Stages:
         self.stop.set()
         self._closed = True
         failures: list[BaseException] = []
-        while self._exits:
-            step = self._exits.pop()
+        while self._sinks or self._exits:
+            step = (self._sinks or self._exits).pop()
             try:
                 step()
             except BaseException as error:  # noqa: BLE001 - every step runs; the first error is kept
@@ -233,7 +235,7 @@ class Sink(Generic[T]):
                     return
                 write(item)
 
-        stages._start(name, consume)
+        stages._start(name, consume, sink=True)
 
     def put(self, item: T) -> None:
         self._stages._put(self._queue, item)

@@ -441,6 +441,10 @@ def _run(
                     interpolator.release(pair)
 
             detector = SceneDetector(options.scene_threshold)
+            # The encoder's thread starts before the reader's: in the other order x264's output
+            # varied from run to run (5 of 7 repeats of one job differed from the first; cause
+            # not found), breaking "the same frames on every path". Sinks are joined first anyway.
+            sink = stages.sink(writer.write, _QUEUE_OUT, "slomo-encode")
             try:
                 decoded = stages.source(
                     counted(frames(info, options.start, options.duration)), _QUEUE_FRAMES, "slomo-decode"
@@ -457,7 +461,6 @@ def _run(
             bar = _progress_bar(progress, info, options, out_rate, slowdown)
             if bar is not None:
                 stages.callback(bar.close)
-            sink = stages.sink(writer.write, _QUEUE_OUT, "slomo-encode")
             for job in jobs:
                 summary.cuts += int(job.cut)
                 made = []
