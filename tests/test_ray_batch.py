@@ -168,7 +168,7 @@ def test_a_worker_killed_mid_segment_is_retried(cluster, interp, onnx_model, tmp
     killed: list[int] = []
 
     def killer() -> None:
-        # A segment being written shows as .seg-NNNNN.partial-<pid>.mkv; kill that process a
+        # A segment being written shows as .seg-NNNNN.partial-<run>-<pid>.mkv; kill that process a
         # few pairs into it (each pair takes at least 0.15 s here; a segment has 8).
         deadline = time.time() + 60
         while time.time() < deadline and not killed:

@@ -103,7 +103,8 @@ class SegmentWorker:
     def ready(self) -> dict:
         return {"node": self.node, "pid": os.getpid(), "error": self.error, "backend": self.label}
 
-    def render(self, job: SegmentJob, work_dir: str) -> dict:
+    def render(self, job: SegmentJob, work_dir: str, run: str = "") -> dict:
+        """`run`: the driver's run id, in the names of this segment's temporary files."""
         if self.error is not None:
             raise SloMoError(self.error)
         work = Path(work_dir)
@@ -118,7 +119,7 @@ class SegmentWorker:
                 "every node mounts at the same path"
             )
         began = time.perf_counter()
-        result = render_segment(job, self.interpolator, segment_path(work, job.segment.index))
+        result = render_segment(job, self.interpolator, segment_path(work, job.segment.index), run)
         record = {
             "segment": _segment_key(job),
             "result": result.to_json(),
@@ -127,7 +128,7 @@ class SegmentWorker:
             "pid": os.getpid(),
             "seconds": time.perf_counter() - began,
         }
-        _write_json(record_path(work, job.segment.index), record)
+        _write_json(record_path(work, job.segment.index), record, run)
         return record
 
 
@@ -167,8 +168,8 @@ def _segment_key(job: SegmentJob) -> list:
     return [seg.index, seg.first, seg.frames, str(seg.start)]
 
 
-def _write_json(path: Path, data: dict) -> None:
-    temp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+def _write_json(path: Path, data: dict, run: str = "") -> None:
+    temp = path.with_name(f".{path.name}.partial-{f'{run}-' if run else ''}{os.getpid()}")
     temp.write_text(json.dumps(data))
     os.replace(temp, path)
 
@@ -240,8 +241,64 @@ def _remove_stale_temps(output: Path) -> None:
                 path.unlink()
 
 
-def _remove_partials(work: Path) -> None:
-    for path in work.glob(".*.partial-*"):
+RUN_LOCK = ".run-{}.lock"
+
+
+class RunClaim:
+    """This run's id in a work folder, held by an flock on `.run-ID.lock` for as long as the run
+    lives: its workers' temporary files are named with the id, so a run sharing the folder (a
+    shared --work-dir) removes only its own, and those of runs whose lock nobody holds any more
+    (killed drivers; their actors died with them)."""
+
+    def __init__(self, work: Path) -> None:
+        import fcntl
+        import uuid
+
+        self.work = work
+        self.id = uuid.uuid4().hex[:12]
+        self.path = work / RUN_LOCK.format(self.id)
+        try:
+            self._fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            raise SloMoError(f"cannot claim the work folder {work}: {error.strerror}") from None
+
+    def remove_partials(self) -> None:
+        """This run's temporary files."""
+        _remove_partials_of(self.work, self.id)
+
+    def remove_stale(self) -> None:
+        """Temporary files of runs that are gone (their lock is free)."""
+        import fcntl
+
+        for lock in self.work.glob(RUN_LOCK.format("*")):
+            other = lock.name[len(".run-") : -len(".lock")]
+            if other == self.id:
+                continue
+            try:
+                fd = os.open(lock, os.O_RDWR)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # alive: its files are its own
+            finally:
+                os.close(fd)
+            _remove_partials_of(self.work, other)
+            with contextlib.suppress(OSError):
+                lock.unlink()
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _remove_partials_of(work: Path, run: str) -> None:
+    for path in work.glob(f".*.partial-{run}-*"):
         with contextlib.suppress(OSError):
             path.unlink()
 
@@ -433,7 +490,8 @@ def _run(
             work.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise SloMoError(f"cannot create the work folder {work}: {error.strerror}") from None
-        _remove_partials(work)
+        claim = RunClaim(work)
+        claim.remove_stale()
         jobs = [
             SegmentJob(
                 info,
@@ -460,18 +518,29 @@ def _run(
         if done:
             say(f"ray: reusing {len(done)} of {len(jobs)} finished segments from {work}")
         records = _records_in_order(
-            ray, jobs, done, work, (model, backend, ray_options.threads, factory), workers, actor_options
+            ray,
+            jobs,
+            done,
+            work,
+            (model, backend, ray_options.threads, factory),
+            workers,
+            actor_options,
+            claim.id,
         )
         try:
             _join(output_path, info, options, out_rate, pix_fmt, records, work, summary, say, progress)
         except BaseException:
+            # The actors stop first: one still rendering would write a file after the clean-up.
+            records.close()
             # Finished segments stay for the next run; a folder with none goes.
-            _remove_partials(work)
+            claim.remove_partials()
+            claim.release()
             if not any(work.glob("seg-*.json")):
                 _remove_work(work)
             raise
         finally:
             records.close()  # stops the actors, whatever happened
+            claim.release()
     finally:
         if started:
             ray.shutdown()
@@ -487,7 +556,9 @@ def _run(
 READY_TIMEOUT_S = 600
 
 
-def _records_in_order(ray, jobs, done, work: Path, worker_args: tuple, workers: int, actor_options: dict):
+def _records_in_order(
+    ray, jobs, done, work: Path, worker_args: tuple, workers: int, actor_options: dict, run: str = ""
+):
     """Each segment's record, in segment order, as soon as it and those before it are finished.
     Segments are handed out in order, one at a time per actor, so the join can start early."""
     ready = dict(done)
@@ -514,7 +585,7 @@ def _records_in_order(ray, jobs, done, work: Path, worker_args: tuple, workers: 
             for actor in actors:
                 if queue:
                     job = queue.pop(0)
-                    in_flight[actor.render.remote(job, str(work))] = (actor, job)
+                    in_flight[actor.render.remote(job, str(work), run)] = (actor, job)
         for job in jobs:
             index = job.segment.index
             while index not in ready:
@@ -527,7 +598,7 @@ def _records_in_order(ray, jobs, done, work: Path, worker_args: tuple, workers: 
                         raise worker_error(error) from None
                     if queue:
                         following = queue.pop(0)
-                        in_flight[actor.render.remote(following, str(work))] = (actor, following)
+                        in_flight[actor.render.remote(following, str(work), run)] = (actor, following)
             yield job, ready.pop(index)
     finally:
         for actor in actors:
@@ -573,6 +644,7 @@ def _join(
                     options.preset,
                     audio,
                     overwrite=options.overwrite,
+                    keep_on_conflict=True,  # a cluster's work is not thrown away for a name
                 )
                 if audio is not None:
                     summary.audio = writer.audio_mode or "none"

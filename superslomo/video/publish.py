@@ -111,6 +111,10 @@ def check_new(target: Path, overwrite: bool) -> None:
         raise SloMoError(f"{target} exists; {OVERWRITE_HINT}")
 
 
+class TargetAppeared(SloMoError):
+    """The target of a publish appeared while the run was writing, and may not be replaced."""
+
+
 def publish_file(temp: Path, target: Path, overwrite: bool) -> None:
     """Move the finished `temp` to `target` in one step. Without `overwrite`, a target that
     appeared while this run was working is left alone (and the run fails)."""
@@ -120,7 +124,7 @@ def publish_file(temp: Path, target: Path, overwrite: bool) -> None:
     try:
         os.link(temp, target)  # fails if target exists: rename would silently replace it
     except FileExistsError:
-        raise SloMoError(
+        raise TargetAppeared(
             f"{target} appeared while this run was writing it; nothing was replaced ({OVERWRITE_HINT})"
         ) from None
     except OSError as error:
@@ -129,7 +133,7 @@ def publish_file(temp: Path, target: Path, overwrite: bool) -> None:
         # No hard links here (FAT, some network mounts): check, then rename. The lock still keeps
         # other runs of this tool out; only a third party could slip in between.
         if target.exists():
-            raise SloMoError(
+            raise TargetAppeared(
                 f"{target} appeared while this run was writing it; nothing was replaced ({OVERWRITE_HINT})"
             ) from None
         os.replace(temp, target)
