@@ -1,5 +1,6 @@
-"""`slomo interpolate --ray`: one video interpolated on a Ray cluster, output identical to a
-single run with the same backend.
+"""`slomo interpolate --ray`: one video interpolated on a Ray cluster, output identical to the
+single run: the driver makes the local run's model choice (runtime/choice.py) once and every
+actor runs it.
 
     driver: probe, scan packets, plan keyframe segments ──> work folder (keyed by input + options)
         │ one task per segment, on long-lived actors (each loads the model once)
