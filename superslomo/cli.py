@@ -400,10 +400,17 @@ def build_engine_command(
     builder_level: int | None = typer.Option(None, "--builder-level", help="Builder optimisation level 0-5."),
 ) -> None:
     """Build TensorRT engines (strongly typed; precision comes from the graphs)."""
+    from superslomo.contracts.graph_io import SIZE_MULTIPLE
+    from superslomo.contracts.manifest import ManifestError, read_manifest
     from superslomo.contracts.shapes import parse_profiles
     from superslomo.engine.builder import build_engines, validate_options
 
-    shapes = parse_profiles(min_shape, opt_shape, max_shape, profiles)
+    parse_profiles(min_shape, opt_shape, max_shape, profiles)  # bad options first, before the folder
+    try:
+        multiple = read_manifest(onnx_dir).size_multiple  # profiles in between land on its sizes
+    except ManifestError:
+        multiple = SIZE_MULTIPLE  # build_engines says what is wrong with the folder
+    shapes = parse_profiles(min_shape, opt_shape, max_shape, profiles, multiple)
     validate_options(shapes, workspace, builder_level, hardware_compat, version_compatible)
     manifest = build_engines(
         onnx_dir,

@@ -233,3 +233,28 @@ def test_triton_tensorrt_profiles_take_a_reduced_folders_multiple():
     assert reduced["trt_profile_min_shapes"].startswith("frame0:1x3x128x128")
     assert reduced["trt_profile_opt_shapes"].startswith("frame0:1x3x768x1280")
     assert reduced["trt_profile_max_shapes"].startswith("frame0:4x3x1152x1920")
+
+
+def test_build_engine_profiles_in_between_land_on_a_reduced_folders_multiple(reduced_model, tmp_path):
+    """`build-engine --profiles 3` on a 1/4-scale folder: the maxima between --min and --max are
+    multiples of 128, so the sizes the user typed are all it checks (before TensorRT is needed)."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    from superslomo.contracts.shapes import parse_profiles
+
+    command = [sys.executable, "-m", "superslomo.cli", "build-engine", str(reduced_model)]
+    result = subprocess.run(
+        [*command, "-o", str(tmp_path / "e"), "--min", "1x128x128", "--opt", "1x384x640"]
+        + ["--max", "1x1152x1920", "--profiles", "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "must be multiples of 128" not in result.stderr, result.stderr
+    if importlib.util.find_spec("tensorrt") is None:
+        assert result.returncode == 2 and "superslomo-trt[tensorrt]" in result.stderr, result.stderr
+    for profile in parse_profiles("1x128x128", "1x384x640", "1x1152x1920", 3, multiple=128):
+        for shape in (profile.min, profile.opt, profile.max):
+            assert shape.h % 128 == 0 and shape.w % 128 == 0, f"{profile}: {shape} is off 128"

@@ -168,7 +168,7 @@ def test_a_worker_killed_mid_segment_is_retried(cluster, interp, onnx_model, tmp
     killed: list[int] = []
 
     def killer() -> None:
-        # A segment being written shows as .seg-NNNNN.partial-<pid>.mkv; kill that process a
+        # A segment being written shows as .seg-NNNNN.partial-<run>-<pid>.mkv; kill that process a
         # few pairs into it (each pair takes at least 0.15 s here; a segment has 8).
         deadline = time.time() + 60
         while time.time() < deadline and not killed:
@@ -301,3 +301,50 @@ def test_cli_ray_option(cluster, onnx_model, tmp_path, capsys):
     )
     assert code == 2 and err.count("\n") == 1 and "for image sequences run without it" in err
     assert not (tmp_path / "frames").exists()
+
+
+def test_cli_ray_runs_the_model_choice_of_the_local_run(
+    cluster, onnx_model, small_model, tmp_path, capsys, monkeypatch
+):
+    # Under the defaults (--precision auto) the local run picks the fastest candidate measured on
+    # this machine within the accuracy budget. Here the measurement is given: an "INT8" sibling
+    # (a model of other weights, so a wrong pick shows in every new frame) is fastest, vouched
+    # for by its report. --ray must run that same choice: the same frames, frame for frame.
+    import copy
+    import json
+    import shutil
+
+    import torch
+
+    from superslomo.contracts.manifest import read_manifest, scales_words
+    from superslomo.export.onnx_export import export_model
+    from superslomo.runtime import selection
+
+    model = tmp_path / "m"
+    shutil.copytree(onnx_model, model)
+    other = copy.deepcopy(small_model)
+    with torch.no_grad():
+        other.interp_net.conv3.weight.mul_(-1.0)
+    export_model(other, tmp_path / "m-int8")
+    report = {"chosen": "both", "settings": {"both": {"psnr_drop_db": 0.1}}}
+    (tmp_path / "m-int8" / "accuracy.json").write_text(json.dumps(report))
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SLOMO_CACHE_DIR", str(cache))
+    src = keyed_clip(tmp_path / "k.mp4", frames=12, keyint=6)
+    info = probe(src)
+    folders = {"fp32": model, "int8": tmp_path / "m-int8"}
+    facts = {
+        **selection.probe_facts(folders, (info.width, info.height), None),
+        "variant": scales_words(read_manifest(model).scales),
+    }
+    timings = {"onnxruntime/int8": 1.0, "onnxruntime/fp32": 2.0, "openvino/fp32": 2.5, "openvino/bf16": 2.5}
+    selection.write_cached(cache / "selection", selection.cache_key(facts), facts, timings)
+    lines = {}
+    for name, extra in (("local", ()), ("ray", ("--ray", "local"))):
+        out = tmp_path / f"{name}.mp4"
+        code, _, err = run_cli(capsys, "interpolate", str(src), "-o", str(out), "-m", str(model), *extra)
+        assert code == 0, err
+        lines[name] = [line for line in err.splitlines() if line.startswith("backend: ")]
+    assert lines["local"][0].startswith("backend: onnxruntime int8"), lines
+    assert_same_video(tmp_path / "local.mp4", tmp_path / "ray.mp4")
+    assert lines["ray"] == lines["local"]

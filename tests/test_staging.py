@@ -9,7 +9,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from superslomo.runtime.staging import Sink, background
+from superslomo.runtime.staging import Stages, background
 from superslomo.video.pipeline import Summary, job_frames, pair_jobs
 from superslomo.video.scenes import SceneDetector
 from superslomo.video.timing import Timeline
@@ -65,21 +65,41 @@ def test_a_consumer_that_stops_early_stops_the_producer_and_its_upstream():
 
 def test_sink_writes_in_order_and_raises_the_writers_error_in_the_producer():
     written = []
-    sink = Sink(written.append, 2, "test-sink")
-    for i in range(10):
-        sink.put(i)
-    sink.finish()
+    with Stages() as stages:
+        sink = stages.sink(written.append, 2, "test-sink")
+        for i in range(10):
+            sink.put(i)
+        sink.finish()
     assert written == list(range(10))
 
     def write(item):
         if item == 3:
             raise OSError("disk full")
 
-    failing = Sink(write, 1, "test-sink")
     with pytest.raises(OSError, match="disk full"):
-        for i in range(50):
-            failing.put(i)
-        failing.finish()
+        with Stages() as stages:
+            failing = stages.sink(write, 1, "test-sink")
+            for i in range(50):
+                failing.put(i)
+            failing.finish()
+
+
+def test_the_first_error_is_kept_when_every_stage_fails():
+    # The decoder fails; the flow stage, stopped by it, must not replace its error with its own.
+    def decode():
+        yield 1
+        raise ValueError("corrupt frame 2")
+
+    def flow(frames):
+        try:
+            yield from frames
+        finally:
+            raise RuntimeError("the flow stage's own unwinding error")
+
+    with pytest.raises(ValueError, match="corrupt frame 2"):
+        with Stages() as stages:
+            for _ in stages.source(flow(stages.source(decode(), 1, "test-decode")), 1, "test-flow"):
+                pass
 
 
 def _frame(value: int) -> np.ndarray:

@@ -7,6 +7,7 @@ groups, accelerators, the engine profiles.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -347,7 +348,7 @@ def test_cli_interpolate_with_no_server_leaves_nothing(tmp_path, capsys):
     code, _, err = cli(
         ["interpolate", str(clip), "-o", str(out), "--server", url, "--backend", "torch"], capsys
     )
-    assert code == 2 and "drop --model and --backend" in err
+    assert code == 2 and "drop --model, --backend and --precision" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
 
 
@@ -392,3 +393,115 @@ def test_client_layout_matches_the_local_interpolator():
     local = Interpolator(Echo()).interpolate(frame, frame, [0.5])[0]
     remote = graph_to_frames(frame_to_graph(frame) * np.float32(0.9), 37, 53)[0]
     assert np.array_equal(local, remote) and not np.array_equal(local, frame)
+
+
+# -- the client against repositories and servers it cannot be tested on here ---------------------
+
+
+class RepositoryClient:
+    """tritonclient's gRPC client answered from a repository folder: what a server that loaded it
+    says about its models (configs as Triton's own protobuf schema reads them)."""
+
+    def __init__(self, repo: Path) -> None:
+        self.configs = load_repo(repo)
+        self.closed = False
+
+    def is_server_live(self, client_timeout=None):
+        return True
+
+    def is_model_ready(self, name, client_timeout=None):
+        return name in self.configs
+
+    def get_model_config(self, name, as_json=False, client_timeout=None):
+        from google.protobuf import json_format
+
+        assert client_timeout is not None, "a call without a deadline hangs on a hung server"
+        return {"config": json_format.MessageToDict(self.configs[name], preserving_proto_field_name=True)}
+
+    def close(self):
+        self.closed = True
+
+
+def test_the_client_opens_a_tensorrt_repository(tmp_path, monkeypatch):
+    from superslomo.serving.triton_client import TritonBackend, TritonConnection, TritonInterpolator
+
+    folder = fake_folder(tmp_path / "engines", kind="tensorrt")
+    write_repository(folder, tmp_path / "repo", RepoOptions(backend="tensorrt"))
+    client = RepositoryClient(tmp_path / "repo")
+    monkeypatch.setattr(TritonConnection, "client", lambda self: client)
+    with TritonBackend("grpc://127.0.0.1:1") as graphs:
+        assert graphs.manifest.kind == "tensorrt"
+    with TritonInterpolator("grpc://127.0.0.1:1") as remote:
+        assert remote.backend.manifest.kind == "tensorrt" and len(remote.backend.profiles) == 2
+        frame = np.zeros((100, 2000, 3), np.uint8)  # pads to 2016x128: wider than both profiles
+        with pytest.raises(SloMoError, match="frames padded to 2016x128 are outside"):
+            remote.interpolate(frame, frame, [0.5])
+
+
+def test_a_refused_model_closes_its_connection(tmp_path, monkeypatch):
+    from superslomo.serving.triton_client import TritonConnection, TritonInterpolator
+
+    folder = fake_folder(tmp_path / "engines", kind="tensorrt")
+    write_repository(folder, tmp_path / "repo", RepoOptions(backend="tensorrt"))
+    client = RepositoryClient(tmp_path / "repo")
+    del client.configs["slomo"].parameters[PARAM_MANIFEST]  # a model triton-repo did not write
+    monkeypatch.setattr(TritonConnection, "client", lambda self: client)
+    closed = []
+    monkeypatch.setattr(TritonConnection, "close", lambda self: closed.append(self))
+    with pytest.raises(SloMoError, match="was not written by slomo triton-repo"):
+        TritonInterpolator("grpc://127.0.0.1:1")
+    assert len(closed) == 1
+
+
+@pytest.fixture
+def hung_server():
+    """A local socket that accepts connections and never answers."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted = []
+
+    def accept():
+        with contextlib.suppress(OSError):
+            while True:
+                accepted.append(listener.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield listener.getsockname()[1]
+    listener.close()
+    for connection in accepted:
+        connection.close()
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_hung_server_is_a_one_line_error_within_the_timeout(hung_server, protocol):
+    import time
+
+    from superslomo.serving.triton_client import TritonInterpolator
+
+    began = time.perf_counter()
+    with pytest.raises(SloMoError) as info:
+        TritonInterpolator(f"{protocol}://127.0.0.1:{hung_server}", timeout=1)
+    spent = time.perf_counter() - began
+    assert "did not answer a health check within 1 s" in str(info.value) and "\n" not in str(info.value)
+    assert spent < 5, f"{spent:.1f} s for a 1 s timeout"
+
+
+def test_a_failed_connection_leaves_the_pool(monkeypatch):
+    from superslomo.serving.triton_client import TritonConnection
+
+    class Broken:
+        def is_server_live(self, client_timeout=None):
+            raise ConnectionResetError("reset by peer")
+
+        def close(self):
+            pass
+
+    connection = TritonConnection("grpc://127.0.0.1:1")
+    monkeypatch.setattr(connection._module, "InferenceServerClient", lambda address: Broken())
+    with pytest.raises(SloMoError, match="lost the Triton server"):
+        connection.call("a health check", "is_server_live")
+    assert connection._clients == []

@@ -104,7 +104,8 @@ def test_served_frames_equal_a_local_run(server, local, protocol):
     expected_float = local.interpolate(frame0, frame1, TIMES, as_float=True)
     url = server.http_url if protocol == "http" else server.grpc_url
     with TritonInterpolator(url) as remote:
-        assert remote.manifest.kind == "onnx" and remote.describe().startswith(f"triton {url}")
+        served = remote.backend
+        assert served.manifest.kind == "onnx" and served.describe().startswith(f"triton {url}")
         got = remote.interpolate(frame0, frame1, TIMES)
         got_float = remote.interpolate(frame0, frame1, TIMES, as_float=True)
     assert len(got) == 3 and got[0].shape == (50, 90, 3) and got[0].dtype == np.uint8
@@ -200,8 +201,8 @@ def test_errors_are_one_line(server):
     assert "has no model 'nope' ready (ready there: slomo, slomo_flow, slomo_interp)" in str(info.value)
 
     with TritonInterpolator(server.grpc_url) as remote:
-        remote.profiles = [Profile(Shape(1, 64, 64), Shape(1, 64, 64), Shape(1, 256, 256))]
-        with pytest.raises(SloMoError, match=r"400x300 frames \(padded to 416x320\) are outside"):
+        remote.backend.profiles = [Profile(Shape(1, 64, 64), Shape(1, 64, 64), Shape(1, 256, 256))]
+        with pytest.raises(SloMoError, match=r"frames padded to 416x320 are outside"):
             remote.interpolate(*pair((400, 300)), [0.5])
 
     for url in (server.http_url, server.grpc_url):

@@ -149,3 +149,43 @@ def test_bad_sequences_get_one_line_errors(tmp_path, capsys, case):
     else:
         assert code == 2 and len(lines) == 1 and message in lines[0], err
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before, "left something behind"
+
+
+def test_ctrl_c_while_publishing_leaves_the_old_sequence_or_the_new_never_a_mix(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    frames_folder(tmp_path / "in")
+    out = tmp_path / "out"
+    out.mkdir()
+    old = np.full((H, W, 3), 7, np.uint8)
+    for i in range(1, 21):  # an earlier, longer run, every frame recognisable
+        Image.fromarray(old).save(out / f"{i:06d}.png")
+    placed = []
+
+    def interrupting(real):
+        def call(source, target, *args, **kwargs):
+            result = real(source, target, *args, **kwargs)
+            if Path(target).parent == out and Path(target).suffix == ".png":
+                placed.append(target)
+                if len(placed) == 3:  # Ctrl-C, three files into the publish
+                    os.kill(os.getpid(), signal.SIGINT)
+            return result
+
+        return call
+
+    for name in ("link", "replace", "rename"):
+        monkeypatch.setattr(os, name, interrupting(getattr(os, name)))
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # the CLI's may be installed
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(tmp_path / "in", out, factor=2, overwrite=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert placed, "the publish never started"
+    names = sorted(p.name for p in out.iterdir() if p.suffix == ".png")
+    unchanged = [np.array_equal(read(out / name), old) for name in names]
+    was_old = names == [f"{i:06d}.png" for i in range(1, 21)] and all(unchanged)
+    is_new = names == [f"{i:06d}.png" for i in range(1, 2 * N + 1)] and not any(unchanged)
+    assert was_old or is_new, f"a mix: {len(names)} frames, {sum(unchanged)} of them old"
+    assert not [p for p in out.iterdir() if p.name.startswith(".slomo.partial")]

@@ -30,15 +30,19 @@ class Where:
 
 
 def open_server(where: Where) -> tuple[object, str]:
-    """A TritonInterpolator for `--server`, and the words that say where it runs."""
+    """An Interpolator on the server's pair model for `--server`, and the words that say where
+    it runs."""
     from superslomo.serving.triton_client import TritonInterpolator
 
-    if where.model is not None or where.backend != "auto":
-        raise SloMoError("--server runs the model the server holds: drop --model and --backend")
+    if where.model is not None or where.backend != "auto" or where.precision != "auto":
+        raise SloMoError(
+            "--server runs the model the server holds, at the precision it was given: "
+            "drop --model, --backend and --precision"
+        )
     interp = TritonInterpolator(
         where.server, protocol=where.protocol, model=where.server_model, timeout=where.timeout
     )
-    return interp, interp.describe()
+    return interp, interp.backend.describe()
 
 
 def interpolate(
@@ -48,7 +52,7 @@ def interpolate(
     `backend:` line and notes (stderr in the CLI)."""
     info = validate(input_path, output_path, options)
     if where.ray is not None:
-        from superslomo.apps.models import model_folder
+        from superslomo.apps.models import choose_model
         from superslomo.serving.ray_batch import RayOptions, check_paths, interpolate_on_ray
 
         check_paths(input_path, output_path)
@@ -59,13 +63,23 @@ def interpolate(
         if where.ray_workers is not None and where.ray_workers < 1:
             raise SloMoError(f"--ray-workers must be at least 1, got {where.ray_workers}")
         with claim_output(output_path) as claim:
+            # The choice a local run makes (measured on this machine, at the job's size), made
+            # once here and run by every actor: the same frames as the local run.
+            choice, interp, label = choose_model(
+                where.model,
+                where.backend,
+                where.precision,
+                size=(info.width, info.height),
+                say=lambda line: say(f"note: {line}"),
+            )
+            interp.close()  # type: ignore[attr-defined]
+            say(f"backend: {label}")
             return interpolate_on_ray(
                 input_path,
                 output_path,
-                model_folder(where.model, size=(info.width, info.height)),  # what a local run takes
-                where.backend,
-                options,
-                RayOptions(address=where.ray, workers=where.ray_workers, work_dir=where.work_dir),
+                choice,
+                options=options,
+                ray_options=RayOptions(address=where.ray, workers=where.ray_workers, work_dir=where.work_dir),
                 claim=claim,
             )
     with claim_output(output_path) as claim:  # a second run on the same output fails before loading

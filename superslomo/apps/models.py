@@ -301,12 +301,30 @@ def open_model(
     say: Callable[[str], None] | None = to_stderr,
 ) -> tuple[object, str]:
     """An Interpolator for a model folder (ONNX graphs or engines) or a checkpoint (PyTorch), and
-    the words that say which backend runs it and why.
+    the words that say which backend runs it and why: `choose_model`'s choice, opened."""
+    _, interp, label = choose_model(model, backend, precision, size, budget_db, say)
+    return interp, label
+
+
+def choose_model(
+    model: Path | None,
+    backend: str,
+    precision: str | None = None,
+    size: tuple[int, int] | None = None,
+    budget_db: float | None = None,
+    say: Callable[[str], None] | None = to_stderr,
+):
+    """The model choice (runtime/choice.py) for a model folder or a checkpoint, the Interpolator
+    that runs it (opened: warm where the speed probe ran it) and the words of the `backend:` line.
+    The choice is None only for a checkpoint on PyTorch (`--backend torch`), which no other path
+    runs.
 
     `precision` None keeps a fixed backend (onnxruntime fp32 for ONNX, what parity and eval
     measure); "auto" (the default of `slomo interpolate`) picks the fastest CPU runtime and
     precision within `budget_db` of fp32, measured at `size` (WIDTH, HEIGHT; default 1280x720)."""
     from superslomo.runtime import Interpolator
+    from superslomo.runtime.choice import ModelChoice
+    from superslomo.runtime.options import OnnxRuntimeOptions, OpenVinoOptions, default_options, options_for
 
     if precision is not None and precision not in PIN_PRECISIONS:
         raise SloMoError(f"unknown precision {precision!r}; choose one of {', '.join(PIN_PRECISIONS)}")
@@ -329,7 +347,7 @@ def open_model(
                 raise SloMoError(
                     "running a checkpoint on PyTorch needs it: pip install 'superslomo-trt[torch]'"
                 ) from None
-            return Interpolator(TorchBackend.from_checkpoint(path)), "torch"
+            return None, Interpolator(TorchBackend.from_checkpoint(path)), "torch"
         # The embedded default: export once to ONNX (cached by the checkpoint's sha256).
         export_precision = "fp16" if precision == "fp16" else "fp32"
         scales = None
@@ -351,18 +369,21 @@ def open_model(
             "needs a folder of that precision"
         )
     if checkpoint is not None:
-        runtime = "openvino" if backend == "openvino" else "onnxruntime"
-        interp = Interpolator.from_dir(folder, backend=runtime)
+        options = OpenVinoOptions() if backend == "openvino" else OnnxRuntimeOptions()
         suffix = ", picked by auto" if backend == "auto" else ""
-        return interp, f"{runtime} (CPU; {where}){suffix}"
-    interp = Interpolator.from_dir(path, backend=backend)
+        label = f"{options.backend} (CPU; {where}){suffix}"
+        choice = ModelChoice.of_folder(folder, options, label)
+        return choice, choice.open(), label
+    options = options_for(backend) or default_options(manifest.kind)
+    interp = Interpolator.from_dir(path, backend=options)
     label = f"{interp.backend.name} ({interp.backend.describe()})"
     if backend == "auto":
         label += ", picked by auto"
-    return interp, label
+    return ModelChoice.of_folder(path, options, label), interp, label
 
 
 def _open_selected(folder, manifest, checkpoint, backend, precision, size, budget_db, say, where):
+    from superslomo.runtime.choice import ModelChoice
     from superslomo.runtime.selection import DEFAULT_BUDGET_DB, select
 
     if precision == "auto" and manifest.precision != "fp32":
@@ -414,4 +435,12 @@ def _open_selected(folder, manifest, checkpoint, backend, precision, size, budge
     label = choice.label
     if backend == "auto" or precision == "auto":
         label += ", picked by auto"
-    return choice.interpolator, label
+    chosen = choice.candidate
+    picked = ModelChoice(
+        chosen.folder,
+        chosen.options(),
+        chosen.precision,
+        tuple(sorted(read_manifest(chosen.folder).scales.items())),
+        label,
+    )
+    return picked, choice.interpolator, label

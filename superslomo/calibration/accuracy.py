@@ -9,7 +9,6 @@ the drop that gates `quantize` is mean PSNR vs truth of fp32 minus that of the I
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -123,29 +122,3 @@ def measure(
     ]
     report["blend_psnr_gt"] = float(np.mean(blend))  # the baseline a trained model must beat
     return report
-
-
-def time_graphs(
-    paths: Mapping[str, Path],
-    size: tuple[int, int],
-    io: str = "float32",
-    repeats: int = 5,
-    threads: int | None = None,
-) -> dict:
-    """Median seconds per frame pair (flow once + interp once) at WIDTHxHEIGHT on the CPU."""
-    width, height = size
-    rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, (2, 1, height, width, 3), dtype=np.uint8)
-    feed = {"frame0": to_graph_frames(frames[0], io), "frame1": to_graph_frames(frames[1], io)}
-    flow_s, interp_s = open_session(paths["flow"], threads), open_session(paths["interp"], threads)
-    times = {"flow": [], "interp": []}
-    for attempt in range(repeats + 1):
-        began = time.perf_counter()
-        flows = dict(zip(("flow01", "flow10"), _run(flow_s, feed), strict=False))
-        middle = time.perf_counter()
-        _run(interp_s, {**feed, **flows, "t": np.full(1, 0.5, np.float32)})
-        done = time.perf_counter()
-        if attempt:  # the first run pays for allocation and kernel selection
-            times["flow"].append(middle - began)
-            times["interp"].append(done - middle)
-    return {graph: float(np.median(v)) for graph, v in times.items()}

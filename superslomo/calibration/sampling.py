@@ -52,10 +52,6 @@ class Source:
         return max(0, self.frames - 2)
 
 
-def _is_video(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES
-
-
 def count_frames(path: Path) -> int:
     """Frames in a folder of images, or video packets of a video (demuxed, not decoded)."""
     if path.is_dir():

@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,29 +30,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return Path(path)
-
-
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
-
-
-@contextlib.contextmanager
-def staged_folder(target: str | os.PathLike, replace: bool = True) -> Iterator[Path]:
-    """A fresh folder beside `target` to fill; it becomes `target` only if the block succeeds.
-    `replace`: an existing `target` is removed first (otherwise the rename fails on it)."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        yield stage
-        if replace and target.exists():
-            shutil.rmtree(target)
-        os.replace(stage, target)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)

@@ -106,12 +106,14 @@ def _round_up(value: float, multiple: int) -> int:
     return int(math.ceil(value / multiple - 1e-9)) * multiple
 
 
-def split_profiles(base: Profile, count: int) -> list[Profile]:
+def split_profiles(base: Profile, count: int, multiple: int = SIZE_MULTIPLE) -> list[Profile]:
     """Cover base.min..base.max with `count` profiles of growing maximum size.
 
     TensorRT tunes kernels per profile, so a 720p stream run on a profile whose range reaches 4K
     pays for the wide range; nested profiles (same min, larger and larger max) let the runtime pick
-    the tightest one. Sizes grow geometrically in pixel count, the way video resolutions do.
+    the tightest one. Sizes grow geometrically in pixel count, the way video resolutions do; the
+    maxima in between are rounded up to `multiple`, the folder's size multiple (128 for a network
+    at 1/4 scale), so they are sizes its frames pad to.
     """
     if count < 1:
         raise ProfileError(f"--profiles must be at least 1, got {count}")
@@ -121,8 +123,8 @@ def split_profiles(base: Profile, count: int) -> list[Profile]:
     maxima: list[Shape] = []
     for k in range(1, count + 1):
         f = k / count
-        h = _round_up(lo.h * (hi.h / lo.h) ** f, SIZE_MULTIPLE)
-        w = _round_up(lo.w * (hi.w / lo.w) ** f, SIZE_MULTIPLE)
+        h = _round_up(lo.h * (hi.h / lo.h) ** f, multiple)
+        w = _round_up(lo.w * (hi.w / lo.w) ** f, multiple)
         shape = Shape(hi.n, min(max(h, lo.h), hi.h), min(max(w, lo.w), hi.w))
         if not maxima or shape != maxima[-1]:
             maxima.append(shape)
@@ -136,11 +138,14 @@ def split_profiles(base: Profile, count: int) -> list[Profile]:
     return profiles
 
 
-def parse_profiles(min_text: str, opt_text: str, max_text: str, count: int = 1) -> list[Profile]:
+def parse_profiles(
+    min_text: str, opt_text: str, max_text: str, count: int = 1, multiple: int = SIZE_MULTIPLE
+) -> list[Profile]:
+    """`count` nested profiles over --min..--max; `multiple`: the model folder's size multiple."""
     base = make_profile(
         parse_shape(min_text, "--min"), parse_shape(opt_text, "--opt"), parse_shape(max_text, "--max")
     )
-    return split_profiles(base, count)
+    return split_profiles(base, count, multiple)
 
 
 def choose_profile(profiles: list[Profile], shape: Shape) -> int:

@@ -19,7 +19,7 @@ from superslomo.contracts.frames import check_frame, frame_to_graph, graph_to_fr
 from superslomo.errors import SloMoError
 from superslomo.runtime.backend import Backend, HostPair
 from superslomo.runtime.options import BackendOptions
-from superslomo.runtime.staging import background
+from superslomo.runtime.staging import Stages
 
 
 class NonFiniteOutput(SloMoError):
@@ -34,10 +34,7 @@ class PreparedPair:
     handle: Any
     height: int
     width: int
-
-    @property
-    def flows(self) -> tuple[np.ndarray, np.ndarray]:
-        raise AttributeError("use Interpolator.flows(pair): the flows may live on the device")
+    released: bool = False
 
 
 def schedule_times(times: Sequence[float], max_batch: int) -> list[list[float]]:
@@ -80,6 +77,8 @@ class Interpolator:
         self.check_finite = check_finite
         self.io = backend.manifest.io
         self.multiple = backend.manifest.size_multiple
+        # Streams (`run`) still open: closed, their threads joined, before the backend closes.
+        self._live_stages: set[Stages] = set()
 
     @classmethod
     def from_dir(cls, folder, backend: str | BackendOptions = "auto", max_batch: int = 4) -> Interpolator:
@@ -93,6 +92,10 @@ class Interpolator:
         return self
 
     def close(self) -> None:
+        """Close the backend, after every stream's threads (and so its model calls) have ended:
+        a `run` left unfinished by its consumer is stopped here first."""
+        for stages in list(self._live_stages):
+            stages.close()
         self.backend.close()
 
     def __enter__(self) -> Interpolator:
@@ -141,8 +144,11 @@ class Interpolator:
         return 2 if alive is None else max(1, min(2, alive - 2))
 
     def release(self, pair: PreparedPair) -> None:
-        """Done with a pair: a backend that keeps it on the device may reuse the memory."""
-        self.backend.release(pair.handle)
+        """Done with a pair: a backend that keeps it on the device may reuse the memory. A second
+        release of the same pair does nothing (a stopping stream may reach it twice)."""
+        if not pair.released:
+            pair.released = True
+            self.backend.release(pair.handle)
 
     def flows(self, pair: PreparedPair) -> tuple[np.ndarray, np.ndarray]:
         """flow01, flow10 on the host in graph layout (padded): a copy where they live on a GPU."""
@@ -186,11 +192,20 @@ class Interpolator:
                 yield (self.prepare(previous, frame) if previous is not None and times else None), frame
                 previous = frame
 
-        for pair, frame in background(prepared(), self.queue_depth, "slomo-flow"):
-            if pair is not None:
-                try:
-                    made = self.synthesize(pair, times)
-                finally:
-                    self.release(pair)
-                yield from made
-            yield frame
+        def discard(item: tuple[PreparedPair | None, np.ndarray]) -> None:
+            if item[0] is not None:
+                self.release(item[0])
+
+        with Stages() as stages:
+            self._live_stages.add(stages)
+            try:
+                for pair, frame in stages.source(prepared(), self.queue_depth, "slomo-flow", discard):
+                    if pair is not None:
+                        try:
+                            made = self.synthesize(pair, times)
+                        finally:
+                            self.release(pair)
+                        yield from made
+                    yield frame
+            finally:
+                self._live_stages.discard(stages)

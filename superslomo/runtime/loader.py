@@ -11,9 +11,9 @@ from superslomo.errors import SloMoError
 from superslomo.runtime.backend import Backend
 from superslomo.runtime.options import (
     BackendOptions,
-    OnnxRuntimeOptions,
     OpenVinoOptions,
     TensorRTOptions,
+    default_options,
     options_for,
 )
 
@@ -58,7 +58,7 @@ def open_backend(folder: str | os.PathLike, backend: str | BackendOptions = "aut
     options = options_for(backend)
     manifest = read_manifest(folder)
     if options is None:
-        options = TensorRTOptions() if manifest.kind == "tensorrt" else OnnxRuntimeOptions()
+        options = default_options(manifest.kind)
     if isinstance(options, TensorRTOptions):
         if manifest.kind != "tensorrt":
             raise SloMoError(

@@ -34,11 +34,13 @@ class OpenVinoOptions:
 class TensorRTOptions:
     """`pair_slots`: prepared pairs that may be alive at once on the GPU (frames and flows stay
     there until synthesized; streaming needs 3: one prepared, one waiting, one synthesized);
+    `prepare` waits up to `pair_wait_s` for a slot while all are held, then refuses;
     `cuda_graphs`: capture each engine once per shape and replay it."""
 
     device: int = 0
     cuda_graphs: bool = False
     pair_slots: int = 4
+    pair_wait_s: float = 60.0
     backend = "tensorrt"
 
 
@@ -58,3 +60,9 @@ def options_for(backend: str | BackendOptions) -> BackendOptions | None:
     if not isinstance(backend, tuple(OPTIONS.values())):
         raise SloMoError(f"backend options must be one of {', '.join(c.__name__ for c in OPTIONS.values())}")
     return backend
+
+
+def default_options(kind: str) -> BackendOptions:
+    """What "auto" opens a folder of this manifest kind with when nothing is measured: TensorRT
+    for engines, else ONNX Runtime."""
+    return TensorRTOptions() if kind == "tensorrt" else OnnxRuntimeOptions()

@@ -33,6 +33,7 @@ from superslomo.contracts.tensorrt_version import (
 from superslomo.errors import SloMoError
 from superslomo.runtime.backend import Backend, GraphRunner, check_inputs
 from superslomo.runtime.options import TensorRTOptions
+from superslomo.runtime.pair_ring import PairRing, ShapeCache
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -40,6 +41,10 @@ if TYPE_CHECKING:
 GRAPH_IO = {graph: (GRAPH_INPUTS[graph], GRAPH_OUTPUTS[graph]) for graph in GRAPHS}
 # The synchronous path's buffers, apart from the ring of prepared pairs (slots 0..pair_slots-1).
 _SYNC_SLOT = -1
+# Buffer sets an engine keeps beyond those of held pairs: enough for a job's frame size at every
+# batch size of its times and the synchronous path; a job that changes size often (an app fed
+# frames of many sizes) frees the least recently used instead of growing without bound.
+SHAPE_CACHE = 12
 
 
 # ----------------------------------------------------------------------------- pure logic
@@ -198,10 +203,19 @@ class _ShapeSlot:
 
 
 class _Engine:
-    """One deserialised plan with its execution context, stream and per-shape buffers."""
+    """One deserialised plan with its execution context, stream and per-shape buffers.
+
+    `lock` is the execution context's: held by every caller from binding to the download of the
+    outputs, so two threads never bind, run or read one context's buffers at once."""
 
     def __init__(
-        self, runtime: trt.Runtime, plan: Path, graph: str, io: str, profiles: list[Profile]
+        self,
+        runtime: trt.Runtime,
+        plan: Path,
+        graph: str,
+        io: str,
+        profiles: list[Profile],
+        in_use: Any = None,
     ) -> None:
         import tensorrt as trt
 
@@ -229,15 +243,28 @@ class _Engine:
         self.stream = cuda_call(
             cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking), "cudaStreamCreateWithFlags"
         )
-        self.slots: dict[tuple[Shape, int], _ShapeSlot] = {}  # (shape, slot index)
+        self.lock = threading.Lock()
+        # (shape, slot index) -> buffers; `in_use(key)` protects the buffers of a held pair.
+        self.slots: ShapeCache[_ShapeSlot] = ShapeCache(SHAPE_CACHE, self._evict)
+        self._in_use = in_use or (lambda key: False)
         self.active_profile = -1
         self.bound: tuple[Shape, int] | None = None
 
     def slot(self, shape: Shape, index: int = 0) -> _ShapeSlot:
-        key = (shape, index)
-        if key not in self.slots:
-            self.slots[key] = _ShapeSlot(plan_buffers(self.graph, shape, self.io, self.dtypes))
-        return self.slots[key]
+        """The buffers for `shape` in slot `index` (call with `lock` held)."""
+        found = self.slots.get(
+            (shape, index),
+            lambda: _ShapeSlot(plan_buffers(self.graph, shape, self.io, self.dtypes)),
+            self._in_use,
+        )
+        if self.bound is not None and self.bound not in self.slots:
+            self.bound = None  # its buffers were evicted: bind again before the next run
+        return found
+
+    def _evict(self, slot: _ShapeSlot) -> None:
+        cudart = import_cudart()
+        cuda_call(cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+        slot.free()
 
     def bind(self, shape: Shape, slot: _ShapeSlot, key: tuple[Shape, int]) -> None:
         """Select the profile, set the input shapes and the tensor addresses for this slot."""
@@ -321,8 +348,6 @@ class _Engine:
     def close(self) -> None:
         cudart = import_cudart()
         cuda_call(cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
-        for slot in self.slots.values():
-            slot.free()
         self.slots.clear()
         cuda_call(cudart.cudaStreamDestroy(self.stream), "cudaStreamDestroy")
         # TensorRT frees its objects when the last reference goes; the context must go first.
@@ -347,6 +372,7 @@ class _EngineRunner(GraphRunner):
             self.graph,
             self.manifest.io,
             backend.profiles,
+            backend.buffers_in_use if self.graph == "flow" else None,
         )
 
     def infer_impl(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -355,14 +381,15 @@ class _EngineRunner(GraphRunner):
         engine = self.engine
         n, h, w = check_inputs(self.graph, inputs, self.manifest)
         shape = Shape(n, h, w)
-        slot = engine.slot(shape, _SYNC_SLOT)
-        for name in GRAPH_IO[self.graph][0]:  # the last call's download synchronised the stream
-            engine.upload(slot, name, inputs[name])
-        engine.run(shape, _SYNC_SLOT, self.backend.options.cuda_graphs)
-        outputs = {}
-        for name in GRAPH_IO[self.graph][1]:
-            outputs[name] = engine.download(slot, name)
-        return outputs
+        with engine.lock:
+            slot = engine.slot(shape, _SYNC_SLOT)
+            for name in GRAPH_IO[self.graph][0]:  # the last call's download synchronised the stream
+                engine.upload(slot, name, inputs[name])
+            engine.run(shape, _SYNC_SLOT, self.backend.options.cuda_graphs)
+            outputs = {}
+            for name in GRAPH_IO[self.graph][1]:
+                outputs[name] = engine.download(slot, name)
+            return outputs
 
     def deactivate_impl(self) -> None:
         if self.engine is not None:
@@ -373,7 +400,7 @@ class _EngineRunner(GraphRunner):
 @dataclass(frozen=True)
 class DevicePair:
     """A prepared pair on the GPU: frames and flows in flow-engine slot `slot` (of the ring of
-    `pair_slots`), valid while that slot's generation is still `generation`."""
+    `pair_slots`), valid until released (the ring's generation of the slot is still `generation`)."""
 
     slot: int
     generation: int
@@ -389,6 +416,10 @@ class TensorRTBackend(Backend):
     device-to-device copies, runs the interpolation engine and copies only frame_t back. The flow
     of pair k+1 (prepared by the Interpolator's or the video job's flow thread) overlaps the
     interpolation of pair k; a slot is rewritten only after the interp stream has finished with it.
+
+    `prepare` takes a slot of the ring (`PairRing`) and `release` returns it: while every slot is
+    held, `prepare` waits (backpressure). Each engine's execution context has its own lock, so an
+    `Interpolator` on this backend is safe from several threads.
     """
 
     name = "tensorrt"
@@ -406,11 +437,7 @@ class TensorRTBackend(Backend):
             )
         self.profiles = manifest_profiles(self.manifest)
         self.trt_runtime: trt.Runtime | None = None
-        self._next_pair = 0
-        self._generations = [0] * self.options.pair_slots
-        # Held while a slot's buffers are written (prepare) or read (synthesize, host_flows), so
-        # a caller that keeps more pairs alive than the ring holds gets an error, not mixed frames.
-        self._slot_locks = [threading.Lock() for _ in range(self.options.pair_slots)]
+        self.ring = PairRing(self.options.pair_slots, self.options.pair_wait_s)
         self._flow_ready: list[Any] = []
         self._slot_free: list[Any] = []
         self._slot_used = [False] * self.options.pair_slots
@@ -475,6 +502,7 @@ class TensorRTBackend(Backend):
             cuda_call(cudart.cudaEventDestroy(event), "cudaEventDestroy")
         self._flow_ready, self._slot_free = [], []
         self._slot_used = [False] * self.options.pair_slots
+        self.ring.reset()  # handles from before point at freed memory
         # TensorRT frees its objects when the last reference goes; engines went first.
         self.trt_runtime = None
 
@@ -485,6 +513,10 @@ class TensorRTBackend(Backend):
     @property
     def max_pairs_alive(self) -> int:
         return self.options.pair_slots
+
+    def buffers_in_use(self, key: tuple[Shape, int]) -> bool:
+        """Whether the flow engine's buffers `key` (shape, slot) may hold a live pair."""
+        return key[1] >= 0 and self.ring.held(key[1])
 
     def describe(self) -> str:
         return f"GPU {self.options.device}" + (", CUDA graphs" if self.options.cuda_graphs else "")
@@ -507,32 +539,36 @@ class TensorRTBackend(Backend):
         if n != 1:
             raise SloMoError(f"prepare takes one pair (batch 1 frames), got a batch of {n}")
         shape = Shape(1, h, w)
-        k = self._next_pair % self.options.pair_slots
-        self._next_pair += 1
-        with self._slot_locks[k]:
-            self._generations[k] += 1
-            if self._slot_used[k]:  # the interpolation that read this slot last must be finished
-                cuda_call(
-                    cudart.cudaStreamWaitEvent(flow.stream, self._slot_free[k], 0), "cudaStreamWaitEvent"
-                )
-            slot = flow.slot(shape, k)
-            # The pinned buffers of this slot may still feed an earlier upload of the stream.
-            cuda_call(cudart.cudaStreamSynchronize(flow.stream), "cudaStreamSynchronize")
-            flow.upload(slot, "frame0", frame0)
-            flow.upload(slot, "frame1", frame1)
-            flow.run(shape, k, self.options.cuda_graphs)
-            cuda_call(cudart.cudaEventRecord(self._flow_ready[k], flow.stream), "cudaEventRecord")
-            self._slot_used[k] = True
-            return DevicePair(k, self._generations[k], shape)
+        k, generation = self.ring.acquire()  # waits while every slot holds a pair
+        try:
+            with flow.lock:
+                if self._slot_used[k]:  # the interpolation that read this slot last must be finished
+                    cuda_call(
+                        cudart.cudaStreamWaitEvent(flow.stream, self._slot_free[k], 0), "cudaStreamWaitEvent"
+                    )
+                slot = flow.slot(shape, k)
+                # The pinned buffers of this slot may still feed an earlier upload of the stream.
+                cuda_call(cudart.cudaStreamSynchronize(flow.stream), "cudaStreamSynchronize")
+                flow.upload(slot, "frame0", frame0)
+                flow.upload(slot, "frame1", frame1)
+                flow.run(shape, k, self.options.cuda_graphs)
+                cuda_call(cudart.cudaEventRecord(self._flow_ready[k], flow.stream), "cudaEventRecord")
+                self._slot_used[k] = True
+        except BaseException:
+            self.ring.release(k, generation)
+            raise
+        return DevicePair(k, generation, shape)
+
+    def release(self, pair: DevicePair) -> None:
+        """The pair's slot goes back to the ring (a second release changes nothing)."""
+        if isinstance(pair, DevicePair):
+            self.ring.release(pair.slot, pair.generation)
 
     def _check_alive(self, pair: DevicePair) -> None:
         if not isinstance(pair, DevicePair):
             raise SloMoError(f"not a pair prepared by this TensorRT backend: {type(pair).__name__}")
-        if self._generations[pair.slot] != pair.generation:
-            raise SloMoError(
-                f"this prepared pair was recycled: more than {self.options.pair_slots} pairs were kept "
-                "alive at once (raise TensorRTOptions.pair_slots)"
-            )
+        if not self.ring.is_alive(pair.slot, pair.generation):
+            raise SloMoError("this prepared pair was released (or the backend deactivated): prepare it again")
 
     def synthesize(self, pair: DevicePair, times: Sequence[float]) -> np.ndarray:
         cudart = import_cudart()
@@ -540,9 +576,10 @@ class TensorRTBackend(Backend):
         self.use_device()
         if not 1 <= len(times) <= self.max_batch:
             raise SloMoError(f"synthesize takes 1 to {self.max_batch} times per call, got {len(times)}")
-        with self._slot_locks[pair.slot]:
-            self._check_alive(pair)
+        self._check_alive(pair)
+        with flow.lock:  # a held pair's buffers are never evicted; the lookup guards the cache
             fslot = flow.slot(pair.shape, pair.slot)
+        with interp.lock:
             shape = Shape(len(times), pair.shape.h, pair.shape.w)
             islot = interp.slot(shape, 0)
             cuda_call(
@@ -568,7 +605,7 @@ class TensorRTBackend(Backend):
     def host_flows(self, pair: DevicePair) -> tuple[np.ndarray, np.ndarray]:
         flow = self._engine("flow")
         self.use_device()
-        with self._slot_locks[pair.slot]:
-            self._check_alive(pair)
+        self._check_alive(pair)
+        with flow.lock:
             slot = flow.slot(pair.shape, pair.slot)
             return flow.download(slot, "flow01"), flow.download(slot, "flow10")

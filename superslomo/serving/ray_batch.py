@@ -1,5 +1,6 @@
-"""`slomo interpolate --ray`: one video interpolated on a Ray cluster, output identical to a
-single run with the same backend.
+"""`slomo interpolate --ray`: one video interpolated on a Ray cluster, output identical to the
+single run: the driver makes the local run's model choice (runtime/choice.py) once and every
+actor runs it.
 
     driver: probe, scan packets, plan keyframe segments ──> work folder (keyed by input + options)
         │ one task per segment, on long-lived actors (each loads the model once)
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from superslomo.contracts.manifest import ManifestError, read_manifest
 from superslomo.errors import SloMoError
 from superslomo.video.decode import VideoInfo
 from superslomo.video.pipeline import Options, Summary, claim_output, plan_rates, validate
@@ -77,7 +79,8 @@ class SegmentWorker:
     Loading errors are kept and reported by ready() rather than raised from __init__: Ray would
     turn them into a dead actor and a traceback, where the driver wants one line per cause."""
 
-    def __init__(self, model: str, backend: str, threads: int | None = None, factory=None) -> None:
+    def __init__(self, model, backend: str, threads: int | None = None, factory=None) -> None:
+        """`model`: the driver's ModelChoice, or (a folder the driver cannot read) its path."""
         import socket
 
         self.node = socket.gethostname()
@@ -88,7 +91,7 @@ class SegmentWorker:
             if factory is not None:
                 self.interpolator = factory()
             else:
-                self.interpolator = _open_model(Path(model), backend, threads)
+                self.interpolator = _open_model(model, backend, threads)
             backend_obj = getattr(self.interpolator, "backend", None)
             self.label = getattr(backend_obj, "name", backend)
         except SloMoError as error:
@@ -101,7 +104,8 @@ class SegmentWorker:
     def ready(self) -> dict:
         return {"node": self.node, "pid": os.getpid(), "error": self.error, "backend": self.label}
 
-    def render(self, job: SegmentJob, work_dir: str) -> dict:
+    def render(self, job: SegmentJob, work_dir: str, run: str = "") -> dict:
+        """`run`: the driver's run id, in the names of this segment's temporary files."""
         if self.error is not None:
             raise SloMoError(self.error)
         work = Path(work_dir)
@@ -116,7 +120,7 @@ class SegmentWorker:
                 "every node mounts at the same path"
             )
         began = time.perf_counter()
-        result = render_segment(job, self.interpolator, segment_path(work, job.segment.index))
+        result = render_segment(job, self.interpolator, segment_path(work, job.segment.index), run)
         record = {
             "segment": _segment_key(job),
             "result": result.to_json(),
@@ -125,22 +129,31 @@ class SegmentWorker:
             "pid": os.getpid(),
             "seconds": time.perf_counter() - began,
         }
-        _write_json(record_path(work, job.segment.index), record)
+        _write_json(record_path(work, job.segment.index), record, run)
         return record
 
 
-def _open_model(model: Path, backend: str, threads: int | None):
-    from superslomo.runtime import Interpolator
+def _open_model(model, backend: str, threads: int | None):
+    from superslomo.runtime.choice import ModelChoice
 
-    if not model.exists():
-        raise SloMoError(f"model not found: {model} (every node needs it at the same path)")
-    if model.is_file():
-        raise SloMoError(f"{model} is a checkpoint; Ray workers run an exported folder (slomo export)")
-    from superslomo.runtime.options import OnnxRuntimeOptions
+    folder = model.folder if isinstance(model, ModelChoice) else Path(model)
+    if not folder.exists():
+        raise SloMoError(f"model not found: {folder} (every node needs it at the same path)")
+    if folder.is_file():
+        raise SloMoError(f"{folder} is a checkpoint; Ray workers run an exported folder (slomo export)")
+    if not isinstance(model, ModelChoice):
+        model = _choice_for(folder, backend)
+    return model.with_threads(threads).open()
 
-    if threads and backend in ("auto", "onnxruntime"):
-        return Interpolator.from_dir(model, OnnxRuntimeOptions(threads=threads))
-    return Interpolator.from_dir(model, backend)
+
+def _choice_for(folder: Path, backend: str):
+    """The choice of a folder given by path and backend name (an app calling interpolate_on_ray
+    itself): its own precision, "auto" as the loader opens it."""
+    from superslomo.runtime.choice import ModelChoice
+    from superslomo.runtime.options import default_options, options_for
+
+    options = options_for(backend) or default_options(read_manifest(folder).kind)
+    return ModelChoice.of_folder(folder, options)
 
 
 def segment_path(work: Path, index: int) -> Path:
@@ -156,8 +169,8 @@ def _segment_key(job: SegmentJob) -> list:
     return [seg.index, seg.first, seg.frames, str(seg.start)]
 
 
-def _write_json(path: Path, data: dict) -> None:
-    temp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+def _write_json(path: Path, data: dict, run: str = "") -> None:
+    temp = path.with_name(f".{path.name}.partial-{f'{run}-' if run else ''}{os.getpid()}")
     temp.write_text(json.dumps(data))
     os.replace(temp, path)
 
@@ -174,13 +187,14 @@ def _finished(work: Path, job: SegmentJob) -> dict | None:
     return record
 
 
-def _model_identity(model: Path) -> str:
-    """What makes a model's frames differ: its manifest (graphs' source checkpoint, precision,
-    warp, engines' GPU) where this machine can read it, else its path."""
-    try:
-        return hashlib.sha256((model / "manifest.json").read_bytes()).hexdigest()
-    except OSError:
-        return str(model)
+def _model_identity(model, backend: str) -> list:
+    """What makes a model's frames differ: the choice's identity (its manifest, backend, options,
+    precision); a folder this machine cannot read counts by its path and backend name."""
+    from superslomo.runtime.choice import ModelChoice
+
+    if isinstance(model, ModelChoice):
+        return [model.identity()]
+    return [str(model), backend]
 
 
 def work_key(
@@ -189,8 +203,7 @@ def work_key(
     out_rate: Fraction,
     slowdown: int,
     pix_fmt: str,
-    model_id: str,
-    backend: str,
+    model_id: list,
     plan: Plan,
 ) -> str:
     """Same input file, same frame-making options, same model, same plan: same segments. The final
@@ -203,7 +216,7 @@ def work_key(
         "frames": [options.factor, options.slowmo, str(options.fps), options.scene_threshold],
         "span": [options.start, options.duration],
         "rate": [str(out_rate), slowdown, pix_fmt],
-        "model": [model_id, backend],
+        "model": model_id,
         "plan": plan.describe(),
         "version": __version__,
     }
@@ -229,8 +242,64 @@ def _remove_stale_temps(output: Path) -> None:
                 path.unlink()
 
 
-def _remove_partials(work: Path) -> None:
-    for path in work.glob(".*.partial-*"):
+RUN_LOCK = ".run-{}.lock"
+
+
+class RunClaim:
+    """This run's id in a work folder, held by an flock on `.run-ID.lock` for as long as the run
+    lives: its workers' temporary files are named with the id, so a run sharing the folder (a
+    shared --work-dir) removes only its own, and those of runs whose lock nobody holds any more
+    (killed drivers; their actors died with them)."""
+
+    def __init__(self, work: Path) -> None:
+        import fcntl
+        import uuid
+
+        self.work = work
+        self.id = uuid.uuid4().hex[:12]
+        self.path = work / RUN_LOCK.format(self.id)
+        try:
+            self._fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            raise SloMoError(f"cannot claim the work folder {work}: {error.strerror}") from None
+
+    def remove_partials(self) -> None:
+        """This run's temporary files."""
+        _remove_partials_of(self.work, self.id)
+
+    def remove_stale(self) -> None:
+        """Temporary files of runs that are gone (their lock is free)."""
+        import fcntl
+
+        for lock in self.work.glob(RUN_LOCK.format("*")):
+            other = lock.name[len(".run-") : -len(".lock")]
+            if other == self.id:
+                continue
+            try:
+                fd = os.open(lock, os.O_RDWR)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # alive: its files are its own
+            finally:
+                os.close(fd)
+            _remove_partials_of(self.work, other)
+            with contextlib.suppress(OSError):
+                lock.unlink()
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _remove_partials_of(work: Path, run: str) -> None:
+    for path in work.glob(f".*.partial-{run}-*"):
         with contextlib.suppress(OSError):
             path.unlink()
 
@@ -294,14 +363,15 @@ def worker_error(error: BaseException) -> SloMoError:
     return SloMoError(f"a Ray worker failed: {type(error).__name__}: {_first_line(error)}")
 
 
-def _resources(ray, ray_options: RayOptions, model: Path, backend: str) -> tuple[int, dict]:
+def _resources(ray, ray_options: RayOptions, model, backend: str) -> tuple[int, dict]:
+    from superslomo.runtime.choice import ModelChoice
+
     cluster = ray.cluster_resources()
     gpus = ray_options.gpus_per_worker
     if gpus is None:
-        kind = None
-        with contextlib.suppress(OSError, ValueError):
-            kind = json.loads((model / "manifest.json").read_text()).get("kind")
-        wants_gpu = backend == "tensorrt" or (backend == "auto" and kind == "tensorrt")
+        if isinstance(model, ModelChoice):
+            backend = model.backend
+        wants_gpu = backend == "tensorrt"
         gpus = 1.0 if wants_gpu and cluster.get("GPU", 0) >= 1 else 0.0
     workers = ray_options.workers
     if workers is None:
@@ -333,7 +403,7 @@ def check_paths(input_path: str | os.PathLike, output_path: str | os.PathLike) -
 def interpolate_on_ray(
     input_path: str | os.PathLike,
     output_path: str | os.PathLike,
-    model: str | os.PathLike,
+    model,
     backend: str = "auto",
     options: Options | None = None,
     ray_options: RayOptions | None = None,
@@ -344,14 +414,22 @@ def interpolate_on_ray(
 ) -> Summary:
     """interpolate_video, on a Ray cluster: the same output for the same backend.
 
-    `model`: an exported model folder (ONNX graphs or TensorRT engines) at the same path on
-    every node. `interpolator_factory`: build each worker's interpolator yourself instead
-    (called once per actor, on its node; `model` then only names it in the work folder's key).
+    `model`: the model choice (runtime/choice.py; apps/models.choose_model makes the one a local
+    run makes), or an exported folder (ONNX graphs or TensorRT engines) opened with `backend`;
+    either at the same path on every node. `interpolator_factory`: build each worker's
+    interpolator yourself instead (called once per actor, on its node; `model` then only names
+    it in the work folder's key).
     Raises SloMoError (one line) for bad input, an unreachable cluster or a failed worker."""
     options = options or Options()
     ray_options = ray_options or RayOptions()
     say = say or (lambda text: print(text, file=sys.stderr))
-    input_path, output_path, model = Path(input_path), Path(output_path), Path(model)
+    from superslomo.runtime.choice import ModelChoice
+
+    input_path, output_path = Path(input_path), Path(output_path)
+    if not isinstance(model, ModelChoice):
+        model = Path(model)
+        with contextlib.suppress(ManifestError, SloMoError):
+            model = _choice_for(model, backend)  # else the workers say why they cannot open it
     check_paths(input_path, output_path)
     info = validate(input_path, output_path, options)
     lock = claim if claim is not None else claim_output(output_path)
@@ -387,7 +465,7 @@ def _run(
     input_path: Path,
     output_path: Path,
     info: VideoInfo,
-    model: Path,
+    model,
     backend: str,
     options: Options,
     ray_options: RayOptions,
@@ -405,16 +483,16 @@ def _run(
     try:
         workers, actor_options = _resources(ray, ray_options, model, backend)
         plan = plan_segments(info, options.start, options.duration, workers, ray_options.segment_frames)
-        key = work_key(
-            input_path, options, out_rate, slowdown, pix_fmt, _model_identity(model), backend, plan
-        )
+        model_id = _model_identity(model, backend)
+        key = work_key(input_path, options, out_rate, slowdown, pix_fmt, model_id, plan)
         root = ray_options.work_dir or output_path.parent / f".{output_path.name}{WORK_SUFFIX}"
         work = Path(root).resolve() / key
         try:
             work.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise SloMoError(f"cannot create the work folder {work}: {error.strerror}") from None
-        _remove_partials(work)
+        claim = RunClaim(work)
+        claim.remove_stale()
         jobs = [
             SegmentJob(
                 info,
@@ -430,26 +508,40 @@ def _run(
             for seg in plan.segments
         ]
         done = {job.segment.index: record for job in jobs if (record := _finished(work, job)) is not None}
+        label = (getattr(model, "label", "") or getattr(model, "backend", backend)).removesuffix(
+            ", picked by auto"
+        )
         summary = Summary(
-            input=input_path, output=output_path, backend=backend, out_rate=out_rate, slowdown=slowdown
+            input=input_path, output=output_path, backend=label, out_rate=out_rate, slowdown=slowdown
         )
         if plan.note:
             summary.notes.append(plan.note)
         if done:
             say(f"ray: reusing {len(done)} of {len(jobs)} finished segments from {work}")
         records = _records_in_order(
-            ray, jobs, done, work, (str(model), backend, ray_options.threads, factory), workers, actor_options
+            ray,
+            jobs,
+            done,
+            work,
+            (model, backend, ray_options.threads, factory),
+            workers,
+            actor_options,
+            claim.id,
         )
         try:
             _join(output_path, info, options, out_rate, pix_fmt, records, work, summary, say, progress)
         except BaseException:
+            # The actors stop first: one still rendering would write a file after the clean-up.
+            records.close()
             # Finished segments stay for the next run; a folder with none goes.
-            _remove_partials(work)
+            claim.remove_partials()
+            claim.release()
             if not any(work.glob("seg-*.json")):
                 _remove_work(work)
             raise
         finally:
             records.close()  # stops the actors, whatever happened
+            claim.release()
     finally:
         if started:
             ray.shutdown()
@@ -465,7 +557,9 @@ def _run(
 READY_TIMEOUT_S = 600
 
 
-def _records_in_order(ray, jobs, done, work: Path, worker_args: tuple, workers: int, actor_options: dict):
+def _records_in_order(
+    ray, jobs, done, work: Path, worker_args: tuple, workers: int, actor_options: dict, run: str = ""
+):
     """Each segment's record, in segment order, as soon as it and those before it are finished.
     Segments are handed out in order, one at a time per actor, so the join can start early."""
     ready = dict(done)
@@ -492,7 +586,7 @@ def _records_in_order(ray, jobs, done, work: Path, worker_args: tuple, workers: 
             for actor in actors:
                 if queue:
                     job = queue.pop(0)
-                    in_flight[actor.render.remote(job, str(work))] = (actor, job)
+                    in_flight[actor.render.remote(job, str(work), run)] = (actor, job)
         for job in jobs:
             index = job.segment.index
             while index not in ready:
@@ -505,7 +599,7 @@ def _records_in_order(ray, jobs, done, work: Path, worker_args: tuple, workers: 
                         raise worker_error(error) from None
                     if queue:
                         following = queue.pop(0)
-                        in_flight[actor.render.remote(following, str(work))] = (actor, following)
+                        in_flight[actor.render.remote(following, str(work), run)] = (actor, following)
             yield job, ready.pop(index)
     finally:
         for actor in actors:
@@ -551,6 +645,7 @@ def _join(
                     options.preset,
                     audio,
                     overwrite=options.overwrite,
+                    keep_on_conflict=True,  # a cluster's work is not thrown away for a name
                 )
                 if audio is not None:
                     summary.audio = writer.audio_mode or "none"

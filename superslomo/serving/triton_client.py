@@ -1,18 +1,22 @@
 """The client of a Triton Inference Server that serves a `slomo triton-repo` repository.
 
-`TritonInterpolator` is a remote peer of the runtime's `Interpolator`: the same pair protocol,
-`prepare(frame0, frame1)` -> handle and `synthesize(handle, times)` -> HxWx3 uint8 frames, so the
-video job (`interpolate_video`) takes it unchanged. Frames are padded and converted here with the
-same helpers the Interpolator uses (contracts/frames.py), sent as one request per pair to the pair
-model (flow once, interpolation batched over t, inside the server) and cropped and rounded here:
-a served video equals a local run on the same backend.
+Two runtime backends under the common `Interpolator` (which pads, converts, crops, rounds, checks
+for NaN/Inf and streams, as it does for a local model), so a served video equals a local run on
+the same backend:
 
-`TritonBackend` is the runtime `Backend` protocol over the two graph models, for apps that want
-the local `Interpolator` (and its pipelining) with the graphs on a server.
+- `TritonPairBackend` (what `slomo interpolate --server` runs, `TritonInterpolator` builds it):
+  one request per pair to the pair model, which computes flow once and the interpolation batched
+  over t inside the server. `prepare` keeps the padded pair on the host (no network).
+- `TritonBackend`: the two graph models, for apps that want flow and interpolation as separate
+  calls.
 
-Every failure is a one-line SloMoError: server down, model not loaded, timeout, a size the
-engines' profiles refuse, a server lost mid-stream. tritonclient (the `serve` extra) is imported
-lazily, and each thread gets its own connection (the HTTP client is not shareable across threads).
+Both open every repository kind `slomo triton-repo` writes (ONNX graphs on any backend, TensorRT
+plans): the model's manifest comes from its config. Every call has a deadline (`timeout`): the
+HTTP client's connection and network timeouts, gRPC's `client_timeout` on each call. Every
+failure is a one-line SloMoError: server down or hung, model not loaded, a size the engines'
+profiles refuse, a server lost mid-stream. tritonclient (the `serve` extra) is imported lazily,
+and each thread gets its own connection (the HTTP client is not shareable across threads); a
+connection that failed is closed and dropped from the pool.
 """
 
 from __future__ import annotations
@@ -27,12 +31,12 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from superslomo.contracts.frames import frame_to_graph, graph_to_frames, padded_size
+from superslomo.contracts.frames import padded_size
 from superslomo.contracts.manifest import Manifest, parse_manifest
 from superslomo.contracts.shapes import Profile, Shape
 from superslomo.errors import SloMoError
 from superslomo.runtime.backend import Backend
-from superslomo.runtime.interpolator import Interpolator, NonFiniteOutput, schedule_times
+from superslomo.runtime.interpolator import Interpolator
 
 PROTOCOLS = ("http", "grpc")
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001}
@@ -145,6 +149,8 @@ class TritonConnection:
         client = getattr(self._local, "client", None)
         self._local.client = None
         if client is not None:
+            with self._lock:
+                self._clients = [c for c in self._clients if c is not client]
             try:
                 client.close()
             except Exception:  # noqa: BLE001 - closing a broken connection may fail too
@@ -184,6 +190,9 @@ class TritonConnection:
         return ServerError(f"the Triton server at {self.url} failed {doing}: {text}")
 
     def call(self, doing: str, function: str, *args: Any, **kwargs: Any) -> Any:
+        if self.protocol == "grpc":
+            # gRPC has no client-wide deadline: without one a hung server hangs every call.
+            kwargs.setdefault("client_timeout", self.timeout)
         try:
             result = getattr(self.client(), function)(*args, **kwargs)
             self.reached = True
@@ -238,8 +247,7 @@ class TritonConnection:
             tensor.set_data_from_numpy(value)
             tensors.append(tensor)
         wanted = [module.InferRequestedOutput(name) for name in outputs]
-        kwargs = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
-        result = self.call(doing, "infer", model, tensors, outputs=wanted, **kwargs)
+        result = self.call(doing, "infer", model, tensors, outputs=wanted)
         return {name: result.as_numpy(name) for name in outputs}
 
     def close(self) -> None:
@@ -288,20 +296,21 @@ def check_size(profiles: list[Profile], height: int, width: int, multiple: int, 
     if any(p.contains(Shape(1, ph, pw)) for p in profiles):
         return
     ranges = "; ".join(f"{p.min.w}x{p.min.h} to {p.max.w}x{p.max.h}" for p in profiles)
+    said = f"frames padded to {pw}x{ph}" if (ph, pw) == (height, width) else f"{width}x{height} frames"
+    said += f" (padded to {pw}x{ph})" if (ph, pw) != (height, width) else ""
     raise SloMoError(
-        f"{width}x{height} frames (padded to {pw}x{ph}) are outside what model {model!r} accepts "
+        f"{said} are outside what model {model!r} accepts "
         f"(engine profiles, WIDTHxHEIGHT: {ranges}); rebuild the engines with slomo build-engine --min/--max "
         "covering it"
     )
 
 
-class TritonInterpolator:
-    """The Interpolator's pair protocol, served: one request per pair to the pair model."""
+class TritonPairBackend(Backend):
+    """The pair model of a served repository as a runtime backend: `prepare` keeps the padded
+    pair on the host, `synthesize` sends it with a batch of times in one request."""
 
     name = "triton"
-    # Pairs the video job may queue between preparing and synthesizing: a remote pair holds only
-    # its two padded frames on the host.
-    queue_depth = 2
+    kinds = ("onnx", "tensorrt")  # the server runs either; the manifest says which
 
     def __init__(
         self,
@@ -310,27 +319,28 @@ class TritonInterpolator:
         model: str = DEFAULT_MODEL,
         timeout: float = DEFAULT_TIMEOUT,
         times_per_request: int = TIMES_PER_REQUEST,
-        check_finite: bool = True,
     ) -> None:
         if times_per_request < 1:
             raise SloMoError(f"times_per_request must be >= 1, got {times_per_request}")
         self.connection = TritonConnection(url, protocol, timeout, model)
         self.model = model
         self.times_per_request = times_per_request
-        self.check_finite = check_finite
         try:
             config = self.connection.model_config(model)
-            self.manifest = _manifest_of(config, f"model {model!r} at {self.connection.url}")
+            manifest = _manifest_of(config, f"model {model!r} at {self.connection.url}")
             self.profiles = _profiles_of(config)
+            super().__init__(None, manifest)
         except BaseException:
             self.connection.close()
             raise
-        self.io = self.manifest.io
-        self.multiple = self.manifest.size_multiple
 
     @property
     def url(self) -> str:
         return self.connection.url
+
+    @property
+    def max_batch(self) -> int:
+        return self.times_per_request
 
     def describe(self) -> str:
         m = self.manifest
@@ -339,60 +349,43 @@ class TritonInterpolator:
 
     def close(self) -> None:
         self.connection.close()
-
-    def __enter__(self) -> TritonInterpolator:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- the pair protocol ---------------------------------------------------------------
-    # The local Interpolator's own checks: the same frames are refused with the same words.
-    check_pair = staticmethod(Interpolator.check_pair)
+        self.closed = True
 
     def prepare(self, frame0: np.ndarray, frame1: np.ndarray) -> RemotePair:
-        """Check, pad and convert the pair (no network: the server computes flow with the frames)."""
-        self.check_pair(frame0, frame1)
-        height, width = frame0.shape[:2]
-        check_size(self.profiles, height, width, self.multiple, self.model)
-        g0 = frame_to_graph(frame0, self.io, self.multiple)
-        g1 = frame_to_graph(frame1, self.io, self.multiple)
-        return RemotePair(g0, g1, height, width)
+        """No network: the server computes flow with the frames. Sizes the served engines'
+        profiles refuse are refused here, before sending."""
+        height, width = frame0.shape[-2:] if self.manifest.io != "uint8" else frame0.shape[1:3]
+        check_size(self.profiles, height, width, self.manifest.size_multiple, self.model)
+        return RemotePair(frame0, frame1, height, width)
 
-    def synthesize(
-        self, pair: RemotePair, times: Sequence[float], as_float: bool = False
-    ) -> list[np.ndarray]:
-        frames: list[np.ndarray] = []
-        for batch in schedule_times(times, self.times_per_request):
-            inputs = {
-                "frame0": pair.frame0,
-                "frame1": pair.frame1,
-                "t": np.asarray(batch, dtype=np.float32)[None],
-            }
-            out = self.connection.infer(self.model, inputs, ("frame_t",), "during a pair")["frame_t"][0]
-            if len(out) != len(batch):
-                raise ServerError(
-                    f"model {self.model!r} at {self.url} answered {len(out)} frames for {len(batch)} times"
-                )
-            if self.check_finite and out.dtype.kind == "f" and not np.isfinite(out).all():
-                raise NonFiniteOutput(
-                    f"model {self.model!r} at {self.url} produced NaN/Inf (fp16 overflow?): "
-                    "serve an fp32 export"
-                )
-            frames.extend(graph_to_frames(out, pair.height, pair.width, self.io, as_float))
-        return frames
+    def synthesize(self, pair: RemotePair, times: Sequence[float]) -> np.ndarray:
+        inputs = {
+            "frame0": pair.frame0,
+            "frame1": pair.frame1,
+            "t": np.asarray(times, dtype=np.float32)[None],
+        }
+        out = self.connection.infer(self.model, inputs, ("frame_t",), "during a pair")["frame_t"][0]
+        if len(out) != len(times):
+            raise ServerError(
+                f"model {self.model!r} at {self.url} answered {len(out)} frames for {len(times)} times"
+            )
+        return out
 
-    def release(self, pair: RemotePair) -> None:
-        """Nothing to free: the server keeps no state between requests."""
+    def host_flows(self, pair: RemotePair) -> tuple[np.ndarray, np.ndarray]:
+        raise SloMoError("the served pair model keeps its flows inside the server")
 
-    def interpolate(
-        self, frame0: np.ndarray, frame1: np.ndarray, times: Sequence[float], as_float: bool = False
-    ) -> list[np.ndarray]:
-        values = [t for batch in schedule_times(times, self.times_per_request) for t in batch]
-        if not values:
-            self.check_pair(frame0, frame1)
-            return []
-        return self.synthesize(self.prepare(frame0, frame1), values, as_float)
+
+def TritonInterpolator(  # noqa: N802 - reads as the class it used to be
+    url: str,
+    protocol: str | None = None,
+    model: str = DEFAULT_MODEL,
+    timeout: float = DEFAULT_TIMEOUT,
+    times_per_request: int = TIMES_PER_REQUEST,
+    check_finite: bool = True,
+) -> Interpolator:
+    """An Interpolator whose model is the pair model `model` on the Triton server at `url`."""
+    backend = TritonPairBackend(url, protocol, model, timeout, times_per_request)
+    return Interpolator(backend, max_batch=times_per_request, check_finite=check_finite)
 
 
 class TritonBackend(Backend):
@@ -400,6 +393,7 @@ class TritonBackend(Backend):
     runs the local pair pipeline (host pairs) with the two graphs on a server."""
 
     name = "triton"
+    kinds = ("onnx", "tensorrt")  # the server runs either; the manifest says which
 
     def __init__(
         self,
@@ -416,10 +410,10 @@ class TritonBackend(Backend):
             config = self.connection.model_config(self.models["flow"])
             self.connection.model_config(self.models["interp"])
             manifest = _manifest_of(config, f"model {self.models['flow']!r} at {self.connection.url}")
+            super().__init__(None, manifest)
         except BaseException:
             self.connection.close()
             raise
-        super().__init__(None, manifest)
         self._max_batch = int(config.get("max_batch_size") or 1)
 
     @property

@@ -15,7 +15,7 @@ import numpy as np
 from superslomo.errors import SloMoError
 from superslomo.video.color import from_rgb, writable_format
 from superslomo.video.decode import VideoInfo, _short, color_model, reading_error
-from superslomo.video.publish import check_new, publish_file
+from superslomo.video.publish import TargetAppeared, check_new, publish_file
 
 DEFAULT_CODEC = "libx264"
 # crf 14 from 640x360 up: originals come back at >= 40 dB PSNR on the real clips (tested; 16 was
@@ -175,15 +175,19 @@ class VideoWriter:
         audio: AudioSource | None = None,
         overwrite: bool = False,
         check_only: bool = False,
+        keep_on_conflict: bool = False,
     ) -> None:
         """`check_only`: set everything up in memory, open the encoders and write the header,
         then stop: a combination FFmpeg refuses (a codec a container cannot hold, an audio rate
-        an encoder does not take) fails here, before a model is loaded."""
+        an encoder does not take) fails here, before a model is loaded. `keep_on_conflict`: when
+        the target appeared while this run wrote (and may not be replaced), the finished video is
+        kept under another name, which the error names, instead of being deleted."""
         import av
 
         self.output = output
         self.fmt = container_format(output)
         self.overwrite = overwrite
+        self.keep_on_conflict = keep_on_conflict
         self.temp = (
             None if check_only else output.with_name(f".{output.stem}.partial{os.getpid()}{output.suffix}")
         )
@@ -434,6 +438,13 @@ class VideoWriter:
             raise
         try:
             publish_file(self.temp, self.output, self.overwrite)
+        except TargetAppeared as error:
+            if self.keep_on_conflict and self.temp is not None:
+                kept = self._keep_aside()
+                if kept is not None:
+                    raise SloMoError(f"{error}; the finished video is kept as {kept}") from None
+            self.abort()
+            raise
         except OSError as error:
             self.abort()
             raise write_error(error, self.output) from None
@@ -441,6 +452,22 @@ class VideoWriter:
             self.abort()
             raise
         return self.output
+
+    def _keep_aside(self) -> Path | None:
+        """The finished temporary file under a free visible name beside the target."""
+        assert self.temp is not None
+        for number in range(1, 1000):
+            kept = self.output.with_name(f"{self.output.stem}.{number}{self.output.suffix}")
+            try:
+                os.link(self.temp, kept)  # never over another file
+            except FileExistsError:
+                continue
+            except OSError:
+                return None
+            with contextlib.suppress(OSError):
+                self.temp.unlink()
+            return kept
+        return None
 
     def abort(self) -> None:
         import av

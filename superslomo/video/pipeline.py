@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from superslomo.errors import SloMoError
-from superslomo.runtime.staging import Sink, Stopped, background
+from superslomo.runtime.staging import Stages, Stopped
 from superslomo.video.decode import DEFAULT_MAX_SIZE, VideoInfo, decode_frames, probe
 from superslomo.video.encode import (
     DEFAULT_CODEC,
@@ -399,84 +400,121 @@ def _run(
         input=input_path, output=output_path, backend=backend, out_rate=out_rate, slowdown=slowdown
     )
     note_variable_rate(info, options, out_rate, summary, say)
-    writer, audio = _open_output(output_path, info, options, out_rate, slowdown, summary, say)
-    model_time = [0.0]
     segment = " in that segment" if options.start or options.duration else ""
-
-    def counted(items):
-        for item in items:
-            summary.frames_in += 1
-            yield item
-
-    def prepare(frame0: np.ndarray, frame1: np.ndarray) -> object:
-        began = time.perf_counter()
-        pair = interpolator.prepare(frame0, frame1)
-        model_time[0] += time.perf_counter() - began
-        return pair
-
-    def on_first(when: float) -> None:
-        if audio is not None:
-            audio.origin = info.start_time + when
-
-    detector = SceneDetector(options.scene_threshold)
-    frames = sequence_frames if info.files else decode_frames
-    decoded = background(
-        counted(frames(info, options.start, options.duration)), _QUEUE_FRAMES, "slomo-decode"
-    )
-    jobs = background(
-        pair_jobs(decoded, Timeline(out_rate, slowdown), detector, prepare, 1 / info.rate, on_first),
-        interpolator.queue_depth,
-        "slomo-flow",
-    )
-    sink = Sink(writer.write, _QUEUE_OUT, "slomo-encode")
-    bar = None
+    model_time = _Clock()
     began = time.perf_counter()
-    finished = False
     try:
-        if progress is None:
-            progress = sys.stderr.isatty()
-        if progress:
-            from tqdm import tqdm
+        # One owner for every thread of the job; leaving it stops them in reverse order: the
+        # encoder, then the output's clean-up (so a stalled reader never keeps a partial file),
+        # the flow thread (its model call returns before the caller may close the backend; its
+        # queued pairs go back), the decoder.
+        with Stages(say=say) as stages:
+            frames = sequence_frames if info.files else decode_frames
 
-            expected = _expected_frames(info, options, out_rate, slowdown)
-            bar = tqdm(
-                total=expected, unit="frame", desc="interpolating", dynamic_ncols=True, file=sys.stderr
-            )
-        for job in jobs:
-            summary.cuts += int(job.cut)
-            made = []
-            if job.times:
-                start = time.perf_counter()
+            def counted(items):
+                for item in items:
+                    summary.frames_in += 1
+                    yield item
+
+            writer, audio = _open_output(output_path, info, options, out_rate, slowdown, summary, say)
+            finished = False
+
+            def clean_up() -> None:
                 try:
-                    made = interpolator.synthesize(job.pair, job.times)
+                    if not finished:
+                        writer.abort()
                 finally:
-                    interpolator.release(job.pair)
-                model_time[0] += time.perf_counter() - start
-            for frame in job_frames(job, made, summary):
-                sink.put(frame)
-                if bar is not None:
-                    bar.update(1)
-        if summary.frames_in == 0:
-            raise SloMoError(f"{input_path} has no video frames{segment}")
-        if summary.frames_in < 2:
-            raise SloMoError(
-                f"{input_path} has only one frame{segment}: there is nothing to interpolate between"
-            )
-        sink.finish()
-        writer.finish(audio_end=Fraction(writer.count) / out_rate if audio is not None else None)
-        finished = True
+                    if audio is not None:
+                        audio.close()
+
+            def prepare(frame0: np.ndarray, frame1: np.ndarray) -> object:
+                with model_time:
+                    return interpolator.prepare(frame0, frame1)
+
+            def on_first(when: float) -> None:
+                if audio is not None:
+                    audio.origin = info.start_time + when
+
+            def release(job: _PairJob) -> None:  # once, whoever reaches it first
+                pair, job.pair = job.pair, None
+                if pair is not None:
+                    interpolator.release(pair)
+
+            detector = SceneDetector(options.scene_threshold)
+            # The encoder's thread starts before the reader's: in the other order x264's output
+            # varied from run to run (5 of 7 repeats of one job differed from the first; cause
+            # not found), breaking "the same frames on every path". Sinks are joined first anyway.
+            sink = stages.sink(writer.write, _QUEUE_OUT, "slomo-encode")
+            try:
+                decoded = stages.source(
+                    counted(frames(info, options.start, options.duration)), _QUEUE_FRAMES, "slomo-decode"
+                )
+                timeline = Timeline(out_rate, slowdown)
+                jobs = stages.source(
+                    pair_jobs(decoded, timeline, detector, prepare, 1 / info.rate, on_first),
+                    interpolator.queue_depth,
+                    "slomo-flow",
+                    discard=release,
+                )
+            finally:
+                stages.callback(clean_up)  # after the threads, so it runs before they are joined
+            bar = _progress_bar(progress, info, options, out_rate, slowdown)
+            if bar is not None:
+                stages.callback(bar.close)
+            for job in jobs:
+                summary.cuts += int(job.cut)
+                made = []
+                if job.times:
+                    try:
+                        with model_time:
+                            made = interpolator.synthesize(job.pair, job.times)
+                    finally:
+                        release(job)
+                for frame in job_frames(job, made, summary):
+                    sink.put(frame)
+                    if bar is not None:
+                        bar.update(1)
+            if summary.frames_in == 0:
+                raise SloMoError(f"{input_path} has no video frames{segment}")
+            if summary.frames_in < 2:
+                raise SloMoError(
+                    f"{input_path} has only one frame{segment}: there is nothing to interpolate between"
+                )
+            sink.finish()
+            writer.finish(audio_end=Fraction(writer.count) / out_rate if audio is not None else None)
+            finished = True
     except Stopped:
         raise SloMoError("stopped") from None
-    finally:
-        jobs.close()  # type: ignore[attr-defined]
-        decoded.close()  # type: ignore[attr-defined]
-        if not finished:
-            sink.abort()
-            writer.abort()
-        if bar is not None:
-            bar.close()
-        if audio is not None:
-            audio.close()
     summary.seconds = time.perf_counter() - began
-    summary.model_seconds = model_time[0]
+    summary.model_seconds = model_time.seconds
     return summary
+
+
+class _Clock:
+    """Seconds spent inside the model, summed over the threads that call it."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._lock = threading.Lock()
+        self._began = threading.local()
+
+    def __enter__(self) -> None:
+        self._began.value = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        spent = time.perf_counter() - self._began.value
+        with self._lock:
+            self.seconds += spent
+
+
+def _progress_bar(
+    progress: bool | None, info: VideoInfo, options: Options, out_rate: Fraction, slowdown: int
+):
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if not progress:
+        return None
+    from tqdm import tqdm
+
+    expected = _expected_frames(info, options, out_rate, slowdown)
+    return tqdm(total=expected, unit="frame", desc="interpolating", dynamic_ncols=True, file=sys.stderr)

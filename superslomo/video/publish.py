@@ -10,9 +10,13 @@ which fails if the target appeared meanwhile, unless the user asked to overwrite
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -107,6 +111,10 @@ def check_new(target: Path, overwrite: bool) -> None:
         raise SloMoError(f"{target} exists; {OVERWRITE_HINT}")
 
 
+class TargetAppeared(SloMoError):
+    """The target of a publish appeared while the run was writing, and may not be replaced."""
+
+
 def publish_file(temp: Path, target: Path, overwrite: bool) -> None:
     """Move the finished `temp` to `target` in one step. Without `overwrite`, a target that
     appeared while this run was working is left alone (and the run fails)."""
@@ -116,7 +124,7 @@ def publish_file(temp: Path, target: Path, overwrite: bool) -> None:
     try:
         os.link(temp, target)  # fails if target exists: rename would silently replace it
     except FileExistsError:
-        raise SloMoError(
+        raise TargetAppeared(
             f"{target} appeared while this run was writing it; nothing was replaced ({OVERWRITE_HINT})"
         ) from None
     except OSError as error:
@@ -125,9 +133,24 @@ def publish_file(temp: Path, target: Path, overwrite: bool) -> None:
         # No hard links here (FAT, some network mounts): check, then rename. The lock still keeps
         # other runs of this tool out; only a third party could slip in between.
         if target.exists():
-            raise SloMoError(
+            raise TargetAppeared(
                 f"{target} appeared while this run was writing it; nothing was replaced ({OVERWRITE_HINT})"
             ) from None
         os.replace(temp, target)
         return
     temp.unlink()
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C (SIGINT) held back until the block ends, for a publish of many files that must
+    land whole or not at all: the interrupt is delivered (and raised) right after it. Python
+    runs signal handlers on the main thread only, so elsewhere there is nothing to hold back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -350,11 +350,14 @@ def encoder_frame(frame, pix_fmt: str, color) -> object:
 class SegmentWriter:
     """Lossless frames to a temporary file beside `path`, renamed onto it by finish()."""
 
-    def __init__(self, path: Path, info: VideoInfo, pix_fmt: str) -> None:
+    def __init__(self, path: Path, info: VideoInfo, pix_fmt: str, tag: str = "") -> None:
+        """`tag`: names this run's temporary file (a Ray run's id), so a run sharing the folder
+        can tell its own from another's."""
         import av
 
         self.path = Path(path)
-        self.temp = self.path.with_name(f".{self.path.stem}.partial-{os.getpid()}{self.path.suffix}")
+        owner = f"{tag}-{os.getpid()}" if tag else str(os.getpid())
+        self.temp = self.path.with_name(f".{self.path.stem}.partial-{owner}{self.path.suffix}")
         self.pix_fmt = pix_fmt
         self.storage = ffv1_format(pix_fmt)
         self.color = color_model(info)
@@ -396,12 +399,13 @@ class SegmentWriter:
             self.temp.unlink()
 
 
-def render_segment(job: SegmentJob, interpolator, path: Path) -> SegmentResult:
-    """Interpolate one segment into `path`, as a single run would for the segment's pairs."""
+def render_segment(job: SegmentJob, interpolator, path: Path, tag: str = "") -> SegmentResult:
+    """Interpolate one segment into `path`, as a single run would for the segment's pairs;
+    `tag` names the temporary file (SegmentWriter)."""
     seg = job.segment
     timeline = Timeline(job.out_rate, job.slowdown)
     detector = SceneDetector(job.scene_threshold)
-    writer = SegmentWriter(path, job.info, job.pix_fmt)
+    writer = SegmentWriter(path, job.info, job.pix_fmt, tag)
     result = SegmentResult(seg.index, 0, 0, 0, origin=job.origin)
     origin = job.origin
     previous: Decoded | None = None

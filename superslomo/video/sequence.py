@@ -10,6 +10,8 @@ as FFmpeg numbers them.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import itertools
 import os
 import re
@@ -24,7 +26,7 @@ from superslomo.errors import SloMoError
 from superslomo.video.color import to_rgb
 from superslomo.video.decode import Decoded, VideoInfo, color_model
 from superslomo.video.frames import IMAGE_SUFFIXES, list_frame_files, read_image
-from superslomo.video.publish import OVERWRITE_HINT, OutputLock
+from superslomo.video.publish import OVERWRITE_HINT, OutputLock, interrupts_deferred
 
 DEFAULT_RATE = Fraction(25)  # FFmpeg's image2 default
 FOLDER_PATTERN = "%06d.png"
@@ -171,6 +173,19 @@ def sequence_frames(info: VideoInfo, start: float = 0.0, duration: float | None 
         yield Decoded(image, when, image)
 
 
+def _place(source: Path, target: Path) -> None:
+    """`source` at `target` by a hard link, which fails if the target exists (never a silent
+    replace); where the file system has no links, a check and a rename."""
+    try:
+        os.link(source, target)
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV):
+            raise
+        if target.exists():
+            raise FileExistsError(errno.EEXIST, "exists", str(target)) from None
+        os.rename(source, target)
+
+
 def output_pattern(output: str | os.PathLike) -> Path:
     """The output as folder / file-name pattern (see the module's rule)."""
     output = Path(output)
@@ -226,8 +241,9 @@ def claim_sequence(output: str | os.PathLike) -> OutputLock:
 
 
 class SequenceWriter:
-    """Writes frames as images into a hidden folder beside the output's, then publishes them
-    (the video writer's interface: write, finish, abort, count)."""
+    """Writes frames as images into a hidden folder inside the output's (the same file system,
+    so publishing is renames and links), then publishes them in one step (the video writer's
+    interface: write, finish, abort, count)."""
 
     audio_mode = None
 
@@ -261,43 +277,50 @@ class SequenceWriter:
         self.count += 1
 
     def finish(self, audio_end: Fraction | None = None) -> Path:
-        """Move the frames into the output folder. Without overwrite, no existing file is
-        replaced (if one appeared meanwhile, what was moved is taken back); with it, frames of
-        an earlier, longer sequence under the same pattern are removed, so that none is mixed in."""
+        """Publish the staged frames as one step: Ctrl-C is held back until it is done, and a
+        failure midway puts everything back, so the folder shows either the old sequence or the
+        new one, never a mix. Without overwrite, no existing file is replaced (if one appeared
+        meanwhile, nothing is published); with it, every frame of an earlier sequence under the
+        same pattern (a longer one included) is set aside first and removed once the new ones
+        are in."""
         del audio_end  # sequences have no audio
         names = [self._name(i) for i in range(self.count)]
-        moved: list[Path] = []
-        try:
-            for name in names:
-                target = self.folder / name
+        prefix, digits, suffix = _split(self.pattern)
+        aside = self.stage / ".replaced"
+        moved: list[str] = []  # new frames in place
+        set_aside: list[str] = []  # old frames moved into `aside`
+        name = ""
+        with interrupts_deferred():
+            try:
                 if self.overwrite:
-                    os.replace(self.stage / name, target)
-                else:
-                    os.link(self.stage / name, target)  # fails if target exists
-                moved.append(target)
-        except FileExistsError:
-            for path in moved:
-                path.unlink()
-            self.abort()
-            raise SloMoError(
-                f"{self.folder / name} appeared while this run was writing; nothing was "
-                f"replaced ({OVERWRITE_HINT})"
-            ) from None
-        except OSError as error:
-            if not self.overwrite:
-                for path in moved:
-                    path.unlink()
-            self.abort()
-            from superslomo.video.encode import write_error
+                    aside.mkdir()
+                    for path in _numbered(self.folder, prefix, digits, suffix).values():
+                        name = path.name
+                        os.rename(path, aside / name)
+                        set_aside.append(name)
+                for name in names:
+                    target = self.folder / name
+                    _place(self.stage / name, target)
+                    moved.append(name)
+            except BaseException as error:
+                for done in moved:
+                    with contextlib.suppress(OSError):
+                        (self.folder / done).unlink()
+                for old in set_aside:
+                    with contextlib.suppress(OSError):
+                        os.rename(aside / old, self.folder / old)
+                self.abort()
+                if isinstance(error, FileExistsError):
+                    raise SloMoError(
+                        f"{self.folder / name} appeared while this run was writing; nothing was "
+                        f"replaced ({OVERWRITE_HINT})"
+                    ) from None
+                if isinstance(error, OSError):
+                    from superslomo.video.encode import write_error
 
-            raise write_error(error, self.folder / name) from None
-        if self.overwrite:
-            prefix, digits, suffix = _split(self.pattern)
-            last = FIRST_NUMBER + self.count - 1
-            for number, path in _numbered(self.folder, prefix, digits, suffix).items():
-                if number > last or number < FIRST_NUMBER:
-                    path.unlink()
-        self.abort()  # the stage: emptied by replace, or holding the link sources
+                    raise write_error(error, self.folder / name) from None
+                raise
+            self.abort()  # the stage: the links' sources and the old frames set aside
         return self.pattern
 
     def abort(self) -> None:

@@ -154,7 +154,8 @@ def test_pair_protocol_keeps_flows_on_the_gpu_pipelined_and_with_cuda_graphs(sma
     times = [0.25, 0.5, 0.75]
     worst = 0.0
     for graphs in (False, True):
-        backend = TensorRTBackend(tmp_path / "engine", TensorRTOptions(cuda_graphs=graphs, pair_slots=3))
+        options = TensorRTOptions(cuda_graphs=graphs, pair_slots=3, pair_wait_s=0.5)
+        backend = TensorRTBackend(tmp_path / "engine", options)
         with Interpolator(backend, max_batch=4) as interp:
             streamed = list(interp.run(iter(frames), factor=4))
             pair = interp.prepare(frames[0], frames[1])
@@ -162,12 +163,14 @@ def test_pair_protocol_keeps_flows_on_the_gpu_pipelined_and_with_cuda_graphs(sma
             flow01, _ = interp.flows(pair)
             interp.release(pair)
             captured = backend.captured_graphs
-            # A fourth pair alive on a ring of three recycles the first: refused, never mixed frames.
-            first = interp.prepare(frames[0], frames[1])
-            for k in range(1, 4):
-                interp.prepare(frames[k], frames[k + 1])
-            with pytest.raises(SloMoError, match="recycled"):
-                interp.synthesize(first, [0.5])
+            # A fourth pair on a ring of three waits for a slot, then is refused: never mixed frames.
+            held = [interp.prepare(frames[k], frames[k + 1]) for k in range(3)]
+            with pytest.raises(SloMoError, match="slots stayed held"):
+                interp.prepare(frames[3], frames[4])
+            interp.release(held[0])
+            with pytest.raises(SloMoError, match="was released"):
+                interp.synthesize(held[0], [0.5])
+            assert len(interp.synthesize(held[1], [0.5])) == 1
         assert (captured > 0) == graphs, f"cuda_graphs={graphs} but {captured} graphs were captured"
         assert len(streamed) == len(frames) + 3 * (len(frames) - 1)
         for k in range(len(frames) - 1):
@@ -240,3 +243,83 @@ def test_mismatched_engine_is_refused(small_model, tmp_path, field, value):
     with pytest.raises(ManifestError, match="slomo build-engine"):
         TensorRTBackend(tmp_path / "engine").activate()
     _record(test=f"refuse-{field}", model="small", precision="-", max_abs=0.0, tolerance=0.0)
+
+
+def _engine_interpolator(small_model, tmp_path, **options):
+    from superslomo.runtime import Interpolator
+    from superslomo.runtime.options import TensorRTOptions
+    from superslomo.runtime.tensorrt_backend import TensorRTBackend
+
+    if not (tmp_path / "engine").is_dir():
+        _build(_export(small_model, tmp_path / "onnx", "fp32", "gridsample"), tmp_path / "engine", tmp_path)
+    return Interpolator(TensorRTBackend(tmp_path / "engine", TensorRTOptions(**options)), max_batch=2)
+
+
+def test_two_threads_on_one_engine_interpolator_give_one_threads_frames(small_model, tmp_path):
+    """Each execution context has its lock and each pair its ring slot: threads sharing an
+    Interpolator get exactly the frames one thread gets."""
+    import threading
+
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 256, (96, 128, 3), dtype=np.uint8) for _ in range(9)]
+    times = [0.25, 0.5, 0.75]
+    with _engine_interpolator(small_model, tmp_path, pair_slots=3) as interp:
+        alone = [interp.interpolate(frames[k], frames[k + 1], times) for k in range(8)]
+        together: dict[int, list] = {}
+        failures: list[BaseException] = []
+
+        def work(indices):
+            try:
+                for _ in range(5):
+                    for k in indices:
+                        together[k] = interp.interpolate(frames[k], frames[k + 1], times)
+            except BaseException as error:  # noqa: BLE001 - reported by the main thread
+                failures.append(error)
+
+        threads = [threading.Thread(target=work, args=(range(j, 8, 2),)) for j in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert not failures, failures
+    for k in range(8):
+        for a, b in zip(alone[k], together[k], strict=True):
+            assert np.array_equal(a, b), f"pair {k}: two threads gave other frames than one"
+
+
+def test_prepare_waits_for_a_slot_that_another_thread_releases(small_model, tmp_path):
+    import threading
+    import time
+
+    rng = np.random.default_rng(2)
+    frame0, frame1 = (rng.integers(0, 256, (96, 128, 3), dtype=np.uint8) for _ in range(2))
+    with _engine_interpolator(small_model, tmp_path, pair_slots=3, pair_wait_s=30) as interp:
+        held = [interp.prepare(frame0, frame1) for _ in range(3)]
+        threading.Timer(0.5, interp.release, args=(held[0],)).start()
+        began = time.perf_counter()
+        late = interp.prepare(frame0, frame1)
+        waited = time.perf_counter() - began
+        assert 0.4 < waited < 10, f"prepare returned after {waited:.2f} s"
+        assert late.handle.slot == held[0].handle.slot
+        assert np.array_equal(interp.synthesize(late, [0.5])[0], interp.synthesize(held[1], [0.5])[0]), (
+            "the recycled slot holds another pair's frames"
+        )
+
+
+def test_shape_buffers_stay_bounded_and_deactivate_invalidates_pairs(small_model, tmp_path):
+    from superslomo.runtime.tensorrt_backend import SHAPE_CACHE
+
+    rng = np.random.default_rng(3)
+    with _engine_interpolator(small_model, tmp_path, pair_slots=3) as interp:
+        for h in range(64, 97, 32):
+            for w in range(64, 161, 32):
+                frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+                interp.interpolate(frame, frame[::-1].copy(), [0.25, 0.5, 0.75])
+        for graph in ("flow", "interp"):
+            kept = len(interp.backend.runners[graph].engine.slots)
+            assert kept <= SHAPE_CACHE, f"{graph}: {kept} buffer sets kept"
+        pair = interp.prepare(frame, frame)
+        interp.backend.deactivate()
+        interp.backend.activate()
+        with pytest.raises(SloMoError, match="was released"):
+            interp.synthesize(pair, [0.5])
