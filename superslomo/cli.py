@@ -526,11 +526,12 @@ def eval_command(
         "--no-minterpolate",
         help="Skip the ffmpeg minterpolate baseline (motion-compensated; the linear blend is always shown).",
     ),
-    as_interpolate: bool = typer.Option(
+    as_exported: bool = typer.Option(
         False,
-        "--as-interpolate",
-        help="Run the model as `slomo interpolate --precision fp32` would on frames of this size "
-        "(from 720 lines: the networks at the model's HD scales). Default: full scale, as exported.",
+        "--as-exported",
+        help="Measure the graphs as exported (a checkpoint: at full scale, onnxruntime fp32). "
+        "Default: as `slomo interpolate --precision fp32` runs the model on frames of the data's "
+        "size (a checkpoint: the scales of that size's band in its scale table, see slomo scales).",
     ),
 ) -> None:
     """Interpolation quality (PSNR, SSIM, IE) on triplet data sets, next to the linear blend and ffmpeg's
@@ -540,7 +541,8 @@ def eval_command(
 
     _check_backend(backend)
     resolved = check_eval_options(data, layout, limit, report, gt)
-    if as_interpolate:
+    checkpoint_given = (model if model is not None else default_model()).is_file()
+    if checkpoint_given and not as_exported:  # a folder is measured as it is: its scales are fixed
         from superslomo.eval.datasets import iter_triplets
 
         first = next(iter_triplets(data, resolved, limit=1, gt=gt), None)
@@ -571,6 +573,78 @@ def eval_command(
     typer.echo(f"backend: {label}", err=True)
     for line in summary_lines(result):
         typer.echo(line)
+
+
+@app.command("scales")
+def scales_command(
+    model: Path = typer.Argument(..., metavar="CHECKPOINT", help="The model's checkpoint file."),
+    data: list[Path] = typer.Option(
+        ...,
+        "--data",
+        help="Licensed validation footage (never an evaluation set): a video or a folder of "
+        "consecutive frames; repeat the option for more.",
+    ),
+    pairs: int = typer.Option(6, "--pairs", help="Triplets (every other frame held out) over --data."),
+    bands: str = typer.Option(
+        "480p,720p,1080p,2160p", "--bands", help="Size bands to measure (of 480p, 720p, 1080p, 2160p)."
+    ),
+    budget: float = typer.Option(
+        1.0,
+        "--budget",
+        help="Time budget per new frame, a multiple of ffmpeg minterpolate's on the same "
+        "triplets: the band's scales are the best PSNR within it (none within: the fastest).",
+    ),
+    max_lines: int = typer.Option(
+        1080, "--max-lines", help="Measure no candidate whose networks run on more lines than this."
+    ),
+    backend: str = typer.Option("openvino", "--backend", help="openvino | onnxruntime (fp32) to time on."),
+    write: bool = typer.Option(
+        False,
+        "--write",
+        help="Write the table beside the checkpoint as <stem>.scales.json (replacing it), which every "
+        "job of the checkpoint then reads. Without it: print only.",
+    ),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the table here."),
+) -> None:
+    """Measure the scales a checkpoint's networks should run at per frame-size band (480p to
+    2160p): candidate (flow, synthesis) scales, PSNR on footage resized to the band and the time of
+    one new frame beside ffmpeg minterpolate's. See docs/scales.md."""
+    from superslomo.apps.scales import BANDS, measure_scales, write_table
+
+    if not model.is_file():
+        raise SloMoError(f"checkpoint not found: {model} (slomo scales exports a checkpoint at each scale)")
+    if backend not in ("openvino", "onnxruntime"):
+        raise SloMoError(f"--backend must be openvino or onnxruntime, got {backend!r}")
+    known = {band.name: band for band in BANDS}
+    names = [name.strip() for name in bands.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise SloMoError(f"unknown band {', '.join(unknown) or repr(bands)}; choose from {', '.join(known)}")
+    table = measure_scales(
+        model,
+        data,
+        [known[name] for name in names],
+        pairs=pairs,
+        backend=backend,
+        budget_ratio=budget,
+        max_lines=max_lines,
+        say=lambda line: typer.echo(line, err=True),
+    )
+    command = (
+        f"slomo scales {model.name} "
+        + " ".join(f"--data {clip.name}" for clip in data)
+        + f" --pairs {pairs} --bands {','.join(names)} --budget {budget:g} --max-lines {max_lines} "
+        + f"--backend {backend} --write"
+    )
+    if json_out is not None:
+        from superslomo.contracts.files import atomic_write_text
+
+        atomic_write_text(json_out, json.dumps({**table, "command": command}, indent=1) + "\n")
+    if write:
+        typer.echo(f"wrote {write_table(model, table, command)}")
+    for band in table["bands"]:
+        scales = band["scales"]
+        typer.echo(f"{band['band']}: flow {scales['flow']:g}, synthesis {scales['interp']:g} ({band['why']})")
 
 
 @app.command("calibrate")
