@@ -967,8 +967,22 @@ def bench_command(
         Path("demo/big_buck_bunny_bird.mp4"), "--race-clip", help="The race's source video (--against)."
     ),
     race_frames: int = typer.Option(16, "--race-frames", help="Source frames of the race, to 2x."),
+    race_sizes: str | None = typer.Option(
+        None,
+        "--race-sizes",
+        help="Race at each of these sizes (e.g. 854x480,1280x720,1920x1080): the clip resized first, "
+        "untimed. Default: the clip's own size.",
+    ),
+    race_triplets: int = typer.Option(
+        4, "--race-triplets", help="PSNR of both on this many triplets of the race's source (0: none)."
+    ),
+    race_only: bool = typer.Option(
+        False, "--race-only", help="With --against: the race only, not the backend table."
+    ),
 ) -> None:
     """Time the backends side by side (interleaved), with FLOPs, achieved FLOP/s and the floor."""
+    from dataclasses import replace
+
     from superslomo.apps.bench import (
         RACE_AGAINST,
         BenchOptions,
@@ -1004,14 +1018,23 @@ def bench_command(
     if against is not None:
         if against not in RACE_AGAINST:
             raise SloMoError(f"--against takes {', '.join(RACE_AGAINST)}, got {against!r}")
-        race_options = RaceOptions(clip=clip, frames=race_frames, workdir=workdir / "race")
+        race_options = RaceOptions(
+            clip=clip, frames=race_frames, workdir=workdir / "race", quality_triplets=race_triplets
+        )
         race_options.validate()
+    elif race_only or race_sizes:
+        raise SloMoError("--race-only and --race-sizes go with --against minterpolate")
     if race_options is not None:
-        race = run_race(race_options, say=lambda s: typer.echo(s, err=True))
-        for line in race_lines(race):
-            typer.echo(line)
+        races = []
+        for size in parse_size_list(race_sizes) if race_sizes else [None]:
+            race = run_race(replace(race_options, size=size), say=lambda s: typer.echo(s, err=True))
+            races.append(race)
+            for line in race_lines(race):
+                typer.echo(line)
         if as_json is not None:
-            write_json(race, as_json.with_suffix(".race.json"))
+            write_json(races if race_sizes else races[0], as_json.with_suffix(".race.json"))
+        if race_only:
+            return
     result = run_bench(options, say=lambda s: typer.echo(s, err=True))
     m = result["machine"]
     typer.echo(

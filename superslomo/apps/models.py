@@ -276,6 +276,26 @@ def _folders(folder: Path, manifest) -> dict[str, Path]:
     return folders
 
 
+def compile_cache() -> Path:
+    """Where OpenVINO keeps compiled graphs between processes (one blob per graph, frame size and
+    settings, about the size of the weights)."""
+    return cache_root() / "openvino"
+
+
+def with_compile_cache(backend):
+    """`backend` (a name or options) with OpenVINO's model cache on: a job's start-up loads the
+    graphs it compiled before instead of compiling them again. Other backends as given."""
+    from dataclasses import replace
+
+    from superslomo.runtime.options import OpenVinoOptions
+
+    if backend == "openvino":
+        backend = OpenVinoOptions()
+    if isinstance(backend, OpenVinoOptions) and backend.cache_dir is None:
+        return replace(backend, cache_dir=str(compile_cache()))
+    return backend
+
+
 def open_model(
     model: Path | None,
     backend: str,
@@ -336,10 +356,10 @@ def open_model(
         )
     if checkpoint is not None:
         runtime = "openvino" if backend == "openvino" else "onnxruntime"
-        interp = Interpolator.from_dir(folder, backend=runtime)
+        interp = Interpolator.from_dir(folder, backend=with_compile_cache(runtime))
         suffix = ", picked by auto" if backend == "auto" else ""
         return interp, f"{runtime} (CPU; {where}){suffix}"
-    interp = Interpolator.from_dir(path, backend=backend)
+    interp = Interpolator.from_dir(path, backend=with_compile_cache(backend))
     label = f"{interp.backend.name} ({interp.backend.describe()})"
     if backend == "auto":
         label += ", picked by auto"
@@ -387,7 +407,7 @@ def _open_selected(folder, manifest, checkpoint, backend, precision, size, budge
     def open_interp(candidate):
         from superslomo.runtime import Interpolator, open_backend
 
-        return Interpolator(open_backend(candidate.folder, candidate.options()))
+        return Interpolator(open_backend(candidate.folder, with_compile_cache(candidate.options())))
 
     choice = select(
         folders,

@@ -23,10 +23,13 @@ class OnnxRuntimeOptions:
 @dataclass(frozen=True)
 class OpenVinoOptions:
     """`precision`: "f32" (the parity gate's) or "bf16" (faster where the CPU has it, gated on
-    accuracy); the folder's own precision (fp16 weights, INT8 Q/DQ) applies on top."""
+    accuracy); the folder's own precision (fp16 weights, INT8 Q/DQ) applies on top. `cache_dir`:
+    where OpenVINO keeps each compiled graph (per shape and settings), so a later process loads it
+    instead of compiling (OpenVINO's model cache; None: compile every time)."""
 
     precision: str = "f32"
     threads: int | None = None
+    cache_dir: str | None = None
     backend = "openvino"
 
 
