@@ -609,6 +609,7 @@ def scales_command(
     """Measure the scales a checkpoint's networks should run at per frame-size band (480p to
     2160p): candidate (flow, synthesis) scales, PSNR on footage resized to the band and the time of
     one new frame beside ffmpeg minterpolate's. See docs/scales.md."""
+    from superslomo.apps.models import onnx_folder_for
     from superslomo.apps.scales import BANDS, measure_scales, write_table
 
     if not model.is_file():
@@ -620,15 +621,17 @@ def scales_command(
     unknown = [name for name in names if name not in known]
     if unknown or not names:
         raise SloMoError(f"unknown band {', '.join(unknown) or repr(bands)}; choose from {', '.join(known)}")
+    say = lambda line: typer.echo(line, err=True)  # noqa: E731
     table = measure_scales(
         model,
+        lambda scales: onnx_folder_for(model, "fp32", say=say, scales=scales),
         data,
         [known[name] for name in names],
         pairs=pairs,
         backend=backend,
         budget_ratio=budget,
         max_lines=max_lines,
-        say=lambda line: typer.echo(line, err=True),
+        say=say,
     )
     command = (
         f"slomo scales {model.name} "

@@ -89,7 +89,8 @@ def test_scales_command_writes_the_table_jobs_then_read(
     checkpoint = tmp_path / "small.safetensors"
     save_checkpoint(small_model, checkpoint)
     args = ["scales", str(checkpoint), "--data", str(moving_frames), "--pairs", "2", "--bands", "480p"]
-    args += ["--max-lines", "240", "--backend", "onnxruntime", "--budget", "100", "--write"]
+    # --max-lines 120: at 480p only 1/4+1/4 (one export keeps the test short; choose() is tested above)
+    args += ["--max-lines", "120", "--backend", "onnxruntime", "--budget", "100", "--write"]
     code, out, err = run_cli(capsys, *args)
     assert code == 0, err
     assert "minterpolate" in err and "480p: flow" in out
@@ -98,12 +99,10 @@ def test_scales_command_writes_the_table_jobs_then_read(
     band = table["bands"][0]
     assert band["minterpolate"]["psnr_db"] > 10 and band["minterpolate"]["triplets"] == 2
     measured = {(c["flow"], c["interp"]): c for c in band["candidates"]}
-    assert set(measured) == {(0.25, 0.25), (0.25, 0.5), (0.5, 0.5)}  # interp x 480 <= 240 lines
-    best = max(measured.values(), key=lambda c: c["psnr_db"])  # a budget of 100x admits them all
-    assert band["scales"] == {"flow": best["flow"], "interp": best["interp"]}
+    assert set(measured) == {(0.25, 0.25)} and measured[0.25, 0.25]["psnr_db"] > 10
+    assert band["scales"] == {"flow": 0.25, "interp": 0.25}
     assert table["command"].startswith("slomo scales small.safetensors --data ")
-    scales = band["scales"] if band["scales"] != {"flow": 1.0, "interp": 1.0} else None
-    assert job_scales(checkpoint, (640, 480)) == scales
+    assert job_scales(checkpoint, (640, 480)) == {"flow": 0.25, "interp": 0.25}
     assert job_scales(checkpoint, (320, 240)) is None  # under the lowest band
     json.loads(checkpoint.with_name("small.scales.json").read_text())
 

@@ -10,7 +10,8 @@ How the table is made (`measure_scales`): triplets f(i), f(i+1), f(i+2) of licen
 footage (never an evaluation set), every other frame held out, resized to each band's height
 (aspect kept). For each band, each candidate pair of scales runs the pair to its middle frame
 beside ffmpeg's minterpolate on the same triplets, order alternating; PSNR against the held-out
-frame and the median time of one new frame are recorded. The band's scales: the best PSNR
+frame and the median time of one new frame are recorded (minterpolate's as it streams the
+triplet to twice its rate: its time per new frame in an ffmpeg job). The band's scales: the best PSNR
 among the candidates whose time is within `budget_ratio` x minterpolate's (the race the model
 must win), the fastest of those within TIE_DB of it; none within: the fastest. A candidate
 more than DROP_FACTOR x over that budget on a timed triplet is measured no further (it cannot
@@ -183,7 +184,7 @@ def measure_band(
     say: Callable[[str], None] | None,
 ) -> dict:
     from superslomo.eval.metrics import psnr
-    from superslomo.eval.minterpolate import minterpolate_middle
+    from superslomo.eval.minterpolate import minterpolate_middle, minterpolate_stream_seconds
 
     candidates = candidate_scales(band.height, max_lines)
     runs = [Measured(None)] + [Measured(scales) for scales in candidates]
@@ -196,11 +197,12 @@ def measure_band(
                 run = runs[index]
                 if run.dropped:
                     continue
+                if run.scales is None:  # its quality on the pair, its time as a stream of the triplet
+                    run.psnr.append(psnr(minterpolate_middle(frame0, frame1), middle))
+                    run.ms.append(1000 * minterpolate_stream_seconds([frame0, middle, frame1]))
+                    continue
                 began = time.perf_counter()
-                if run.scales is None:
-                    frame = minterpolate_middle(frame0, frame1)
-                else:
-                    (frame,) = interps[index].interpolate(frame0, frame1, [0.5])
+                (frame,) = interps[index].interpolate(frame0, frame1, [0.5])
                 run.ms.append(1000 * (time.perf_counter() - began))
                 run.psnr.append(psnr(frame, middle))
             budget = budget_ratio * float(np.median(runs[0].ms))
@@ -249,6 +251,7 @@ def choose(band: Band, minterp: dict, entries: list[dict], budget_ratio: float, 
 
 def measure_scales(
     checkpoint: Path,
+    export: Callable[[dict[str, float]], Path],
     clips: Sequence[Path],
     bands: Sequence[Band] = BANDS,
     pairs: int = 6,
@@ -257,8 +260,8 @@ def measure_scales(
     max_lines: int = DEFAULT_MAX_NETWORK_LINES,
     say: Callable[[str], None] | None = None,
 ) -> dict:
-    """The scale table of `checkpoint` (see the module's docstring)."""
-    from superslomo.apps.models import onnx_folder_for
+    """The scale table of `checkpoint` (see the module's docstring); `export(scales)` gives its fp32
+    folder at those scales (apps.models.onnx_folder_for, which imports this module)."""
     from superslomo.contracts.files import file_sha256
     from superslomo.runtime import Interpolator, open_backend
 
@@ -269,8 +272,7 @@ def measure_scales(
     triplets = sample_native(clips, pairs)
 
     def open_candidate(scales):
-        folder = onnx_folder_for(checkpoint, "fp32", say=say, scales=scales)
-        return Interpolator(open_backend(folder, backend))
+        return Interpolator(open_backend(export(scales), backend))
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     table_bands = [measure_band(b, triplets, open_candidate, max_lines, budget_ratio, say) for b in bands]
