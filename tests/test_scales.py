@@ -125,3 +125,22 @@ def test_scales_command_refuses_bad_options_in_one_line(
     code, out, err = run_cli(capsys, "scales", str(checkpoint), "--data", str(moving_frames), *extra)
     assert code == 2 and words in err and "Traceback" not in err, err
     assert not checkpoint.with_name("small.scales.json").exists()
+
+
+def test_triplets_take_turns_between_clips(tmp_path):
+    """Candidates over budget are dropped after their first triplets: those must span the clips."""
+    from PIL import Image
+
+    from superslomo.apps.scales import sample_native
+
+    clips = []
+    for name, level in (("a", 40), ("b", 200)):
+        folder = tmp_path / name
+        folder.mkdir()
+        rng = np.random.default_rng(level)
+        for index in range(8):
+            image = np.clip(rng.normal(level, 20, (32, 48, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(image).save(folder / f"{index:02d}.png")
+        clips.append(folder)
+    names = [name for name, *_ in sample_native(clips, 4)]
+    assert names == ["a", "b", "a", "b"]

@@ -150,7 +150,8 @@ def resize_to_height(frame: np.ndarray, height: int) -> np.ndarray:
 
 
 def sample_native(clips: Sequence[Path], pairs: int) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
-    """`pairs` triplets (name, frame0, middle, frame1) spread over the clips, at each clip's own size."""
+    """`pairs` triplets (name, frame0, middle, frame1) spread over the clips, at each clip's own size,
+    the clips taking turns: a candidate dropped after its first triplets was seen on several clips."""
     from superslomo.calibration.sampling import allocate, open_sources, sample_triplets
     from superslomo.video.decode import probe
 
@@ -159,7 +160,7 @@ def sample_native(clips: Sequence[Path], pairs: int) -> list[tuple[str, np.ndarr
     if sum(quotas) < pairs:
         have = sum(s.triplets for s in sources)
         raise SloMoError(f"the footage holds {have} triplets; cannot sample {pairs} (lower --pairs)")
-    triplets = []
+    per_clip = []
     for source, quota in zip(sources, quotas, strict=True):
         if quota == 0:
             continue
@@ -170,9 +171,10 @@ def sample_native(clips: Sequence[Path], pairs: int) -> list[tuple[str, np.ndarr
         else:
             info = probe(source.path)
             width, height = info.width, info.height
-        for sample in sample_triplets([source], quota, (width, height)):
-            triplets.append((source.path.name, sample.frame0, sample.target, sample.frame1))
-    return triplets
+        samples = sample_triplets([source], quota, (width, height))
+        per_clip.append([(source.path.name, s.frame0, s.target, s.frame1) for s in samples])
+    longest = max(len(clip) for clip in per_clip)
+    return [clip[i] for i in range(longest) for clip in per_clip if i < len(clip)]
 
 
 def measure_band(
