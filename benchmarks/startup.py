@@ -20,16 +20,21 @@ import tempfile
 import time
 from pathlib import Path
 
+CPU = {}  # wall seconds of a run -> its CPU seconds (user + system), which load does not inflate
+
 
 def job(clip: Path, frames: int, rate: float, out: Path) -> float:
     seconds = (frames - 0.5) / rate
     command = [sys.executable, "-m", "superslomo.cli", "interpolate", str(clip), "-o", str(out), "-y"]
     command += ["--duration", f"{seconds:.6f}", "--no-audio"]
     began = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"job failed: {done.stderr.strip().splitlines()[-1]}")
-    return time.perf_counter() - began
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - began
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"job failed: {child.stderr.read().decode().strip().splitlines()[-1]}")  # type: ignore[union-attr]
+    CPU[wall] = usage.ru_utime + usage.ru_stime
+    return wall
 
 
 def main() -> None:
@@ -61,6 +66,12 @@ def main() -> None:
     runs = ", ".join(f"{t:.2f}" for t in long)
     print(f"  {args.frames}-frame job: {statistics.median(long):.2f} s (runs {runs})")
     print(f"  per source frame: {per_frame:.3f} s; start-up (2-frame job minus one frame): {startup:.2f} s")
+    cpu_short = statistics.median(CPU[t] for t in short)
+    cpu_frame = (statistics.median(CPU[t] for t in long) - cpu_short) / (args.frames - 2)
+    print(
+        f"  CPU seconds (user + system, all threads): 2-frame job {cpu_short:.2f}, per source frame "
+        f"{cpu_frame:.3f}, start-up {cpu_short - cpu_frame:.2f}"
+    )
 
 
 if __name__ == "__main__":
