@@ -99,3 +99,27 @@ def test_an_uncached_openvino_backend_compiles_without_a_cache_dir(folder):
     with Interpolator(backend) as interp:
         (frame,) = interp.interpolate(np.zeros((64, 96, 3), np.uint8), np.zeros((64, 96, 3), np.uint8), [0.5])
     assert frame.shape == (64, 96, 3)
+
+
+def test_onnxruntime_loads_the_graphs_an_earlier_session_optimized_with_the_same_frames(folder, tmp_path):
+    from superslomo.runtime import Interpolator, open_backend
+    from superslomo.runtime.options import OnnxRuntimeOptions
+
+    rng = np.random.default_rng(0)
+    frame0 = rng.integers(0, 256, (64, 96, 3), np.uint8)
+    frame1 = np.roll(frame0, 3, axis=1)
+    cache = tmp_path / "ort"
+    with Interpolator(open_backend(folder, OnnxRuntimeOptions())) as plain:
+        want = plain.interpolate(frame0, frame1, [0.25, 0.5])
+    with Interpolator(open_backend(folder, OnnxRuntimeOptions(cache_dir=str(cache)))) as first:
+        first.interpolate(frame0, frame1, [0.5])
+    optimized = sorted(cache.glob("*.onnx"))
+    assert len(optimized) == 2 and not list(cache.glob(".*")), list(
+        cache.iterdir()
+    )  # one per graph, no leftovers
+    written = {path: path.stat().st_mtime_ns for path in optimized}
+    with Interpolator(open_backend(folder, OnnxRuntimeOptions(cache_dir=str(cache)))) as second:
+        got = second.interpolate(frame0, frame1, [0.25, 0.5])
+    assert {path: path.stat().st_mtime_ns for path in optimized} == written  # loaded, not rewritten
+    for a, b in zip(got, want, strict=True):
+        assert np.array_equal(a, b)  # the same frames as an uncached session

@@ -276,23 +276,26 @@ def _folders(folder: Path, manifest) -> dict[str, Path]:
     return folders
 
 
-def compile_cache() -> Path:
-    """Where OpenVINO keeps compiled graphs between processes (one blob per graph, frame size and
-    settings, about the size of the weights)."""
-    return cache_root() / "openvino"
+def compile_cache(runtime: str) -> Path:
+    """Where a CPU runtime keeps prepared graphs between processes: OpenVINO's compiled blobs (one
+    per graph, frame size and settings) and ONNX Runtime's optimized graphs (one per graph), each
+    about the size of the weights."""
+    return cache_root() / runtime
 
 
 def with_compile_cache(backend):
-    """`backend` (a name or options) with OpenVINO's model cache on: a job's start-up loads the
-    graphs it compiled before instead of compiling them again. Other backends as given."""
+    """`backend` (a name or options) with the runtime's graph cache on: a job's start-up loads the
+    graphs an earlier job prepared instead of compiling/optimizing them again. TensorRT as given."""
     from dataclasses import replace
 
-    from superslomo.runtime.options import OpenVinoOptions
+    from superslomo.runtime.options import OnnxRuntimeOptions, OpenVinoOptions
 
     if backend == "openvino":
         backend = OpenVinoOptions()
-    if isinstance(backend, OpenVinoOptions) and backend.cache_dir is None:
-        return replace(backend, cache_dir=str(compile_cache()))
+    if backend == "onnxruntime":
+        backend = OnnxRuntimeOptions()
+    if isinstance(backend, (OpenVinoOptions, OnnxRuntimeOptions)) and backend.cache_dir is None:
+        return replace(backend, cache_dir=str(compile_cache(backend.backend)))
     return backend
 
 

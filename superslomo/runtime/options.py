@@ -12,11 +12,14 @@ from superslomo.errors import SloMoError
 class OnnxRuntimeOptions:
     """`device`: a CUDA device for onnxruntime-gpu's CUDA provider; None (the default) is the CPU,
     since CUDA's TF32 convolutions would fail the fp32 parity gate that CI runs through this path.
-    `providers` overrides the provider list as ONNX Runtime takes it."""
+    `providers` overrides the provider list as ONNX Runtime takes it. `cache_dir`: where the CPU
+    provider's optimized graphs are kept, so a later process loads one instead of optimizing the
+    graph again (None: optimize every time)."""
 
     threads: int | None = None
     device: int | None = None
     providers: tuple | None = None
+    cache_dir: str | None = None
     backend = "onnxruntime"
 
 
