@@ -533,11 +533,12 @@ def eval_command(
         "--no-minterpolate",
         help="Skip the ffmpeg minterpolate baseline (motion-compensated; the linear blend is always shown).",
     ),
-    as_interpolate: bool = typer.Option(
+    as_exported: bool = typer.Option(
         False,
-        "--as-interpolate",
-        help="Run the model as `slomo interpolate --precision fp32` would on frames of this size "
-        "(from 720 lines: the networks at the model's HD scales). Default: full scale, as exported.",
+        "--as-exported",
+        help="Measure the graphs as exported (a checkpoint: at full scale, onnxruntime fp32). "
+        "Default: as `slomo interpolate --precision fp32` runs the model on frames of the data's "
+        "size (a checkpoint: the scales of that size's band in its scale table, see slomo scales).",
     ),
 ) -> None:
     """Interpolation quality (PSNR, SSIM, IE) on triplet data sets, next to the linear blend and ffmpeg's
@@ -547,7 +548,8 @@ def eval_command(
 
     _check_backend(backend)
     resolved = check_eval_options(data, layout, limit, report, gt)
-    if as_interpolate:
+    checkpoint_given = (model if model is not None else default_model()).is_file()
+    if checkpoint_given and not as_exported:  # a folder is measured as it is: its scales are fixed
         from superslomo.eval.datasets import iter_triplets
 
         first = next(iter_triplets(data, resolved, limit=1, gt=gt), None)
@@ -578,6 +580,81 @@ def eval_command(
     typer.echo(f"backend: {label}", err=True)
     for line in summary_lines(result):
         typer.echo(line)
+
+
+@app.command("scales")
+def scales_command(
+    model: Path = typer.Argument(..., metavar="CHECKPOINT", help="The model's checkpoint file."),
+    data: list[Path] = typer.Option(
+        ...,
+        "--data",
+        help="Licensed validation footage (never an evaluation set): a video or a folder of "
+        "consecutive frames; repeat the option for more.",
+    ),
+    pairs: int = typer.Option(6, "--pairs", help="Triplets (every other frame held out) over --data."),
+    bands: str = typer.Option(
+        "480p,720p,1080p,2160p", "--bands", help="Size bands to measure (of 480p, 720p, 1080p, 2160p)."
+    ),
+    budget: float = typer.Option(
+        1.0,
+        "--budget",
+        help="Time budget per new frame, a multiple of ffmpeg minterpolate's on the same "
+        "triplets: the band's scales are the best PSNR within it (none within: the fastest).",
+    ),
+    max_lines: int = typer.Option(
+        1080, "--max-lines", help="Measure no candidate whose networks run on more lines than this."
+    ),
+    backend: str = typer.Option("openvino", "--backend", help="openvino | onnxruntime (fp32) to time on."),
+    write: bool = typer.Option(
+        False,
+        "--write",
+        help="Write the table beside the checkpoint as <stem>.scales.json (replacing it), which every "
+        "job of the checkpoint then reads. Without it: print only.",
+    ),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the table here."),
+) -> None:
+    """Measure the scales a checkpoint's networks should run at per frame-size band (480p to
+    2160p): candidate (flow, synthesis) scales, PSNR on footage resized to the band and the time of
+    one new frame beside ffmpeg minterpolate's. See docs/scales.md."""
+    from superslomo.apps.models import onnx_folder_for
+    from superslomo.apps.scales import BANDS, measure_scales, write_table
+
+    if not model.is_file():
+        raise SloMoError(f"checkpoint not found: {model} (slomo scales exports a checkpoint at each scale)")
+    if backend not in ("openvino", "onnxruntime"):
+        raise SloMoError(f"--backend must be openvino or onnxruntime, got {backend!r}")
+    known = {band.name: band for band in BANDS}
+    names = [name.strip() for name in bands.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise SloMoError(f"unknown band {', '.join(unknown) or repr(bands)}; choose from {', '.join(known)}")
+    say = lambda line: typer.echo(line, err=True)  # noqa: E731
+    table = measure_scales(
+        model,
+        lambda scales: onnx_folder_for(model, "fp32", say=say, scales=scales),
+        data,
+        [known[name] for name in names],
+        pairs=pairs,
+        backend=backend,
+        budget_ratio=budget,
+        max_lines=max_lines,
+        say=say,
+    )
+    command = (
+        f"slomo scales {model.name} "
+        + " ".join(f"--data {clip.name}" for clip in data)
+        + f" --pairs {pairs} --bands {','.join(names)} --budget {budget:g} --max-lines {max_lines} "
+        + f"--backend {backend} --write"
+    )
+    if json_out is not None:
+        from superslomo.contracts.files import atomic_write_text
+
+        atomic_write_text(json_out, json.dumps({**table, "command": command}, indent=1) + "\n")
+    if write:
+        typer.echo(f"wrote {write_table(model, table, command)}")
+    for band in table["bands"]:
+        scales = band["scales"]
+        typer.echo(f"{band['band']}: flow {scales['flow']:g}, synthesis {scales['interp']:g} ({band['why']})")
 
 
 @app.command("calibrate")
@@ -953,8 +1030,22 @@ def bench_command(
         Path("demo/big_buck_bunny_bird.mp4"), "--race-clip", help="The race's source video (--against)."
     ),
     race_frames: int = typer.Option(16, "--race-frames", help="Source frames of the race, to 2x."),
+    race_sizes: str | None = typer.Option(
+        None,
+        "--race-sizes",
+        help="Race at each of these sizes (e.g. 854x480,1280x720,1920x1080): the clip resized first, "
+        "untimed. Default: the clip's own size.",
+    ),
+    race_triplets: int = typer.Option(
+        4, "--race-triplets", help="PSNR of both on this many triplets of the race's source (0: none)."
+    ),
+    race_only: bool = typer.Option(
+        False, "--race-only", help="With --against: the race only, not the backend table."
+    ),
 ) -> None:
     """Time the backends side by side (interleaved), with FLOPs, achieved FLOP/s and the floor."""
+    from dataclasses import replace
+
     from superslomo.apps.bench import (
         RACE_AGAINST,
         BenchOptions,
@@ -990,14 +1081,23 @@ def bench_command(
     if against is not None:
         if against not in RACE_AGAINST:
             raise SloMoError(f"--against takes {', '.join(RACE_AGAINST)}, got {against!r}")
-        race_options = RaceOptions(clip=clip, frames=race_frames, workdir=workdir / "race")
+        race_options = RaceOptions(
+            clip=clip, frames=race_frames, workdir=workdir / "race", quality_triplets=race_triplets
+        )
         race_options.validate()
+    elif race_only or race_sizes:
+        raise SloMoError("--race-only and --race-sizes go with --against minterpolate")
     if race_options is not None:
-        race = run_race(race_options, say=lambda s: typer.echo(s, err=True))
-        for line in race_lines(race):
-            typer.echo(line)
+        races = []
+        for size in parse_size_list(race_sizes) if race_sizes else [None]:
+            race = run_race(replace(race_options, size=size), say=lambda s: typer.echo(s, err=True))
+            races.append(race)
+            for line in race_lines(race):
+                typer.echo(line)
         if as_json is not None:
-            write_json(race, as_json.with_suffix(".race.json"))
+            write_json(races if race_sizes else races[0], as_json.with_suffix(".race.json"))
+        if race_only:
+            return
     result = run_bench(options, say=lambda s: typer.echo(s, err=True))
     m = result["machine"]
     typer.echo(

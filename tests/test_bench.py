@@ -128,6 +128,7 @@ def test_row_figures_and_ratios_are_computed_right():
     assert trt["skipped"] == "no GPU" and trt["per_frame_ms"] is None and trt["speedup"] is None
     lines = bench.table_lines(rows)
     assert "2.50x" in lines[3] and "skipped: no GPU" in lines[4]
+    assert "% peak" in lines[0] and f" {100 * ort['of_peak']:.0f} " in lines[3]
 
 
 def test_psnr_column_compares_each_rows_frames_with_the_reference():

@@ -1,7 +1,6 @@
 """The networks on the pair downscaled (model/scaled.py): flows cross scales as true
 displacements, the exported graphs keep full-size I/O and match PyTorch at their scales, and
-`open_model` takes the reduced export only where the model's report vouches for it and the
-frames are HD."""
+a job takes the export of its frame size's band in the model's scale table (apps/scales.py)."""
 
 from __future__ import annotations
 
@@ -122,41 +121,57 @@ def test_manifest_refuses_a_scale_or_multiple_it_does_not_know(reduced_model, tm
         read_manifest(folder)
 
 
-def test_open_model_runs_reduced_scales_only_from_720_lines_and_where_the_report_vouches(
+def write_table(checkpoint, bands, sha=None):
+    """A scale table as `slomo scales --write` leaves it (apps/scales.py), reduced to what jobs read."""
+    from superslomo.apps.scales import table_path
+    from superslomo.contracts.files import file_sha256
+
+    rows = [{"band": name, "from_height": low, "scales": scales} for name, low, scales in bands]
+    table_path(checkpoint).write_text(json.dumps({"sha256": sha or file_sha256(checkpoint), "bands": rows}))
+
+
+FULL = {"flow": 1.0, "interp": 1.0}
+HALF = {"flow": 0.5, "interp": 0.5}
+
+
+def test_open_model_runs_the_scales_of_the_jobs_band_where_the_table_is_the_models(
     small_model, reduced_model, onnx_model, tmp_path, monkeypatch
 ):
     import superslomo.apps.models as models
-    from superslomo.contracts.files import file_sha256
     from superslomo.model.checkpoint import save_checkpoint
 
     monkeypatch.setenv("SLOMO_CACHE_DIR", str(tmp_path / "cache"))
     checkpoint = tmp_path / "small.safetensors"
     save_checkpoint(small_model, checkpoint)
-    report = checkpoint.with_name(checkpoint.stem + models.REPORT_SUFFIX)
 
     # The export cache itself is onnx_folder_for's (tested with the CLI); here: which one is asked for.
+    asked = []
+
     def export(path, precision, say, scales):
+        asked.append(scales)
         return reduced_model if scales == HD else onnx_model
 
     monkeypatch.setattr(models, "onnx_folder_for", export)
 
-    def reduced(size, budget=None):
-        interp, label = models.open_model(
-            checkpoint, "onnxruntime", "fp32", size=size, budget_db=budget, say=None
-        )
+    def label(size):
+        interp, words = models.open_model(checkpoint, "onnxruntime", "fp32", size=size, say=None)
         interp.close()
-        scales = interp.backend.manifest.scales
-        assert (scales == HD) == ("flow at 1/4 scale, synthesis at 1/2 scale)" in label), label
-        return scales == HD
+        return words
 
-    assert not reduced((128, 720))  # no report: nobody measured it
-    entry = {"scales": HD, "drop_db": 0.2}
-    report.write_text(json.dumps({"sha256": file_sha256(checkpoint), "candidates": {}, "hd_scales": entry}))
-    assert reduced((128, 720))
-    assert not reduced((128, 360))  # below 720 lines
-    assert not reduced((128, 720), budget=0.1)  # over the user's budget
-    report.write_text(json.dumps({"sha256": "0" * 64, "candidates": {}, "hd_scales": entry}))
-    assert not reduced((128, 720))  # a report of other weights vouches for nothing
+    assert "scale" not in label((128, 720)) and asked[-1] is None  # no table: nobody measured it
+    write_table(checkpoint, [("480p", 400, FULL), ("720p", 600, HD), ("2160p", 1620, HALF)])
+    assert "720p band of small.scales.json: flow at 1/4 scale, synthesis at 1/2 scale" in label((128, 720))
+    assert asked[-1] == HD
+    assert "720p band" in label((128, 1080)) and asked[-1] == HD  # 1080 lines: no 1080p band, the 720p one
+    assert "480p band of small.scales.json: full scale" in label((128, 480)) and asked[-1] is None
+    label((128, 360))
+    assert asked[-1] is None  # under the lowest band
+    assert models.job_scales(checkpoint, (3840, 2160)) == HALF
+    write_table(checkpoint, [("720p", 600, HD)], sha="0" * 64)
+    # a table of other weights vouches for nothing
+    assert "scale" not in label((128, 720)) and asked[-1] is None
+    (tmp_path / "small.scales.json").write_text('{"sha256": 1, "bands": [{"scales": {"flow": 0.3}}]}')
+    assert models.job_scales(checkpoint, (1280, 720)) is None  # malformed: full scale, no traceback
 
 
 def test_build_engine_refuses_sizes_off_a_reduced_folders_multiple(reduced_model, tmp_path):
@@ -173,14 +188,11 @@ def test_build_engine_refuses_sizes_off_a_reduced_folders_multiple(reduced_model
 def test_model_folder_for_a_job_size_is_the_export_a_local_run_takes(small_model, tmp_path, monkeypatch):
     """What `--ray` hands its workers: the same HD export `slomo interpolate` runs locally."""
     import superslomo.apps.models as models
-    from superslomo.contracts.files import file_sha256
     from superslomo.model.checkpoint import save_checkpoint
 
     checkpoint = tmp_path / "small.safetensors"
     save_checkpoint(small_model, checkpoint)
-    entry = {"scales": HD, "drop_db": 0.2}
-    report = checkpoint.with_name(checkpoint.stem + models.REPORT_SUFFIX)
-    report.write_text(json.dumps({"sha256": file_sha256(checkpoint), "candidates": {}, "hd_scales": entry}))
+    write_table(checkpoint, [("720p", 600, HD)])
     asked = []
     monkeypatch.setattr(models, "onnx_folder_for", lambda path, say, scales: asked.append(scales) or tmp_path)
     models.model_folder(checkpoint, size=(1280, 720))
@@ -190,23 +202,20 @@ def test_model_folder_for_a_job_size_is_the_export_a_local_run_takes(small_model
     assert models.model_folder(tmp_path) == tmp_path  # a folder is what it is
 
 
-def test_eval_as_interpolate_measures_the_hd_export_from_720_lines(
+def test_eval_measures_the_model_as_interpolate_runs_it_unless_as_exported(
     small_model, reduced_model, onnx_model, tmp_path, monkeypatch, capsys
 ):
-    """`slomo eval --as-interpolate` scores what a user's HD job runs; plain `slomo eval` the
-    model as exported."""
+    """`slomo eval` scores what a user's job of the data's size runs; `--as-exported` the model
+    as exported (full scale)."""
     from PIL import Image
 
     import superslomo.apps.models as models
-    from superslomo.contracts.files import file_sha256
     from superslomo.model.checkpoint import save_checkpoint
     from tests.test_eval_quality import run_cli
 
     checkpoint = tmp_path / "small.safetensors"
     save_checkpoint(small_model, checkpoint)
-    entry = {"scales": HD, "drop_db": 0.2}
-    report = checkpoint.with_name(checkpoint.stem + models.REPORT_SUFFIX)
-    report.write_text(json.dumps({"sha256": file_sha256(checkpoint), "candidates": {}, "hd_scales": entry}))
+    write_table(checkpoint, [("720p", 600, HD)])
 
     def export(path, precision="fp32", say=None, scales=None):
         return reduced_model if scales == HD else onnx_model
@@ -218,9 +227,10 @@ def test_eval_as_interpolate_measures_the_hd_export_from_720_lines(
     for index in range(3):
         Image.fromarray(rng.integers(0, 256, (720, 128, 3), np.uint8)).save(frames / f"{index:02d}.png")
     base = ["eval", "--data", str(frames), "--model", str(checkpoint), "--no-minterpolate"]
-    code, out, err = run_cli(capsys, *base, "--backend", "onnxruntime", "--as-interpolate")
-    assert code == 0 and "flow at 1/4 scale, synthesis at 1/2 scale" in err, err
-    code, out, err = run_cli(capsys, *base)
+    code, out, err = run_cli(capsys, *base, "--backend", "onnxruntime")
+    words = "720p band of small.scales.json: flow at 1/4 scale, synthesis at 1/2 scale"
+    assert code == 0 and words in err, err
+    code, out, err = run_cli(capsys, *base, "--as-exported")
     assert code == 0 and "scale" not in err, err
 
 

@@ -59,7 +59,10 @@ DEFAULT_BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8", "tensorrt-fp16")
 DEFAULT_SIZES = ((448, 256), (1280, 720))
 TIMES = (1, 3, 7)
 # Targets of the benchmark issue, printed next to the figures (never asserted in tests).
-CPU_TARGETS = {"onnxruntime": 1.5, "onnxruntime-int8": 2.0}
+# openvino: a regression guard, not a goal. The former 2.5x bar at width 32 fp32 was dropped: fp32
+# there runs at this CPU's measured peak (the table's "% peak"), so the ratio cannot grow; it must
+# not fall below what it measured (1.81x) by more than noise.
+CPU_TARGETS = {"onnxruntime": 1.5, "onnxruntime-int8": 2.0, "openvino": 1.8}
 INT8_MAX_DROP_DB = 0.5
 GPU_TARGET = ("tensorrt-fp16", (1920, 1080), 8.0)
 
@@ -607,7 +610,7 @@ def table_lines(rows: list[dict]) -> list[str]:
     header = (
         f"{'backend':18s} {'size':>10s} {'flow ms':>15s} {'interp ms':>15s} {'2x ms/frame':>17s} "
         f"{'8x ms/frame':>11s} {'vs torch':>8s} {'GFLOP':>7s} {'GFLOP/s':>8s} {'floor ms':>8s} "
-        f"{'RSS MB':>7s} {'+MB':>5s} {'PSNR dB':>7s}"
+        f"{'% peak':>6s} {'RSS MB':>7s} {'+MB':>5s} {'PSNR dB':>7s}"
     )
     lines = [header, "-" * len(header)]
     for r in rows:
@@ -624,7 +627,9 @@ def table_lines(rows: list[dict]) -> list[str]:
             f"{spread(r['interp_ms'], r['interp_iqr_ms']):>15s} "
             f"{spread(r['per_frame_ms'], r['per_frame_iqr_ms']):>17s} "
             f"{r['per_frame_8x_ms']:11.1f} {_fmt(r['speedup'], '.2f') + 'x':>8s} {r['gflops']:7.1f} "
-            f"{r['achieved_gflops_s']:8.1f} {_fmt(r['floor_ms']):>8s} {r['peak_rss_mb']:7.0f} "
+            f"{r['achieved_gflops_s']:8.1f} {_fmt(r['floor_ms']):>8s} "
+            f"{_fmt(None if r.get('of_peak') is None else 100 * r['of_peak'], '.0f'):>6s} "
+            f"{r['peak_rss_mb']:7.0f} "
             f"{r['work_mb']:5.0f} {'ref' if r.get('psnr_reference') else _fmt(r.get('psnr_db')):>7s}"
         )
     if any(r.get("psnr_reference") or r.get("psnr_db") is not None for r in rows):
@@ -890,6 +895,8 @@ class RaceOptions:
     workdir: Path = Path("out/bench/race")
     crf: float = 14.0  # what `slomo interpolate` uses from 640x360 up, so both encode alike
     preset: str = "fast"
+    size: tuple[int, int] | None = None  # the clip resized to WIDTHxHEIGHT first (untimed)
+    quality_triplets: int = 0  # PSNR of both on this many triplets of the race's source
 
     def validate(self) -> None:
         if not self.clip.is_file():
@@ -963,6 +970,54 @@ def minterpolate_video(clip: Path, output: Path, frames: int, factor: int, crf: 
     return written
 
 
+def resized_clip(clip: Path, output: Path, size: tuple[int, int], frames: int) -> Path:
+    """The first `frames` frames of `clip` at WIDTHxHEIGHT (bicubic, x264 crf 8): the race's source
+    at a size the footage does not come in. Made once per size, untimed."""
+    import av
+
+    if output.is_file() and count_video_frames(output) >= frames:
+        return output
+    width, height = size
+    with av.open(str(clip)) as source:
+        stream = source.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        with av.open(str(output), "w") as sink:
+            video = sink.add_stream("libx264", rate=rate)
+            video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+            video.options = {"crf": "8", "preset": "fast"}
+            for taken, frame in enumerate(source.decode(stream)):
+                if taken == frames:
+                    break
+                resized = frame.reformat(width, height, "yuv420p", interpolation="BICUBIC")
+                resized.pts, resized.time_base = taken, Fraction(1) / Fraction(rate)
+                sink.mux(video.encode(resized))
+            sink.mux(video.encode(None))
+    return output
+
+
+def race_quality(clip: Path, triplets: int, say: Callable[[str], None]) -> dict:
+    """PSNR of the default path (as `slomo interpolate` opens it at this size) and of minterpolate
+    on triplets f(i), f(i+1), f(i+2) of `clip`, the middle held out."""
+    from superslomo.apps.models import open_model
+    from superslomo.apps.scales import sample_native
+    from superslomo.eval.metrics import psnr
+    from superslomo.eval.minterpolate import minterpolate_middle
+
+    samples = sample_native([clip], triplets)
+    height, width = samples[0][1].shape[:2]
+    interp, label = open_model(None, "auto", "auto", size=(width, height), say=None)
+    scores: dict[str, list[float]] = {"slomo": [], "minterpolate": []}
+    try:
+        for _name, frame0, middle, frame1 in samples:
+            (ours,) = interp.interpolate(frame0, frame1, [0.5])  # type: ignore[attr-defined]
+            scores["slomo"].append(psnr(ours, middle))
+            scores["minterpolate"].append(psnr(minterpolate_middle(frame0, frame1), middle))
+    finally:
+        interp.close()  # type: ignore[attr-defined]
+    say(f"quality on {len(samples)} triplets of {clip.name}: {label}")
+    return {"triplets": len(samples), "backend": label, **{k: float(np.mean(v)) for k, v in scores.items()}}
+
+
 def count_video_frames(path: Path) -> int:
     import av
 
@@ -993,8 +1048,13 @@ def run_race(options: RaceOptions, say: Callable[[str], None] = print) -> dict:
     from superslomo.video.decode import probe as probe_video
 
     options.validate()
-    info = probe_video(options.clip)
     options.workdir.mkdir(parents=True, exist_ok=True)
+    if options.size is not None:
+        width, height = options.size
+        resized = options.workdir / f"source-{options.clip.stem}-{width}x{height}.mp4"
+        say(f"resizing {options.clip.name} to {width}x{height} (untimed) ...")
+        options.clip = resized_clip(options.clip, resized, options.size, options.frames + 2)
+    info = probe_video(options.clip)
     seconds = (options.frames - 0.5) / float(info.rate)  # exactly `frames` source frames
     ours = options.workdir / "slomo.mp4"
     theirs = options.workdir / "minterpolate.mp4"
@@ -1016,7 +1076,9 @@ def run_race(options: RaceOptions, say: Callable[[str], None] = print) -> dict:
     if counts["slomo"] != counts["minterpolate"]:
         raise SloMoError(f"the two jobs wrote different frame counts: {counts}; the race is not fair")
     best = {name: min(values) for name, values in times.items()}
+    quality = race_quality(options.clip, options.quality_triplets, say) if options.quality_triplets else None
     return {
+        "quality": quality,
         "clip": options.clip.name,
         "size": f"{info.width}x{info.height}",
         "source_frames": options.frames,
@@ -1041,9 +1103,16 @@ def race_lines(race: dict) -> list[str]:
         seconds = race["best_s"][name]
         lines.append(f"  {words:34s} {seconds:7.1f} s  {1000 * seconds / count:6.0f} ms/frame")
     lines.append(
-        f"  slomo / minterpolate: {race['ratio']:.2f}x the time (target <= 1.5x); first use of slomo on "
+        f"  slomo / minterpolate: {race['ratio']:.2f}x the time (target <= 1.0x); first use of slomo on "
         f"this machine (export + speed probe, once): {race['first_use_s']:.1f} s"
     )
+    quality = race.get("quality")
+    if quality:
+        lines.append(
+            f"  PSNR on {quality['triplets']} triplets of the race's source (every other frame held out): "
+            f"slomo {quality['slomo']:.2f} dB, minterpolate {quality['minterpolate']:.2f} dB "
+            f"[{quality['backend']}]"
+        )
     return lines
 
 

@@ -154,42 +154,26 @@ def accuracy_report(folder: Path, checkpoint: Path | None = None):
     return report
 
 
-# Less work per frame: from 720 lines the networks of a model whose report vouches for it run on
-# the pair downscaled (model/scaled.py; measured by benchmarks/hd_scales.py into the report). Below
-# that the networks already see few pixels per motion and the gain shrinks with them.
-HD_MIN_HEIGHT = 720
 DEFAULT_SIZE = (1280, 720)  # what a job's speed probe measures at when no size is given
 
 
-def job_scales(
-    checkpoint: Path, size: tuple[int, int], budget_db: float | None = None
-) -> dict[str, float] | None:
-    """The scales a job of this frame size (WIDTH, HEIGHT) runs the checkpoint at: its report's
-    HD scales from 720 lines, within the budget (default: `--precision auto`'s); None: full."""
-    from superslomo.runtime.selection import DEFAULT_BUDGET_DB
+def job_scales(checkpoint: Path, size: tuple[int, int]) -> dict[str, float] | None:
+    """The scales a job of this frame size (WIDTH, HEIGHT) runs the checkpoint at: those of its
+    size band in the checkpoint's scale table (`<stem>.scales.json`, made by `slomo scales`;
+    apps/scales.py); None: full scale (no table, a table of other weights, or under its bands)."""
+    from superslomo.apps.scales import scales_for
 
-    if size[1] < HD_MIN_HEIGHT:
-        return None
-    return hd_scales(checkpoint, DEFAULT_BUDGET_DB if budget_db is None else budget_db)
+    return scales_for(checkpoint, size)[0]
 
 
-def hd_scales(checkpoint: Path, budget_db: float) -> dict[str, float] | None:
-    """The scales this checkpoint's shipped report measured for HD frames, if within the budget.
-    Per model: a network trained on full-size frames may lose what demo16 (trained on frames of at
-    most 640 px) gains."""
-    import json
+def job_scales_words(checkpoint: Path, size: tuple[int, int]) -> str:
+    """How the `backend:` line names the scales of a job: "720p band: flow at 1/4 scale, ..."."""
+    from superslomo.apps.scales import SCALES_SUFFIX, scales_for
 
-    from superslomo.contracts.manifest import SCALES
-
-    path = checkpoint.with_name(checkpoint.stem + REPORT_SUFFIX)
-    try:
-        entry = json.loads(path.read_text()).get("hd_scales") or {}
-        scales = {graph: float(entry["scales"][graph]) for graph in FULL_SCALES}
-        if all(v in SCALES for v in scales.values()) and float(entry["drop_db"]) <= budget_db:
-            return scales if _sha_matches(path, checkpoint) else None
-    except (OSError, ValueError, TypeError, AttributeError, KeyError):
-        pass
-    return None  # no report, or none that measured it: full scale
+    scales, band = scales_for(checkpoint, size)
+    if not band:
+        return ""
+    return f"{band} band of {checkpoint.stem}{SCALES_SUFFIX}: {scales_words(scales) or 'full scale'}"
 
 
 def _sha_matches(report: Path, checkpoint: Path | None) -> bool:
@@ -292,6 +276,29 @@ def _folders(folder: Path, manifest) -> dict[str, Path]:
     return folders
 
 
+def compile_cache(runtime: str) -> Path:
+    """Where a CPU runtime keeps prepared graphs between processes: OpenVINO's compiled blobs (one
+    per graph, frame size and settings) and ONNX Runtime's optimized graphs (one per graph), each
+    about the size of the weights."""
+    return cache_root() / runtime
+
+
+def with_compile_cache(backend):
+    """`backend` (a name or options) with the runtime's graph cache on: a job's start-up loads the
+    graphs an earlier job prepared instead of compiling/optimizing them again. TensorRT as given."""
+    from dataclasses import replace
+
+    from superslomo.runtime.options import OnnxRuntimeOptions, OpenVinoOptions
+
+    if backend == "openvino":
+        backend = OpenVinoOptions()
+    if backend == "onnxruntime":
+        backend = OnnxRuntimeOptions()
+    if isinstance(backend, (OpenVinoOptions, OnnxRuntimeOptions)) and backend.cache_dir is None:
+        return replace(backend, cache_dir=str(compile_cache(backend.backend)))
+    return backend
+
+
 def open_model(
     model: Path | None,
     backend: str,
@@ -353,7 +360,7 @@ def choose_model(
         scales = None
         if precision is not None and export_precision == "fp32":
             # precision None: a fixed fp32 backend, what parity and eval measure, at full scale
-            scales = job_scales(path, size or DEFAULT_SIZE, budget_db)
+            scales = job_scales(path, size or DEFAULT_SIZE)
         folder = onnx_folder_for(path, export_precision, say=say, scales=scales)
         where = f"{path.name} exported to {folder}"
     else:
@@ -369,17 +376,25 @@ def choose_model(
             "needs a folder of that precision"
         )
     if checkpoint is not None:
-        options = OpenVinoOptions() if backend == "openvino" else OnnxRuntimeOptions()
+        options = with_compile_cache(OpenVinoOptions() if backend == "openvino" else OnnxRuntimeOptions())
         suffix = ", picked by auto" if backend == "auto" else ""
         label = f"{options.backend} (CPU; {where}){suffix}"
         choice = ModelChoice.of_folder(folder, options, label)
         return choice, choice.open(), label
-    options = options_for(backend) or default_options(manifest.kind)
+    options = with_compile_cache(options_for(backend) or default_options(manifest.kind))
     interp = Interpolator.from_dir(path, backend=options)
     label = f"{interp.backend.name} ({interp.backend.describe()})"
     if backend == "auto":
         label += ", picked by auto"
     return ModelChoice.of_folder(path, options, label), interp, label
+
+
+def _scales_note(checkpoint: Path | None, manifest, size: tuple[int, int] | None) -> str:
+    """The scales the folder runs at, named by the table's band when the job's scales are the table's."""
+    size = size or DEFAULT_SIZE
+    if checkpoint is not None and manifest.scales == (job_scales(checkpoint, size) or FULL_SCALES):
+        return job_scales_words(checkpoint, size) or scales_words(manifest.scales)
+    return scales_words(manifest.scales)
 
 
 def _open_selected(folder, manifest, checkpoint, backend, precision, size, budget_db, say, where):
@@ -416,7 +431,7 @@ def _open_selected(folder, manifest, checkpoint, backend, precision, size, budge
     def open_interp(candidate):
         from superslomo.runtime import Interpolator, open_backend
 
-        return Interpolator(open_backend(candidate.folder, candidate.options()))
+        return Interpolator(open_backend(candidate.folder, with_compile_cache(candidate.options())))
 
     choice = select(
         folders,
@@ -428,7 +443,7 @@ def _open_selected(folder, manifest, checkpoint, backend, precision, size, budge
         cache_dir=cache_root() / "selection",
         open_interp=open_interp,
         say=say,
-        label_note=scales_words(manifest.scales),
+        label_note=_scales_note(checkpoint, manifest, size),
     )
     if say is not None:
         say("; ".join(part for part in (where, choice.details) if part))

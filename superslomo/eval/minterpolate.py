@@ -109,3 +109,40 @@ def minterpolate_middle(frame0: np.ndarray, frame1: np.ndarray) -> np.ndarray:
     if middle is None:
         raise SloMoError("minterpolate returned no frame at t=0.5")
     return np.ascontiguousarray(middle[:height, :width])
+
+
+def minterpolate_stream_seconds(frames: list[np.ndarray]) -> float:
+    """Seconds per new frame of minterpolate streaming `frames` to twice their rate, as an ffmpeg
+    job runs it. `minterpolate_middle` feeds each input twice (see REPEATS), so its time is several
+    frames' work and no measure of a job's speed."""
+    import time
+
+    import av
+
+    height, width = frames[0].shape[:2]
+    graph = av.filter.Graph()
+    source = graph.add(
+        "buffer",
+        f"video_size={width}x{height}:pix_fmt={PIXEL_FORMAT}:time_base=1/1:frame_rate=1/1:pixel_aspect=1/1",
+    )
+    interp = graph.add("minterpolate", f"fps=2:{FILTER_OPTIONS}")
+    sink = graph.add("buffersink")
+    source.link_to(interp)
+    interp.link_to(sink)
+    graph.configure()
+    converted = []
+    for index, image in enumerate(frames):
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24").reformat(
+            format=PIXEL_FORMAT
+        )
+        frame.pts = index
+        converted.append(frame)
+    began = time.perf_counter()
+    for frame in converted + [None]:
+        source.push(frame)
+        while True:
+            try:
+                sink.pull()
+            except (av.error.BlockingIOError, av.error.EOFError):
+                break
+    return (time.perf_counter() - began) / (len(frames) - 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +20,20 @@ from superslomo.runtime.options import OnnxRuntimeOptions
 # in memory to reach our numpy BackWarp.
 _PYOP_DOMAIN = "ai.onnx.contrib"
 _registered = False
+
+
+def _cpu_tag() -> str:
+    """A short name for this CPU's model and instruction sets (the optimized graph depends on them)."""
+    import hashlib
+    import platform
+
+    facts = platform.machine()
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        facts += "".join(line for line in lines if line.startswith(("model name", "flags")))[:4096]
+    except OSError:
+        pass
+    return hashlib.sha256(facts.encode()).hexdigest()[:12]
 
 
 def _register_backwarp_pyop() -> str:
@@ -110,11 +125,34 @@ class _SessionRunner(GraphRunner):
         path = self.manifest.graph_path(backend.folder, self.graph)
         check_external_data(path, backend.folder)  # a manifest given by the caller was not checked
         source = _plugin_model_bytes(path) if plugin else str(path)
+        cached = None if plugin else self._optimized_path(ort.__version__)
+        if cached is not None and cached.is_file():
+            # Already optimized by an earlier process: loading it costs a quarter of optimizing.
+            source = str(cached)
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        elif cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            staging = cached.with_name(f".{cached.name}.{os.getpid()}")
+            options.optimized_model_filepath = str(staging)
         try:
             self.session = ort.InferenceSession(source, sess_options=options, providers=backend.providers)
         except Exception as error:  # onnxruntime raises its own exception types
+            if options.optimized_model_filepath:
+                Path(options.optimized_model_filepath).unlink(missing_ok=True)
             raise SloMoError(f"ONNX Runtime cannot load {path}: {str(error).splitlines()[0]}") from None
+        if cached is not None and not cached.is_file() and options.optimized_model_filepath:
+            with contextlib.suppress(OSError):
+                os.replace(options.optimized_model_filepath, cached)  # atomic: readers see all or none
         self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def _optimized_path(self, version: str) -> Path | None:
+        """Where this graph's optimized form is cached: keyed by the graph's sha256, the ONNX Runtime
+        version and the CPU (ORT_ENABLE_ALL lays tensors out for this CPU's vector width)."""
+        backend = self.backend
+        if backend.options.cache_dir is None or backend.providers != ["CPUExecutionProvider"]:
+            return None
+        digest = self.manifest.graphs[self.graph].sha256
+        return Path(backend.options.cache_dir) / f"{digest[:24]}-ort{version}-{_cpu_tag()}.onnx"
 
     def infer_impl(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         assert self.session is not None

@@ -12,21 +12,27 @@ from superslomo.errors import SloMoError
 class OnnxRuntimeOptions:
     """`device`: a CUDA device for onnxruntime-gpu's CUDA provider; None (the default) is the CPU,
     since CUDA's TF32 convolutions would fail the fp32 parity gate that CI runs through this path.
-    `providers` overrides the provider list as ONNX Runtime takes it."""
+    `providers` overrides the provider list as ONNX Runtime takes it. `cache_dir`: where the CPU
+    provider's optimized graphs are kept, so a later process loads one instead of optimizing the
+    graph again (None: optimize every time)."""
 
     threads: int | None = None
     device: int | None = None
     providers: tuple | None = None
+    cache_dir: str | None = None
     backend = "onnxruntime"
 
 
 @dataclass(frozen=True)
 class OpenVinoOptions:
     """`precision`: "f32" (the parity gate's) or "bf16" (faster where the CPU has it, gated on
-    accuracy); the folder's own precision (fp16 weights, INT8 Q/DQ) applies on top."""
+    accuracy); the folder's own precision (fp16 weights, INT8 Q/DQ) applies on top. `cache_dir`:
+    where OpenVINO keeps each compiled graph (per shape and settings), so a later process loads it
+    instead of compiling (OpenVINO's model cache; None: compile every time)."""
 
     precision: str = "f32"
     threads: int | None = None
+    cache_dir: str | None = None
     backend = "openvino"
 
 
