@@ -178,27 +178,14 @@ def decode_frames(info: VideoInfo, start: float = 0.0, duration: float | None = 
     start_f = Fraction(start).limit_denominator(1_000_000)
     end = start_f + Fraction(duration).limit_denominator(1_000_000) if duration is not None else None
     interval = 1 / info.rate
-    with _open(info.path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        if start_f > 0:
-            try:
-                container.seek(
-                    int((info.start_time + start_f) / info.time_base), stream=stream, backward=True
-                )
-            except av.error.FFmpegError:
-                container.seek(0, stream=stream)  # unseekable: decode from the start and skip
+    with contextlib.closing(_frames_from(info, start_f)) as frames:
         previous: Fraction | None = None
         count = 0
         try:
-            for frame in container.decode(stream):
-                pts = frame.pts if frame.pts is not None else frame.dts
-                if pts is not None:
-                    when = Fraction(pts) * info.time_base - info.start_time
-                elif previous is not None:
-                    when = previous + interval
-                else:
-                    when = Fraction(0)
+            for frame in frames:
+                when = _frame_time(frame, info)
+                if when is None:
+                    when = previous + interval if previous is not None else Fraction(0)
                 if when < start_f - interval / 4:
                     continue
                 if end is not None and when >= end - interval / 4:
@@ -218,3 +205,60 @@ def decode_frames(info: VideoInfo, start: float = 0.0, duration: float | None = 
             # A damaged tail is common in real footage: keep what decoded, stop there.
             if count == 0:
                 raise SloMoError(f"cannot decode video {info.path}: {reading_error(error)}") from None
+
+
+def _frame_time(frame, info: VideoInfo) -> Fraction | None:
+    pts = frame.pts if frame.pts is not None else frame.dts
+    return Fraction(pts) * info.time_base - info.start_time if pts is not None else None
+
+
+# How far before --start the first seek aims; each retry backs off four times further.
+_SEEK_BACKOFF = Fraction(1)
+# Frames decoded after a seek while looking for its keyframe; past this, the first frame's time
+# decides (a stream whose keyframes are not flagged).
+_KEYFRAME_SEARCH = 600
+
+
+def _frames_from(info: VideoInfo, start: Fraction) -> Iterator[Any]:
+    """Decoded av.VideoFrames from a keyframe at or before `start` (source seconds) to the end.
+
+    `container.seek(backward=True)` is not trusted: MPEG program streams (and other demuxers
+    without an index) answer it with the next keyframe, so a seek to 1.0 s decodes from 1.44 s
+    and the segment silently loses its head. So the seek aims `_SEEK_BACKOFF` earlier, the first
+    keyframe decoded is checked to be at or before `start`, and when it is not the seek backs
+    off further, down to decoding from the top; the caller drops frames before `start`."""
+    import av
+
+    backoff = _SEEK_BACKOFF
+    while True:
+        target = start - backoff
+        with _open(info.path) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            if target > 0:
+                try:
+                    container.seek(
+                        int((info.start_time + target) / info.time_base), stream=stream, backward=True
+                    )
+                except av.error.FFmpegError:
+                    target = Fraction(0)  # unseekable: this fresh container decodes from the top
+            frames = container.decode(stream)
+            if target <= 0:
+                yield from frames
+                return
+            head = []
+            landed = True
+            for frame in frames:
+                head.append(frame)
+                when = _frame_time(frame, info)
+                if frame.key_frame or len(head) >= _KEYFRAME_SEARCH:
+                    landed = when is None or when <= start
+                    break
+                if when is not None and when > start and len(head) == 1:
+                    landed = False
+                    break
+            if landed:
+                yield from head
+                yield from frames
+                return
+        backoff *= 4

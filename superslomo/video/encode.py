@@ -163,6 +163,30 @@ class AudioSource:
             yield packet, when, frames
 
 
+def _trim_audio(frame, when: Fraction, origin: Fraction, end: Fraction | None):
+    """The part of a decoded audio frame inside [origin, end) (source seconds), or None. A
+    re-encoded stream is cut to the sample, so it starts with the first video frame (a copied
+    one can only be cut at packets)."""
+    import av
+
+    start = Fraction(frame.pts) * Fraction(frame.time_base) if frame.pts is not None else when
+    rate = frame.sample_rate
+    skip = max(0, round((origin - start) * rate))
+    keep = frame.samples if end is None else min(frame.samples, round((end - start) * rate))
+    if skip == 0 and keep >= frame.samples:
+        return frame
+    if keep <= skip:
+        return None
+    data = frame.to_ndarray()
+    channels = len(frame.layout.channels)
+    data = data[:, skip:keep] if frame.format.is_planar else data[:, skip * channels : keep * channels]
+    part = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(data), format=frame.format.name, layout=frame.layout.name
+    )
+    part.sample_rate = rate
+    return part
+
+
 class VideoWriter:
     def __init__(
         self,
@@ -368,6 +392,9 @@ class VideoWriter:
                 self._mux(packet)
             else:
                 for frame in frames:
+                    frame = _trim_audio(frame, when, audio.origin, audio.end)
+                    if frame is None:
+                        continue
                     for converted in self._resampler.resample(frame):
                         converted.pts = None
                         self._mux(self._encode_audio(converted))
