@@ -4,9 +4,11 @@ duplicate frames. Each test failed on the code before its fix."""
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import pytest
 from test_video_pipeline import run
-from videoclips import decode_all, make_program_stream, psnr, stream_facts
+from videoclips import decode_all, make_program_stream, psnr, scene_frame, stream_facts
 
 from superslomo.video.decode import decode_frames, probe
 
@@ -36,3 +38,126 @@ def test_segment_of_a_program_stream_has_its_frames_and_its_audio(program_stream
     for k in range(10):
         assert psnr(result[2 * k], whole[25 + k]) >= 35, f"output {2 * k} is not source frame {25 + k}"
     assert abs(facts["audio"]["seconds"] - 0.4) <= 1 / 25
+
+
+def _tagged_clip(path, rotation=None, sar=None, colour=False, size=(64, 48), frames=6):
+    import av
+
+    width, height = size
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.options = {"crf": "10", "preset": "ultrafast"}
+        if rotation is not None:
+            video.set_display_rotation(rotation)
+        if sar is not None:
+            video.codec_context.sample_aspect_ratio = sar
+        if colour:  # BT.709 matrix, primaries and transfer, limited range (an HD camera's)
+            ctx = video.codec_context
+            ctx.colorspace, ctx.color_primaries, ctx.color_trc, ctx.color_range = 1, 1, 1, 1
+        for i in range(frames):
+            image = scene_frame(i, width, height)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+            frame.pts = i
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+    return path
+
+
+def _shown(path):
+    """(rotation, sample aspect, colour tags) of a file's first video stream and frame."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frame = next(container.decode(stream))
+        ctx = stream.codec_context
+        sar = stream.sample_aspect_ratio or ctx.sample_aspect_ratio
+        return frame.rotation, sar, (ctx.colorspace, ctx.color_primaries, ctx.color_trc, ctx.color_range)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".mov"])
+def test_rotation_is_kept(tmp_path, suffix):
+    src = _tagged_clip(tmp_path / "portrait.mp4", rotation=90)
+    assert _shown(src)[0] == 90
+    out = tmp_path / f"out{suffix}"
+    run(src, out, factor=2)
+    assert _shown(out)[0] == 90
+
+
+def test_sample_aspect_ratio_is_kept(tmp_path):
+    src = _tagged_clip(tmp_path / "pal.mp4", sar=Fraction(16, 15), size=(72, 48))
+    assert probe(src).sample_aspect == Fraction(16, 15)
+    out = tmp_path / "out.mp4"
+    run(src, out, factor=2)
+    assert _shown(out)[1] == Fraction(16, 15)
+
+
+def test_colour_tags_are_kept(tmp_path):
+    src = _tagged_clip(tmp_path / "hd.mp4", colour=True)
+    out = tmp_path / "out.mkv"
+    run(src, out, factor=2)
+    assert _shown(out)[2] == (1, 1, 1, 1)
+
+
+def test_frames_are_taken_at_the_size_they_decode(tmp_path):
+    # The stream crops 6 columns on the left, an offset FFmpeg will not crop unless told that
+    # unaligned frames are fine: the header says 90 wide, frames came out 96 ("frame size changes
+    # mid-stream"). A Theora .ogv with an odd picture offset does the same (214 vs 218 wide).
+    import av
+
+    src = tmp_path / "cropped.mkv"
+    with av.open(str(src), "w") as container:
+        video = container.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 96, 64, "yuv420p"
+        video.options = {"crf": "10", "preset": "ultrafast", "x264-params": "crop-rect=6,0,0,0"}
+        for i in range(6):
+            image = scene_frame(i, 96, 64)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+            frame.pts = i
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+    info = probe(src)
+    assert (info.width, info.height) == (90, 64)
+    out = tmp_path / "out.mp4"
+    summary, _ = run(src, out, factor=2)
+    facts = stream_facts(out)
+    assert summary.frames_in == 6 and (facts["width"], facts["height"]) == (90, 64)
+    first = next(decode_frames(info)).image
+    whole = scene_frame(0, 96, 64)
+    # The picture the stream meant: its right 90 columns, not its left.
+    assert psnr(first, whole[:, 6:]) >= psnr(first, whole[:, :90]) + 3
+
+
+def _small_video(path, fmt, codec, size):
+    import av
+
+    width, height = size
+    with av.open(str(path), "w", format=fmt) as container:
+        video = container.add_stream(codec, rate=25)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        for i in range(5):
+            image = scene_frame(i, width, height)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+            frame.pts = i
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "codec", "size"),
+    [
+        ("clip.ogv", "ogg", "libvpx", (64, 48)),
+        ("clip.ogg", "ogg", "libvpx", (64, 48)),
+        ("clip.3gp", "3gp", "h263", (176, 144)),
+        ("clip.dv", "dv", "dvvideo", (720, 576)),
+        ("clip.mpg", "vob", "mpeg2video", (64, 48)),
+    ],
+)
+def test_eval_takes_every_video_suffix(tmp_path, name, fmt, codec, size):
+    from superslomo.eval.datasets import detect_layout, iter_triplets
+
+    src = _small_video(tmp_path / name, fmt, codec, size)
+    assert detect_layout(src) == "frames"
+    assert len(list(iter_triplets(src))) == 2

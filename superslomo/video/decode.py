@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import os
 from collections.abc import Iterator
@@ -37,6 +38,10 @@ class VideoInfo:
     duration: float | None  # seconds, as the container says
     has_audio: bool
     variable_rate: bool = False  # timestamps are not on one frame grid (see source_rate)
+    # How players show the frames, kept on the output: the display matrix (rotation, flips; 9
+    # int32 in FFmpeg's layout) and the sample aspect ratio (None: square pixels).
+    display_matrix: tuple[int, ...] | None = None
+    sample_aspect: Fraction | None = None
     files: tuple[Path, ...] = ()  # an image sequence's frames (sequence.py); empty for a video
 
 
@@ -83,10 +88,12 @@ def probe(path: str | os.PathLike, max_size: tuple[int, int] = DEFAULT_MAX_SIZE)
                 "(raise it with --max-size)"
             )
         time_base = stream.time_base or Fraction(1, 1000)
+        sar = stream.sample_aspect_ratio or ctx.sample_aspect_ratio
+        sample_aspect = Fraction(sar) if sar and sar > 0 and sar != 1 else None
         rate, variable = source_rate(container, stream, Fraction(time_base))
         start = Fraction(stream.start_time) * time_base if stream.start_time is not None else Fraction(0)
         duration = float(container.duration) / 1e6 if container.duration else None
-        return VideoInfo(
+        info = VideoInfo(
             path=path,
             width=width,
             height=height,
@@ -102,7 +109,45 @@ def probe(path: str | os.PathLike, max_size: tuple[int, int] = DEFAULT_MAX_SIZE)
             duration=duration,
             has_audio=bool(container.streams.audio),
             variable_rate=variable,
+            sample_aspect=sample_aspect,
         )
+    width, height, matrix = _first_frame_facts(path, (width, height))
+    return dataclasses.replace(info, width=width, height=height, display_matrix=matrix)
+
+
+def video_decoder(container):
+    """The first video stream, set up to decode as every reader here decodes it."""
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    # Crop exactly as the stream says: without this, FFmpeg keeps a few extra columns when a crop
+    # offset is not aligned (a Theora .ogv whose header says 214 wide decodes 218 wide).
+    stream.codec_context.options = {"flags": "unaligned"}
+    return stream
+
+
+def _first_frame_facts(path: Path, header: tuple[int, int]) -> tuple[int, int, tuple[int, ...] | None]:
+    """(width, height, display matrix) of the first decoded frame: decoded frames, not the
+    header, are what the job handles; the display matrix rides on frames as side data."""
+    import struct
+
+    import av
+
+    with _open(path) as container:
+        stream = video_decoder(container)
+        try:
+            frame = next(iter(container.decode(stream)), None)
+        except av.error.FFmpegError:
+            frame = None  # decoding reports the damage later, with the file's name
+        if frame is None:
+            return (*header, None)
+        matrix = None
+        for data in frame.side_data:
+            if data.type == av.sidedata.sidedata.Type.DISPLAYMATRIX and len(bytes(data)) == 36:
+                values = struct.unpack("<9i", bytes(data))
+                # The identity says nothing: leave the output untagged, as the source is.
+                if values != (65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30):
+                    matrix = values
+        return frame.width, frame.height, matrix
 
 
 # Packets whose timestamps decide between the nominal and the average rate: about 4 s of video,
@@ -233,8 +278,7 @@ def _frames_from(info: VideoInfo, start: Fraction) -> Iterator[Any]:
     while True:
         target = start - backoff
         with _open(info.path) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            stream = video_decoder(container)
             if target > 0:
                 try:
                     container.seek(

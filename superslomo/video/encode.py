@@ -296,6 +296,13 @@ class VideoWriter:
             pix_fmt = next((f for f in preferred if f in usable), usable[0])
         stream.pix_fmt = pix_fmt
         ctx = stream.codec_context
+        # How players show the frames: a portrait phone clip stays portrait, PAL 16:15 pixels
+        # stay 16:15 (both are the source's, carried as they are).
+        if info.display_matrix is not None:
+            stream.set_display_matrix(list(info.display_matrix))
+        if info.sample_aspect is not None:
+            ctx.sample_aspect_ratio = info.sample_aspect
+            stream.sample_aspect_ratio = info.sample_aspect
         # Frames are numbered 0, 1, 2... in the encoder's time base; the muxer rescales packets.
         self.frame_time_base = Fraction(self.rate.denominator, self.rate.numerator)
         ctx.time_base = self.frame_time_base
