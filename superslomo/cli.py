@@ -205,6 +205,13 @@ def interpolate(
     ),
     codec: str = typer.Option("libx264", "--codec", help="Video encoder (FFmpeg name)."),
     preset: str = typer.Option("fast", "--preset", help="x264 speed/size preset."),
+    pix_fmt: str | None = typer.Option(
+        None,
+        "--pix-fmt",
+        help="Output pixel format (FFmpeg name, e.g. yuv444p). Default: the source's where the "
+        "encoder takes it; yuv420p for odd sizes, padded by one column/row (with a note) so "
+        "players open it.",
+    ),
     start: float = typer.Option(0.0, "--start", help="Start at this many seconds into the source."),
     duration: float | None = typer.Option(None, "--duration", help="Process this many source seconds."),
     no_audio: bool = typer.Option(
@@ -285,6 +292,7 @@ def interpolate(
         max_size=_size(max_size),
         overwrite=overwrite,
         input_fps=input_fps,
+        pix_fmt=pix_fmt,
     )
     _check_backend(backend)
     where = Where(

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import numpy as np
 import pytest
-from test_video_pipeline import run
-from videoclips import decode_all, make_program_stream, psnr, scene_frame, stream_facts
+from test_video_pipeline import BlendBackend, run
+from videoclips import decode_all, make_clip, make_program_stream, psnr, scene_frame, stream_facts
 
+from superslomo.runtime import Interpolator
 from superslomo.video.decode import decode_frames, probe
+from superslomo.video.pipeline import Options, interpolate_video
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +164,38 @@ def test_eval_takes_every_video_suffix(tmp_path, name, fmt, codec, size):
     src = _small_video(tmp_path / name, fmt, codec, size)
     assert detect_layout(src) == "frames"
     assert len(list(iter_triplets(src))) == 2
+
+
+def _pixel_format(path):
+    import av
+
+    with av.open(str(path)) as container:
+        ctx = container.streams.video[0].codec_context
+        return ctx.format.name, (ctx.width, ctx.height)
+
+
+@pytest.mark.parametrize("size", [(91, 51), (90, 51), (91, 50)])
+def test_odd_sizes_come_out_in_a_format_players_open(tmp_path, size):
+    # An odd size went H.264 High 4:4:4 Predictive, silently: browsers cannot open it.
+    src = make_clip(tmp_path / "odd.mp4", frames=3, size=size)
+    out = tmp_path / "out.mp4"
+    notes = []
+    summary = interpolate_video(
+        src, out, Interpolator(BlendBackend()), "blend", Options(factor=2), progress=False, say=notes.append
+    )
+    padded = (size[0] + size[0] % 2, size[1] + size[1] % 2)
+    assert _pixel_format(out) == ("yuv420p", padded)
+    assert any("yuv444p" in n and f"{padded[0]}x{padded[1]}" in n for n in notes) and summary.notes
+    result, source = decode_all(out), decode_all(src)
+    # The picture is all there (in luma: the 4:4:4 source's chroma is halved, as asked).
+    luma = np.array([0.2126, 0.7152, 0.0722])
+    assert psnr(result[2][: size[1], : size[0]] @ luma, source[1] @ luma) >= 38
+    # The added column/row repeats the last one.
+    assert np.abs(result[2][:, -1].astype(int) - result[2][:, size[0] - 1].astype(int)).mean() < 3
+
+
+def test_odd_size_in_444_when_asked(tmp_path):
+    src = make_clip(tmp_path / "odd.mp4", frames=3, size=(91, 51))
+    out = tmp_path / "out.mkv"
+    summary, _ = run(src, out, factor=2, pix_fmt="yuv444p")
+    assert _pixel_format(out) == ("yuv444p", (91, 51)) and summary.notes == []

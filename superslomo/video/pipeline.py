@@ -74,6 +74,7 @@ class Options:
     max_size: tuple[int, int] = DEFAULT_MAX_SIZE
     overwrite: bool = False  # replace an existing output (otherwise refused)
     input_fps: float | str | None = None  # an image sequence's frame rate (default 25)
+    pix_fmt: str | None = None  # the output's pixel format (None: chosen by the writer)
 
 
 @dataclass
@@ -236,6 +237,7 @@ def validate(input_path: Path, output_path: Path, options: Options) -> VideoInfo
                 options.preset,
                 audio,
                 check_only=True,
+                pix_fmt=options.pix_fmt,
             )
         finally:
             if audio is not None:
@@ -365,11 +367,15 @@ def _open_output(
                 options.preset,
                 audio,
                 overwrite=options.overwrite,
+                pix_fmt=options.pix_fmt,
             )
     except BaseException:
         if audio is not None:
             audio.close()
         raise
+    if getattr(writer, "note", ""):
+        summary.notes.append(writer.note)
+        say(f"note: {writer.note}")
     if audio is not None:
         summary.audio = writer.audio_mode or "none"
     return writer, audio
