@@ -199,3 +199,70 @@ def test_odd_size_in_444_when_asked(tmp_path):
     out = tmp_path / "out.mkv"
     summary, _ = run(src, out, factor=2, pix_fmt="yuv444p")
     assert _pixel_format(out) == ("yuv444p", (91, 51)) and summary.notes == []
+
+
+def test_constant_rate_with_one_early_gap_keeps_its_rate_and_its_originals(tmp_path):
+    # A phone clip at 30000/1001 that lost a frame and part of another early on: every later
+    # timestamp is 1.4 frames late. It became 54.038 fps at x2, its originals resampled.
+    tick = 3003  # one frame in 1/90000
+    pts = [i * tick for i in range(6)] + [i * tick + 4204 for i in range(6, 40)]
+    src = make_clip(
+        tmp_path / "phone.mp4",
+        frames=40,
+        size=(64, 48),
+        rate=Fraction(30000, 1001),
+        pts=pts,
+        time_base=Fraction(1, 90000),
+    )
+    info = probe(src)
+    assert info.rate == Fraction(30000, 1001) and not info.variable_rate
+    out = tmp_path / "out.mp4"
+    summary, _ = run(src, out, factor=2)
+    assert summary.out_rate == Fraction(60000, 1001) and summary.notes == []
+    source, result = decode_all(src), decode_all(out)
+    # Each original is kept: the output frame nearest its time is that frame.
+    for i, frame in enumerate(source):
+        j = 2 * round(pts[i] / tick)  # on the source grid, so on the output grid
+        assert psnr(result[j], frame) >= 40, f"original {i} was resampled"
+
+
+def test_truly_variable_rate_is_still_variable(tmp_path):
+    pts = [0, 40, 80, 150, 170, 210, 260, 300, 333, 380, 420, 460]
+    src = make_clip(tmp_path / "vfr.mp4", frames=12, rate=25, pts=pts, time_base=Fraction(1, 1000))
+    assert probe(src).variable_rate
+
+
+def test_ctrl_c_during_the_first_use_export_is_one_line(tmp_path, small_model, monkeypatch, capsys):
+    # It printed PyTorch's exporter traceback (313 lines) and exited 1: the exporter catches
+    # what the interrupt raises inside it and wraps it in its own error.
+    import os
+    import signal
+
+    import torch
+
+    from superslomo.cli import main
+    from superslomo.model import save_checkpoint
+
+    checkpoint = tmp_path / "tiny.safetensors"
+    save_checkpoint(small_model, checkpoint)
+    src = make_clip(tmp_path / "clip.mp4", frames=4, size=(64, 48))
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SLOMO_CACHE_DIR", str(cache))
+    export = torch.export.export
+
+    def interrupted_export(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, delivered inside the exporter
+        return export(*args, **kwargs)
+
+    monkeypatch.setattr(torch.export, "export", interrupted_export)
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit) as stop:
+            main(["interpolate", str(src), "-o", str(tmp_path / "o.mp4"), "--model", str(checkpoint)])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    err = capsys.readouterr().err
+    assert stop.value.code == 130, err
+    assert err.strip().splitlines()[1:] == ["interrupted: no partial output was left behind"], err
+    assert not cache.exists() or list(cache.iterdir()) == []
+    assert not (tmp_path / "o.mp4").exists()

@@ -187,16 +187,30 @@ def source_rate(container, stream, time_base: Fraction) -> tuple[Fraction, bool]
     if len(times) < 3:
         return nominal, False  # too few timestamps to tell: trust the header
     steps = sorted(b - a for a, b in itertools.pairwise(times))
-    multiple = max(1, round(steps[len(steps) // 2] * time_base * nominal))
-    rate = nominal / multiple  # e.g. a field-rate header (50) on 25 fps frames
-    # Positions, not steps, are checked (rounding does not accumulate): within the time base
-    # plus a fraction of a frame, as writers round timestamps to milliseconds whatever their
-    # time base says.
-    slack = time_base + max(Fraction(1, 1600), 1 / (40 * rate))
-    offsets = [(t - times[0]) * time_base * rate for t in times]
-    if all(abs(x - round(x)) <= slack * rate for x in offsets):
-        return rate, False
+    median = steps[len(steps) // 2] * time_base
+    multiple = max(1, round(median * nominal))
+    # The header's rate (over a whole multiple: a field-rate header, 50, on 25 fps frames), else
+    # the median step's (FFmpeg guesses 60 for 30000/1001 frames whose one gap breaks its gcd).
+    for rate in dict.fromkeys([nominal / multiple, (1 / median).limit_denominator(1001)]):
+        if _on_grid(times, time_base, rate):
+            return rate, False
     return average or nominal, True
+
+
+def _on_grid(times: list[int], time_base: Fraction, rate: Fraction) -> bool:
+    """Whether timestamps sit on a 1/rate grid. Positions, not steps, are checked (rounding does
+    not accumulate): within the time base plus a fraction of a frame, as writers round
+    timestamps to milliseconds whatever their time base says. A phone's clip is constant-rate
+    with a gap or two (a dropped frame and a shift of part of a frame): the grid restarts after
+    each off-grid step, and a few of those keep it constant-rate (the job snaps its frames to
+    the grid: timing.Timeline's `grid`). Truly variable timing leaves the grid every few frames."""
+    slack = time_base + max(Fraction(1, 1600), 1 / (40 * rate))
+    anchor, jumps = times[0], 0
+    for t in times[1:]:
+        x = (t - anchor) * time_base * rate
+        if abs(x - round(x)) > slack * rate or round(x) < 1:
+            anchor, jumps = t, jumps + 1
+    return jumps <= max(1, len(times) // 50)
 
 
 def color_model(info: VideoInfo) -> ColorModel:

@@ -430,7 +430,9 @@ def _run(
         counted(frames(info, options.start, options.duration)), _QUEUE_FRAMES, "slomo-decode"
     )
     jobs = background(
-        pair_jobs(decoded, Timeline(out_rate, slowdown), detector, prepare, 1 / info.rate, on_first),
+        pair_jobs(
+            decoded, Timeline.for_source(info, out_rate, slowdown), detector, prepare, 1 / info.rate, on_first
+        ),
         interpolator.queue_depth,
         "slomo-flow",
     )
