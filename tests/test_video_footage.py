@@ -266,3 +266,58 @@ def test_ctrl_c_during_the_first_use_export_is_one_line(tmp_path, small_model, m
     assert err.strip().splitlines()[1:] == ["interrupted: no partial output was left behind"], err
     assert not cache.exists() or list(cache.iterdir()) == []
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_eval_on_a_clip_skips_cuts_and_takes_times_from_timestamps(tmp_path):
+    from superslomo.eval.datasets import iter_triplets
+
+    # Variable rate (steps of 40 and 80 ms) and a cut before frame 6.
+    pts = [0, 40, 120, 160, 200, 280, 320, 360, 440, 480, 520]
+    src = make_clip(
+        tmp_path / "vfr_cut.mp4",
+        frames=11,
+        size=(64, 48),
+        rate=25,
+        pts=pts,
+        time_base=Fraction(1, 1000),
+        cut_at=6,
+    )
+    triplets = {t.name: t for t in iter_triplets(src)}
+    # Triplets (0,1,2) (2,3,4) (4,5,6) (6,7,8) (8,9,10): the one over 5 -> 6 spans the cut.
+    assert sorted(triplets) == ["00000", "00002", "00006", "00008"]
+    assert triplets["00000"].t == pytest.approx(40 / 120)
+    assert triplets["00002"].t == pytest.approx(0.5)
+    assert triplets["00006"].t == pytest.approx(1 / 3) and triplets["00008"].t == pytest.approx(0.5)
+
+
+def test_webm_refusal_names_the_codec_that_works(tmp_path):
+    from superslomo.errors import SloMoError
+
+    src = make_clip(tmp_path / "clip.mp4", frames=3, size=(64, 48))
+    with pytest.raises(SloMoError, match="--codec libvpx-vp9"):
+        run(src, tmp_path / "o.webm", factor=2)
+    assert list(tmp_path.iterdir()) == [src]
+
+
+def test_exported_to_only_when_this_run_exported(tmp_path, small_model, monkeypatch):
+    from superslomo.apps.models import open_model
+    from superslomo.model import save_checkpoint
+
+    monkeypatch.setenv("SLOMO_CACHE_DIR", str(tmp_path / "cache"))
+    checkpoint = tmp_path / "tiny.safetensors"
+    save_checkpoint(small_model, checkpoint)
+    labels = []
+    for _ in range(2):
+        interp, label = open_model(checkpoint, "onnxruntime", say=None)
+        interp.close()
+        labels.append(label)
+    assert "exported to" in labels[0] and "exported to" not in labels[1] and "cached in" in labels[1]
+
+
+def test_backend_help_says_what_auto_picks():
+    from typer.testing import CliRunner
+
+    from superslomo.cli import app
+
+    text = " ".join(CliRunner().invoke(app, ["interpolate", "--help"], terminal_width=200).output.split())
+    assert "else onnxruntime" not in text and "OpenVINO" in text

@@ -46,6 +46,8 @@ _COPYABLE = {
 }
 _FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
 _AUDIO_FALLBACK = {"webm": "libopus"}
+# The encoder to name when a container refuses the default (WebM holds VP8, VP9 and AV1 only).
+_VIDEO_FOR = {"webm": "libvpx-vp9"}
 
 
 def container_format(output: Path) -> str:
@@ -311,8 +313,10 @@ class VideoWriter:
             encoder.name not in self.container.supported_codecs
             and codec not in self.container.supported_codecs
         ):
+            works = _VIDEO_FOR.get(self.fmt)
             raise SloMoError(
-                f"{self.output.suffix} files cannot hold {codec} video; use .mkv or another --codec"
+                f"{self.output.suffix} files cannot hold {codec} video; use .mkv or "
+                + (f"--codec {works}" if works else "another --codec")
             )
         stream = self.container.add_stream(codec, rate=self.rate)
         formats = [f.name for f in (encoder.video_formats or [])]
