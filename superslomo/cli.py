@@ -265,7 +265,7 @@ def interpolate(
         None,
         "--ray",
         metavar="ADDRESS|local",
-        help="Run on a Ray cluster (pip install 'superslomo-trt[ray]'): split at keyframes, "
+        help="Run on a Ray cluster (pip install -e '.[ray]' from the clone): split at keyframes, "
         "interpolate the segments on its workers, join them exactly (the output of a local run). "
         "'local' starts a private cluster on this machine; else a cluster address (auto, "
         "HOST:6379). Input, model and --work-dir must be on storage every node sees.",
