@@ -135,7 +135,7 @@ def test_open_model_runs_reduced_scales_only_from_720_lines_and_where_the_report
     report = checkpoint.with_name(checkpoint.stem + models.REPORT_SUFFIX)
 
     # The export cache itself is onnx_folder_for's (tested with the CLI); here: which one is asked for.
-    def export(path, precision, say, scales):
+    def export(path, precision, say, scales, exported=None):
         return reduced_model if scales == HD else onnx_model
 
     monkeypatch.setattr(models, "onnx_folder_for", export)
@@ -208,7 +208,7 @@ def test_eval_as_interpolate_measures_the_hd_export_from_720_lines(
     report = checkpoint.with_name(checkpoint.stem + models.REPORT_SUFFIX)
     report.write_text(json.dumps({"sha256": file_sha256(checkpoint), "candidates": {}, "hd_scales": entry}))
 
-    def export(path, precision="fp32", say=None, scales=None):
+    def export(path, precision="fp32", say=None, scales=None, exported=None):
         return reduced_model if scales == HD else onnx_model
 
     monkeypatch.setattr(models, "onnx_folder_for", export)

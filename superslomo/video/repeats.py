@@ -19,23 +19,16 @@ MAX_BLOCK_CHANGE = 1.5
 
 
 def _block_means(image: np.ndarray) -> np.ndarray:
-    height, width = image.shape[:2]
-    rows, cols = max(1, height // BLOCK), max(1, width // BLOCK)
-    crop = (
-        image[: rows * BLOCK, : cols * BLOCK].astype(np.float32).mean(axis=2)
-        if height >= BLOCK and width >= BLOCK
-        else None
-    )
-    if crop is None:
-        return image.astype(np.float32).mean(axis=(0, 1))[None, None]
-    return crop.reshape(rows, BLOCK, cols, BLOCK).mean(axis=(1, 3))
+    """Mean grey level of each 16x16 block (the edge repeated to whole blocks)."""
+    grey = image.astype(np.float32).mean(axis=2)
+    height, width = grey.shape
+    grey = np.pad(grey, ((0, -height % BLOCK), (0, -width % BLOCK)), mode="edge")
+    rows, cols = grey.shape[0] // BLOCK, grey.shape[1] // BLOCK
+    return grey.reshape(rows, BLOCK, cols, BLOCK).mean(axis=(1, 3))
 
 
-def is_repeat(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether `b` shows the same picture as `a` (up to coding noise)."""
-    if a.shape != b.shape:
-        return False
-    return bool(np.abs(_block_means(a) - _block_means(b)).max() <= MAX_BLOCK_CHANGE)
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and float(np.abs(a - b).max()) <= MAX_BLOCK_CHANGE
 
 
 class RepeatFilter:
@@ -47,21 +40,16 @@ class RepeatFilter:
         self.dropped = 0
 
     def __call__(self, frames: Iterable) -> Iterator:
-        kept = None
         kept_means = None
         pending = None  # the last dropped frame: kept after all if nothing follows it
         for item in frames:
             means = _block_means(item[0])
-            if (
-                kept is not None
-                and kept_means.shape == means.shape
-                and np.abs(kept_means - means).max() <= MAX_BLOCK_CHANGE
-            ):
+            if kept_means is not None and _same(kept_means, means):
                 pending = item
                 self.dropped += 1
                 continue
             pending = None
-            kept, kept_means = item, means
+            kept_means = means
             yield item
         if pending is not None:
             self.dropped -= 1
