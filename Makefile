@@ -5,15 +5,24 @@ BIN := $(VENV)/bin
 
 .PHONY: setup triton-env demo test lint typecheck gpu-check gpu-bench bench clean train-pack gpu-train ship-check campaign training-data
 
-$(BIN)/slomo: pyproject.toml
+$(VENV)/.created:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	touch $@
+
+# The demo installs only what it runs (the `demo` extra: no Ray, Triton client, test or type-check
+# tools); `make test` and the other targets install the whole development set into the same venv.
+$(VENV)/.demo: pyproject.toml $(VENV)/.created
+	$(BIN)/pip install -q -e ".[demo]"
+	touch $@
+
+$(VENV)/.full: pyproject.toml $(VENV)/.created
 	$(BIN)/pip install -q -e ".[torch,dev,openvino,serve,ray]"
 	touch $@
 
-setup: $(BIN)/slomo
+setup: $(VENV)/.full
 
-demo: setup
+demo: $(VENV)/.demo
 	$(BIN)/python demo/run.py --out out/demo
 
 # The Triton tests' server (tests/test_triton_*.py, `slomo serve --server-env`): PyTriton's bundled
@@ -22,7 +31,7 @@ demo: setup
 # server tests skip and say why.
 TRITON_ENV ?= runs/triton-venv
 
-$(TRITON_ENV)/.ready: $(BIN)/slomo
+$(TRITON_ENV)/.ready: $(VENV)/.full
 	rm -rf $(TRITON_ENV)
 	$(PY) -m venv $(TRITON_ENV) && $(TRITON_ENV)/bin/pip install -q --upgrade pip && \
 	$(TRITON_ENV)/bin/pip install -q "nvidia-pytriton==0.7.0" "numpy<2" \

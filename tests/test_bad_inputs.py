@@ -498,7 +498,7 @@ CASES = [
     bad("eval limit 0", EVAL + " {grey} --limit 0", 2, "--limit must be >= 1"),
     bad("eval empty folder", EVAL + " {empty_dir}", 2, "cannot tell the layout"),
     bad("eval one-frame video", EVAL + " {one_frame}", 2, "holds no triplets"),
-    bad("eval text as video", EVAL + " {text_video}", 2, "cannot open video"),
+    bad("eval text as video", EVAL + " {text_video}", 2, "as a video"),
     bad("eval unknown layout", EVAL + " {grey} --layout kitti", 2, "unknown layout 'kitti'"),
     bad(
         "eval report folder missing",

@@ -147,7 +147,7 @@ def test_open_model_runs_the_scales_of_the_jobs_band_where_the_table_is_the_mode
     # The export cache itself is onnx_folder_for's (tested with the CLI); here: which one is asked for.
     asked = []
 
-    def export(path, precision, say, scales):
+    def export(path, precision, say, scales, exported=None):
         asked.append(scales)
         return reduced_model if scales == HD else onnx_model
 
@@ -217,7 +217,7 @@ def test_eval_measures_the_model_as_interpolate_runs_it_unless_as_exported(
     save_checkpoint(small_model, checkpoint)
     write_table(checkpoint, [("720p", 600, HD)])
 
-    def export(path, precision="fp32", say=None, scales=None):
+    def export(path, precision="fp32", say=None, scales=None, exported=None):
         return reduced_model if scales == HD else onnx_model
 
     monkeypatch.setattr(models, "onnx_folder_for", export)

@@ -9,6 +9,7 @@ parsed dropped and with each alternative, `A|B` placeholders with each value, `.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +39,10 @@ class ReadmeCommand:
     line: int
     text: str
     reference: bool = False  # `slomo NAME` in prose names a command; it is not a full command line
+    source: str = "README.md"
 
     def __str__(self) -> str:
-        return f"README.md:{self.line}: {self.text}"
+        return f"{self.source}:{self.line}: {self.text}"
 
 
 def extract_commands(markdown: str) -> list[ReadmeCommand]:
@@ -296,7 +298,14 @@ def _number_for_placeholder(args: list[str], param) -> list[str] | None:
     return None
 
 
-README_COMMANDS = extract_commands(README.read_text(encoding="utf-8")) if README.is_file() else []
+# The README's first screen and the depth it links to in docs/: every command line they show.
+PAGES = [README, *sorted((README.parent / "docs").glob("*.md"))]
+README_COMMANDS = [
+    dataclasses.replace(command, source=str(page.relative_to(README.parent)))
+    for page in PAGES
+    if page.is_file()
+    for command in extract_commands(page.read_text(encoding="utf-8"))
+]
 
 
 def test_the_readme_has_command_lines_to_check():
@@ -306,7 +315,7 @@ def test_the_readme_has_command_lines_to_check():
     )
 
 
-@pytest.mark.parametrize("command", README_COMMANDS, ids=lambda c: f"L{c.line}:{c.text[:60]}")
+@pytest.mark.parametrize("command", README_COMMANDS, ids=lambda c: f"{c.source}:L{c.line}:{c.text[:50]}")
 def test_readme_command_parses(command):
     errors = parse_errors(command)
     assert not errors, "\n".join(errors)

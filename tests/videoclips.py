@@ -181,3 +181,34 @@ def stream_facts(path: Path) -> dict:
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def make_program_stream(
+    path: Path, frames: int = 100, size: tuple[int, int] = (96, 64), rate: int = 25, gop: int = 18
+) -> Path:
+    """An MPEG-2 program stream (.mpg: mpeg2video + mp2 audio, as DVD and broadcast captures
+    are), with a keyframe every `gop` frames: sparse enough that a seek lands between them."""
+    import av
+
+    width, height = size
+    with av.open(str(path), "w", format="vob") as container:
+        video = container.add_stream("mpeg2video", rate=rate)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.gop_size = gop
+        video.options = {"qscale": "2", "bf": "2"}
+        audio = container.add_stream("mp2", rate=48000)
+        audio.layout = "stereo"
+        for i in range(frames):
+            image = scene_frame(i, width, height)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = i, Fraction(1, rate)
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+        samples = 1152
+        for n in range(0, frames * 48000 // rate, samples):
+            tone = (8000 * np.sin(2 * np.pi * 440 * (n + np.arange(samples)) / 48000)).astype(np.int16)
+            chunk = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="s16p", layout="stereo")
+            chunk.sample_rate, chunk.pts = 48000, n
+            container.mux(audio.encode(chunk))
+        container.mux(audio.encode(None))
+    return path

@@ -60,6 +60,8 @@ def interpolate(
             raise SloMoError(
                 "--ray runs exported models on its workers; it takes neither --server nor --backend torch"
             )
+        if options.dedup:
+            raise SloMoError("--dedup runs on this machine or with --server, not with --ray")
         if where.ray_workers is not None and where.ray_workers < 1:
             raise SloMoError(f"--ray-workers must be at least 1, got {where.ray_workers}")
         with claim_output(output_path) as claim:

@@ -55,8 +55,10 @@ def onnx_folder_for(
     precision: str = "fp32",
     say: Callable[[str], None] | None = to_stderr,
     scales: Mapping[str, float] | None = None,
+    exported: list[Path] | None = None,
 ) -> Path:
-    """The exported fp32/fp16 gridsample folder for this checkpoint, exporting it if needed;
+    """The exported fp32/fp16 gridsample folder for this checkpoint, exporting it if needed
+    (then appended to `exported`);
     `scales` below 1 (model/scaled.py) make a folder of their own.
 
     `say` gets one line before an export (none when the cache is hit)."""
@@ -109,6 +111,8 @@ def onnx_folder_for(
         os.replace(staging, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    if exported is not None:
+        exported.append(folder)
     return folder
 
 
@@ -361,8 +365,10 @@ def choose_model(
         if precision is not None and export_precision == "fp32":
             # precision None: a fixed fp32 backend, what parity and eval measure, at full scale
             scales = job_scales(path, size or DEFAULT_SIZE)
-        folder = onnx_folder_for(path, export_precision, say=say, scales=scales)
-        where = f"{path.name} exported to {folder}"
+        exported: list[Path] = []
+        folder = onnx_folder_for(path, export_precision, say=say, scales=scales, exported=exported)
+        # "exported" only when this run exported it; later runs load the cached graphs.
+        where = f"{path.name} {'exported to' if exported else 'ONNX cached in'} {folder}"
     else:
         if backend == "torch":
             raise SloMoError(f"--backend torch needs a checkpoint file; {path} is a model folder")

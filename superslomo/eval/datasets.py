@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -220,11 +221,32 @@ def iter_pairs(path: str | os.PathLike) -> Iterator[tuple[str, np.ndarray, np.nd
 
 
 def _every_other(path: Path) -> Iterator[Triplet]:
-    window: list[np.ndarray] = []
+    """Every other frame held out as the target of its neighbours. A triplet that spans a scene
+    cut is skipped (nothing can predict the other shot's frame from this one's); a video's
+    target sits at its own time between its neighbours (t from timestamps: variable-rate clips
+    are not all at the middle)."""
+    from superslomo.video.scenes import SceneDetector
+
+    detector = SceneDetector()
+    window: list[tuple[np.ndarray, Fraction, bool]] = []
     index = 0
-    for frame in iter_source_frames(path):
-        window.append(frame)
+    for frame, when in _timed_frames(path):
+        window.append((frame, when, detector.is_cut(frame)))
         if len(window) == 3:
-            yield Triplet(f"{index:05d}", window[0], window[2], window[1])
+            (f0, t0, _), (f1, t1, cut1), (f2, t2, cut2) = window
+            if not (cut1 or cut2):
+                yield Triplet(f"{index:05d}", f0, f2, f1, float((t1 - t0) / (t2 - t0)))
             index += 2
             window = [window[2]]
+
+
+def _timed_frames(path: Path) -> Iterator[tuple[np.ndarray, Fraction]]:
+    """(frame, seconds): a video's from its timestamps, a folder's at one frame per second."""
+    if path.is_dir():
+        for index, frame in enumerate(iter_source_frames(path)):
+            yield frame, Fraction(index)
+        return
+    from superslomo.video.decode import decode_frames, probe
+
+    for decoded in decode_frames(probe(path)):
+        yield decoded.image, decoded.time

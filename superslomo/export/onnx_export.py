@@ -7,6 +7,8 @@ import copy
 import io
 import logging
 import os
+import signal
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -118,7 +120,7 @@ def _export_one(
     # The exporter logs opset-conversion and torchvision notices at WARNING on every call.
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     logging.getLogger("onnxscript").setLevel(logging.ERROR)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _interrupts_pass_through():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             module,
@@ -139,6 +141,37 @@ def _export_one(
         onnx.save_model(model, str(tmp))
         say(f"checking {path.name} (ONNX checker, shape inference) ...")
         check_graph(tmp, plugin=options.warp == "plugin")
+
+
+class _ExportInterrupted(BaseException):
+    """Ctrl-C inside torch.onnx.export: a BaseException, which its `except Exception` lets by."""
+
+
+@contextlib.contextmanager
+def _interrupts_pass_through():
+    """The exporter catches every Exception (the CLI's interrupt error among them), wraps it in
+    a report of hundreds of lines and tries its next strategy. So inside it Ctrl-C raises a
+    BaseException, turned back into what the caller's own SIGINT handler does on the way out."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if not callable(previous):
+        yield
+        return
+
+    def handler(signum, frame):
+        raise _ExportInterrupted
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    except _ExportInterrupted:
+        signal.signal(signal.SIGINT, previous)
+        previous(signal.SIGINT, None)  # the CLI's raises its one-line error; Python's, KeyboardInterrupt
+        raise KeyboardInterrupt from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _rename_dims(model, io: str, names: tuple[str, ...]) -> None:

@@ -457,7 +457,15 @@ def _final_pix_fmt(output: Path, info: VideoInfo, out_rate: Fraction, options: O
     from superslomo.video.encode import VideoWriter
 
     return VideoWriter(
-        output, info, out_rate, options.codec, options.crf, options.preset, None, check_only=True
+        output,
+        info,
+        out_rate,
+        options.codec,
+        options.crf,
+        options.preset,
+        None,
+        check_only=True,
+        pix_fmt=options.pix_fmt,
     ).pix_fmt
 
 
@@ -646,6 +654,7 @@ def _join(
                     audio,
                     overwrite=options.overwrite,
                     keep_on_conflict=True,  # a cluster's work is not thrown away for a name
+                    pix_fmt=options.pix_fmt,
                 )
                 if audio is not None:
                     summary.audio = writer.audio_mode or "none"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import os
 from collections.abc import Iterator
@@ -37,6 +38,10 @@ class VideoInfo:
     duration: float | None  # seconds, as the container says
     has_audio: bool
     variable_rate: bool = False  # timestamps are not on one frame grid (see source_rate)
+    # How players show the frames, kept on the output: the display matrix (rotation, flips; 9
+    # int32 in FFmpeg's layout) and the sample aspect ratio (None: square pixels).
+    display_matrix: tuple[int, ...] | None = None
+    sample_aspect: Fraction | None = None
     files: tuple[Path, ...] = ()  # an image sequence's frames (sequence.py); empty for a video
 
 
@@ -83,10 +88,12 @@ def probe(path: str | os.PathLike, max_size: tuple[int, int] = DEFAULT_MAX_SIZE)
                 "(raise it with --max-size)"
             )
         time_base = stream.time_base or Fraction(1, 1000)
+        sar = stream.sample_aspect_ratio or ctx.sample_aspect_ratio
+        sample_aspect = Fraction(sar) if sar and sar > 0 and sar != 1 else None
         rate, variable = source_rate(container, stream, Fraction(time_base))
         start = Fraction(stream.start_time) * time_base if stream.start_time is not None else Fraction(0)
         duration = float(container.duration) / 1e6 if container.duration else None
-        return VideoInfo(
+        info = VideoInfo(
             path=path,
             width=width,
             height=height,
@@ -102,7 +109,45 @@ def probe(path: str | os.PathLike, max_size: tuple[int, int] = DEFAULT_MAX_SIZE)
             duration=duration,
             has_audio=bool(container.streams.audio),
             variable_rate=variable,
+            sample_aspect=sample_aspect,
         )
+    width, height, matrix = _first_frame_facts(path, (width, height))
+    return dataclasses.replace(info, width=width, height=height, display_matrix=matrix)
+
+
+def video_decoder(container):
+    """The first video stream, set up to decode as every reader here decodes it."""
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    # Crop exactly as the stream says: without this, FFmpeg keeps a few extra columns when a crop
+    # offset is not aligned (a Theora .ogv whose header says 214 wide decodes 218 wide).
+    stream.codec_context.options = {"flags": "unaligned"}
+    return stream
+
+
+def _first_frame_facts(path: Path, header: tuple[int, int]) -> tuple[int, int, tuple[int, ...] | None]:
+    """(width, height, display matrix) of the first decoded frame: decoded frames, not the
+    header, are what the job handles; the display matrix rides on frames as side data."""
+    import struct
+
+    import av
+
+    with _open(path) as container:
+        stream = video_decoder(container)
+        try:
+            frame = next(iter(container.decode(stream)), None)
+        except av.error.FFmpegError:
+            frame = None  # decoding reports the damage later, with the file's name
+        if frame is None:
+            return (*header, None)
+        matrix = None
+        for data in frame.side_data:
+            if data.type == av.sidedata.sidedata.Type.DISPLAYMATRIX and len(bytes(data)) == 36:
+                values = struct.unpack("<9i", bytes(data))
+                # The identity says nothing: leave the output untagged, as the source is.
+                if values != (65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30):
+                    matrix = values
+        return frame.width, frame.height, matrix
 
 
 # Packets whose timestamps decide between the nominal and the average rate: about 4 s of video,
@@ -142,16 +187,30 @@ def source_rate(container, stream, time_base: Fraction) -> tuple[Fraction, bool]
     if len(times) < 3:
         return nominal, False  # too few timestamps to tell: trust the header
     steps = sorted(b - a for a, b in itertools.pairwise(times))
-    multiple = max(1, round(steps[len(steps) // 2] * time_base * nominal))
-    rate = nominal / multiple  # e.g. a field-rate header (50) on 25 fps frames
-    # Positions, not steps, are checked (rounding does not accumulate): within the time base
-    # plus a fraction of a frame, as writers round timestamps to milliseconds whatever their
-    # time base says.
-    slack = time_base + max(Fraction(1, 1600), 1 / (40 * rate))
-    offsets = [(t - times[0]) * time_base * rate for t in times]
-    if all(abs(x - round(x)) <= slack * rate for x in offsets):
-        return rate, False
+    median = steps[len(steps) // 2] * time_base
+    multiple = max(1, round(median * nominal))
+    # The header's rate (over a whole multiple: a field-rate header, 50, on 25 fps frames), else
+    # the median step's (FFmpeg guesses 60 for 30000/1001 frames whose one gap breaks its gcd).
+    for rate in dict.fromkeys([nominal / multiple, (1 / median).limit_denominator(1001)]):
+        if _on_grid(times, time_base, rate):
+            return rate, False
     return average or nominal, True
+
+
+def _on_grid(times: list[int], time_base: Fraction, rate: Fraction) -> bool:
+    """Whether timestamps sit on a 1/rate grid. Positions, not steps, are checked (rounding does
+    not accumulate): within the time base plus a fraction of a frame, as writers round
+    timestamps to milliseconds whatever their time base says. A phone's clip is constant-rate
+    with a gap or two (a dropped frame and a shift of part of a frame): the grid restarts after
+    each off-grid step, and a few of those keep it constant-rate (the job snaps its frames to
+    the grid: timing.Timeline's `grid`). Truly variable timing leaves the grid every few frames."""
+    slack = time_base + max(Fraction(1, 1600), 1 / (40 * rate))
+    anchor, jumps = times[0], 0
+    for t in times[1:]:
+        x = (t - anchor) * time_base * rate
+        if abs(x - round(x)) > slack * rate or round(x) < 1:
+            anchor, jumps = t, jumps + 1
+    return jumps <= max(1, len(times) // 50)
 
 
 def color_model(info: VideoInfo) -> ColorModel:
@@ -178,27 +237,14 @@ def decode_frames(info: VideoInfo, start: float = 0.0, duration: float | None = 
     start_f = Fraction(start).limit_denominator(1_000_000)
     end = start_f + Fraction(duration).limit_denominator(1_000_000) if duration is not None else None
     interval = 1 / info.rate
-    with _open(info.path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        if start_f > 0:
-            try:
-                container.seek(
-                    int((info.start_time + start_f) / info.time_base), stream=stream, backward=True
-                )
-            except av.error.FFmpegError:
-                container.seek(0, stream=stream)  # unseekable: decode from the start and skip
+    with contextlib.closing(_frames_from(info, start_f)) as frames:
         previous: Fraction | None = None
         count = 0
         try:
-            for frame in container.decode(stream):
-                pts = frame.pts if frame.pts is not None else frame.dts
-                if pts is not None:
-                    when = Fraction(pts) * info.time_base - info.start_time
-                elif previous is not None:
-                    when = previous + interval
-                else:
-                    when = Fraction(0)
+            for frame in frames:
+                when = _frame_time(frame, info)
+                if when is None:
+                    when = previous + interval if previous is not None else Fraction(0)
                 if when < start_f - interval / 4:
                     continue
                 if end is not None and when >= end - interval / 4:
@@ -218,3 +264,59 @@ def decode_frames(info: VideoInfo, start: float = 0.0, duration: float | None = 
             # A damaged tail is common in real footage: keep what decoded, stop there.
             if count == 0:
                 raise SloMoError(f"cannot decode video {info.path}: {reading_error(error)}") from None
+
+
+def _frame_time(frame, info: VideoInfo) -> Fraction | None:
+    pts = frame.pts if frame.pts is not None else frame.dts
+    return Fraction(pts) * info.time_base - info.start_time if pts is not None else None
+
+
+# How far before --start the first seek aims; each retry backs off four times further.
+_SEEK_BACKOFF = Fraction(1)
+# Frames decoded after a seek while looking for its keyframe; past this, the first frame's time
+# decides (a stream whose keyframes are not flagged).
+_KEYFRAME_SEARCH = 600
+
+
+def _frames_from(info: VideoInfo, start: Fraction) -> Iterator[Any]:
+    """Decoded av.VideoFrames from a keyframe at or before `start` (source seconds) to the end.
+
+    `container.seek(backward=True)` is not trusted: MPEG program streams (and other demuxers
+    without an index) answer it with the next keyframe, so a seek to 1.0 s decodes from 1.44 s
+    and the segment silently loses its head. So the seek aims `_SEEK_BACKOFF` earlier, the first
+    keyframe decoded is checked to be at or before `start`, and when it is not the seek backs
+    off further, down to decoding from the top; the caller drops frames before `start`."""
+    import av
+
+    backoff = _SEEK_BACKOFF
+    while True:
+        target = start - backoff
+        with _open(info.path) as container:
+            stream = video_decoder(container)
+            if target > 0:
+                try:
+                    container.seek(
+                        int((info.start_time + target) / info.time_base), stream=stream, backward=True
+                    )
+                except av.error.FFmpegError:
+                    target = Fraction(0)  # unseekable: this fresh container decodes from the top
+            frames = container.decode(stream)
+            if target <= 0:
+                yield from frames
+                return
+            head = []
+            landed = True
+            for frame in frames:
+                head.append(frame)
+                when = _frame_time(frame, info)
+                if frame.key_frame or len(head) >= _KEYFRAME_SEARCH:
+                    landed = when is None or when <= start
+                    break
+                if when is not None and when > start and len(head) == 1:
+                    landed = False
+                    break
+            if landed:
+                yield from head
+                yield from frames
+                return
+        backoff *= 4

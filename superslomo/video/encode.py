@@ -46,6 +46,8 @@ _COPYABLE = {
 }
 _FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm"}
 _AUDIO_FALLBACK = {"webm": "libopus"}
+# The encoder to name when a container refuses the default (WebM holds VP8, VP9 and AV1 only).
+_VIDEO_FOR = {"webm": "libvpx-vp9"}
 
 
 def container_format(output: Path) -> str:
@@ -163,6 +165,61 @@ class AudioSource:
             yield packet, when, frames
 
 
+def _chroma_shift(pix_fmt: str) -> tuple[int, int]:
+    import av
+
+    fmt = av.VideoFormat(pix_fmt)
+    planes = fmt.components
+    if len(planes) < 3 or fmt.is_rgb:
+        return 0, 0
+    return (1 if fmt.chroma_width(2) < 2 else 0), (1 if fmt.chroma_height(2) < 2 else 0)
+
+
+def pad_frame(frame, width: int, height: int):
+    """`frame` grown to width x height (planar formats), its last column and row repeated:
+    chroma planes of an odd 4:2:0 frame already cover the padded size."""
+    import av
+
+    out = av.VideoFrame(width, height, frame.format.name)
+    wide = max(c.bits for c in frame.format.components) > 8
+    for src, dst in zip(frame.planes, out.planes, strict=True):
+        dtype = np.uint16 if wide else np.uint8
+        item = np.dtype(dtype).itemsize
+        rows_in = np.frombuffer(src, dtype).reshape(src.height, src.line_size // item)[:, : src.width]
+        rows_out = np.frombuffer(dst, dtype).reshape(dst.height, dst.line_size // item)
+        rows_out[: dst.height, : dst.width] = np.pad(
+            rows_in, ((0, dst.height - src.height), (0, dst.width - src.width)), mode="edge"
+        )
+    out.color_range = frame.color_range
+    if frame.colorspace:
+        out.colorspace = frame.colorspace
+    return out
+
+
+def _trim_audio(frame, when: Fraction, origin: Fraction, end: Fraction | None):
+    """The part of a decoded audio frame inside [origin, end) (source seconds), or None. A
+    re-encoded stream is cut to the sample, so it starts with the first video frame (a copied
+    one can only be cut at packets)."""
+    import av
+
+    start = Fraction(frame.pts) * Fraction(frame.time_base) if frame.pts is not None else when
+    rate = frame.sample_rate
+    skip = max(0, round((origin - start) * rate))
+    keep = frame.samples if end is None else min(frame.samples, round((end - start) * rate))
+    if skip == 0 and keep >= frame.samples:
+        return frame
+    if keep <= skip:
+        return None
+    data = frame.to_ndarray()
+    channels = len(frame.layout.channels)
+    data = data[:, skip:keep] if frame.format.is_planar else data[:, skip * channels : keep * channels]
+    part = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(data), format=frame.format.name, layout=frame.layout.name
+    )
+    part.sample_rate = rate
+    return part
+
+
 class VideoWriter:
     def __init__(
         self,
@@ -176,12 +233,14 @@ class VideoWriter:
         overwrite: bool = False,
         check_only: bool = False,
         keep_on_conflict: bool = False,
+        pix_fmt: str | None = None,
     ) -> None:
         """`check_only`: set everything up in memory, open the encoders and write the header,
         then stop: a combination FFmpeg refuses (a codec a container cannot hold, an audio rate
         an encoder does not take) fails here, before a model is loaded. `keep_on_conflict`: when
         the target appeared while this run wrote (and may not be replaced), the finished video is
-        kept under another name, which the error names, instead of being deleted."""
+        kept under another name, which the error names, instead of being deleted. `pix_fmt`: the
+        output's pixel format (None: chosen, see _setup_video)."""
         import av
 
         self.output = output
@@ -195,6 +254,7 @@ class VideoWriter:
         self.count = 0
         self.audio = audio
         self.audio_mode = None
+        self.note = ""  # what the user should know about the output's picture (odd sizes)
         self._audio_iter = None
         self._audio_pending = None
         self._color = color_model(info)
@@ -204,7 +264,7 @@ class VideoWriter:
             raise write_error(error, output) from None
         try:
             self.crf = crf if crf is not None else default_crf(info.width, info.height)
-            self._setup_video(info, codec, self.crf, preset)
+            self._setup_video(info, codec, self.crf, preset, pix_fmt)
             if audio is not None:
                 self._setup_audio(audio)
             self._start(info, codec)
@@ -242,7 +302,9 @@ class VideoWriter:
                 "use .mkv or another --codec"
             ) from None
 
-    def _setup_video(self, info: VideoInfo, codec: str, crf: float, preset: str) -> None:
+    def _setup_video(
+        self, info: VideoInfo, codec: str, crf: float, preset: str, asked: str | None = None
+    ) -> None:
         import av
 
         try:
@@ -255,27 +317,54 @@ class VideoWriter:
             encoder.name not in self.container.supported_codecs
             and codec not in self.container.supported_codecs
         ):
+            works = _VIDEO_FOR.get(self.fmt)
             raise SloMoError(
-                f"{self.output.suffix} files cannot hold {codec} video; use .mkv or another --codec"
+                f"{self.output.suffix} files cannot hold {codec} video; use .mkv or "
+                + (f"--codec {works}" if works else "another --codec")
             )
         stream = self.container.add_stream(codec, rate=self.rate)
-        stream.width, stream.height = info.width, info.height
         formats = [f.name for f in (encoder.video_formats or [])]
-        odd = info.width % 2 or info.height % 2
-        # Keep the source's pixel format where the encoder takes it (4:2:2, 10-bit, full range)
-        # and new frames can be written in it; 4:2:0 cannot hold odd sizes, so those go 4:4:4
-        # rather than losing a row or column.
         usable = [f for f in formats if writable_format(f)] if formats else ["yuv420p"]
-        if not usable:
+        if asked is not None:
+            if asked not in usable:
+                raise SloMoError(
+                    f"{codec} cannot write --pix-fmt {asked}; choose one of {', '.join(usable) or 'none'}"
+                )
+            pix_fmt = asked
+        elif not usable:
             raise SloMoError(
                 f"{codec} takes no planar YUV pixel format ({', '.join(formats)}); choose another --codec"
             )
-        pix_fmt = info.pix_fmt if info.pix_fmt in usable and not (odd and "420" in info.pix_fmt) else None
-        if pix_fmt is None:
-            preferred = ["yuv444p", "yuv420p"] if odd else ["yuv420p", "yuv444p"]
-            pix_fmt = next((f for f in preferred if f in usable), usable[0])
+        else:
+            odd = info.width % 2 or info.height % 2
+            # Keep the source's pixel format where the encoder takes it (4:2:2, 10-bit, full
+            # range) and new frames can be written in it. An odd size goes 4:2:0 with one row or
+            # column repeated: 4:4:4 would keep it, but browsers and most hardware players cannot
+            # open H.264 High 4:4:4 (--pix-fmt yuv444p asks for it).
+            pix_fmt = info.pix_fmt if info.pix_fmt in usable and not odd else None
+            if pix_fmt is None:
+                pix_fmt = next((f for f in ("yuv420p", "yuv444p") if f in usable), usable[0])
+        self.size = (info.width, info.height)
+        if _chroma_shift(pix_fmt) != (0, 0):
+            # Pad to whole chroma samples, repeating the last column/row (see pad_frame).
+            sx, sy = _chroma_shift(pix_fmt)
+            self.size = (-(-info.width >> sx) << sx, -(-info.height >> sy) << sy)
+        if self.size != (info.width, info.height):
+            self.note = (
+                f"{info.width}x{info.height} is odd: written as {self.size[0]}x{self.size[1]} "
+                f"{pix_fmt} (last column/row repeated) so players open it; --pix-fmt yuv444p keeps "
+                "the size"
+            )
+        stream.width, stream.height = self.size
         stream.pix_fmt = pix_fmt
         ctx = stream.codec_context
+        # How players show the frames: a portrait phone clip stays portrait, PAL 16:15 pixels
+        # stay 16:15 (both are the source's, carried as they are).
+        if info.display_matrix is not None:
+            stream.set_display_matrix(list(info.display_matrix))
+        if info.sample_aspect is not None:
+            ctx.sample_aspect_ratio = info.sample_aspect
+            stream.sample_aspect_ratio = info.sample_aspect
         # Frames are numbered 0, 1, 2... in the encoder's time base; the muxer rescales packets.
         self.frame_time_base = Fraction(self.rate.denominator, self.rate.numerator)
         ctx.time_base = self.frame_time_base
@@ -372,6 +461,9 @@ class VideoWriter:
                 self._mux(packet)
             else:
                 for frame in frames:
+                    frame = _trim_audio(frame, when, audio.origin, audio.end)
+                    if frame is None:
+                        continue
                     for converted in self._resampler.resample(frame):
                         converted.pts = None
                         self._mux(self._encode_audio(converted))
@@ -406,6 +498,8 @@ class VideoWriter:
                 image = frame.reformat(format=self.pix_fmt, src_color_range=same, dst_color_range=same)
             # The source's frame types would otherwise force x264's I/P/B decisions.
             image.pict_type = av.video.frame.PictureType.NONE
+        if (image.width, image.height) != self.size:
+            image = pad_frame(image, *self.size)
         image.pts = self.count
         image.time_base = self.frame_time_base
         self.count += 1

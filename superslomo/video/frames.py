@@ -10,21 +10,35 @@ import numpy as np
 
 from superslomo.errors import SloMoError
 from superslomo.video.color import ColorModel, to_rgb, to_rgb8
-from superslomo.video.decode import reading_error
+from superslomo.video.decode import reading_error, video_decoder
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
+# The one list of what counts as a video file (eval's --data, calibration footage): the suffixes
+# FFmpeg's demuxers are met under in the wild, broadcast, camera and phone formats included.
 VIDEO_SUFFIXES = {
     ".mp4",
+    ".m4v",
     ".mkv",
     ".mov",
     ".avi",
     ".webm",
-    ".m4v",
     ".mpg",
     ".mpeg",
+    ".m2v",
+    ".vob",
     ".ts",
+    ".mts",
+    ".m2ts",
+    ".ogv",
+    ".ogg",
+    ".dv",
+    ".3gp",
+    ".3g2",
+    ".mxf",
     ".flv",
     ".wmv",
+    ".asf",
+    ".y4m",
     ".gif",
 }
 
@@ -72,8 +86,7 @@ def iter_video_frames(path: str | os.PathLike, max_frames: int | None = None) ->
     with container:
         if not container.streams.video:
             raise SloMoError(f"{path} has no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        stream = video_decoder(container)
         ctx = stream.codec_context
         model = ColorModel.of(
             int(ctx.colorspace or 2), int(ctx.color_range or 0), ctx.format.name if ctx.format else ""

@@ -403,7 +403,7 @@ def render_segment(job: SegmentJob, interpolator, path: Path, tag: str = "") -> 
     """Interpolate one segment into `path`, as a single run would for the segment's pairs;
     `tag` names the temporary file (SegmentWriter)."""
     seg = job.segment
-    timeline = Timeline(job.out_rate, job.slowdown)
+    timeline = Timeline.for_source(job.info, job.out_rate, job.slowdown)
     detector = SceneDetector(job.scene_threshold)
     writer = SegmentWriter(path, job.info, job.pix_fmt, tag)
     result = SegmentResult(seg.index, 0, 0, 0, origin=job.origin)

@@ -44,6 +44,10 @@ def parse_rate(value: float | str | Fraction) -> Fraction:
 class Timeline:
     out_rate: Fraction
     slowdown: int = 1
+    # A constant-rate source's frame interval: source times are snapped to this grid (from the
+    # first frame), so originals after a gap that shifted the timestamps by part of a frame stay
+    # on the output grid and are kept, not resampled. None: variable rate, times as they are.
+    grid: Fraction | None = None
 
     def __post_init__(self) -> None:
         if self.out_rate <= 0:
@@ -52,6 +56,13 @@ class Timeline:
             raise SloMoError(f"slow-down must be >= 1, got {self.slowdown}")
         self._step = 1 / (self.out_rate * self.slowdown)  # source seconds per output frame
         self.next_index = 0
+
+    @classmethod
+    def for_source(cls, info, out_rate: Fraction, slowdown: int = 1) -> Timeline:
+        """The job's timeline for a source (a decode.VideoInfo): a constant-rate video's frames
+        are snapped to its frame grid; variable-rate ones and image sequences keep their times."""
+        constant = not (info.variable_rate or info.files)
+        return cls(out_rate, slowdown, grid=1 / info.rate if constant else None)
 
     def source_time(self, index: int) -> Fraction:
         return index * self._step
@@ -64,6 +75,10 @@ class Timeline:
         """Output frames sampling [t0, t1) (snapped): consumed in order, each exactly once."""
         if t1 <= t0:
             raise SloMoError(f"source timestamps do not increase ({float(t0):.6f}s then {float(t1):.6f}s)")
+        if self.grid is not None:
+            t0, t1 = round(t0 / self.grid) * self.grid, round(t1 / self.grid) * self.grid
+            if t1 <= t0:
+                return []  # two frames on one grid point: the second one is not shown
         end = self._first_at_or_after(t1)
         result = []
         span = t1 - t0
