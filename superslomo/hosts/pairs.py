@@ -3,6 +3,7 @@ each pair computed once however often and from however many threads a host asks 
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -16,6 +17,12 @@ V = TypeVar("V")
 # Pairs whose new frames stay cached: a host asks for a pair's frames one by one, in any order,
 # from several threads; a few pairs cover the frames in flight, and memory stays flat.
 DEFAULT_CACHE_PAIRS = 8
+
+
+def note(line: str) -> None:
+    """The model's notes (a first export, what auto chose) on stderr, as the CLI says them."""
+    if line:
+        print(f"slomo: note: {line}", file=sys.stderr, flush=True)
 
 
 def open_interpolator(

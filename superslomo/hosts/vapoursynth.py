@@ -17,9 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from superslomo.apps.models import to_stderr
 from superslomo.errors import SloMoError
-from superslomo.hosts.pairs import DEFAULT_CACHE_PAIRS, PairCache, open_interpolator
+from superslomo.hosts.pairs import DEFAULT_CACHE_PAIRS, PairCache, note, open_interpolator
 from superslomo.video.pipeline import MAX_FACTOR, Options, holds_second, rates_for
 from superslomo.video.scenes import DEFAULT_THRESHOLD, colour_signature, is_cut
 from superslomo.video.timing import FrameGrid, parse_rate
@@ -103,7 +102,7 @@ class _Filter:
         self.cache: PairCache[dict[int, np.ndarray]] = PairCache(cache_pairs)
         if interpolator is None:
             interpolator, _ = open_interpolator(
-                model, backend, precision, (clip.width, clip.height), say=to_stderr
+                model, backend, precision, (clip.width, clip.height), say=note
             )
         elif model is not None:
             raise SloMoError("give model (with backend, precision) or an open interpolator, not both")

@@ -24,7 +24,7 @@ class Stopped(Exception):
     """The other side of a stage stopped: unwind quietly."""
 
 
-def _put(q: queue.Queue, item: object, stop: threading.Event) -> None:
+def put_until_stopped(q: queue.Queue, item: object, stop: threading.Event) -> None:
     while True:
         if stop.is_set():
             raise Stopped
@@ -35,7 +35,7 @@ def _put(q: queue.Queue, item: object, stop: threading.Event) -> None:
             continue
 
 
-def _get(q: queue.Queue, stop: threading.Event) -> object:
+def get_until_stopped(q: queue.Queue, stop: threading.Event) -> object:
     while True:
         if stop.is_set():
             raise Stopped
@@ -58,13 +58,13 @@ def background(items: Iterator[T], depth: int, name: str) -> Iterator[T]:
     def produce() -> None:
         try:
             for item in items:
-                _put(handoff, item, stop)
-            _put(handoff, _DONE, stop)
+                put_until_stopped(handoff, item, stop)
+            put_until_stopped(handoff, _DONE, stop)
         except Stopped:
             pass
         except BaseException as error:  # noqa: BLE001 - handed to the consumer, which raises it
             try:
-                _put(handoff, _Failure(error), stop)
+                put_until_stopped(handoff, _Failure(error), stop)
             except Stopped:
                 pass
         finally:
@@ -76,7 +76,7 @@ def background(items: Iterator[T], depth: int, name: str) -> Iterator[T]:
     worker.start()
     try:
         while True:
-            item = _get(handoff, stop)
+            item = get_until_stopped(handoff, stop)
             if item is _DONE:
                 return
             if isinstance(item, _Failure):
@@ -101,7 +101,7 @@ class Sink(Generic[T]):
     def _consume(self) -> None:
         try:
             while True:
-                item = _get(self._queue, self._stop)
+                item = get_until_stopped(self._queue, self._stop)
                 if item is _DONE:
                     return
                 self._write(item)
@@ -117,7 +117,7 @@ class Sink(Generic[T]):
 
     def put(self, item: T) -> None:
         try:
-            _put(self._queue, item, self._stop)
+            put_until_stopped(self._queue, item, self._stop)
         except Stopped:
             self._raise_failure()
             raise
