@@ -81,6 +81,7 @@ def main() -> None:
         return made
 
     out_caps = ""
+    eos_seconds = 0.0
     push_seconds, flows = [], []
     for step in spec["steps"]:
         if step[0] == "push":
@@ -96,7 +97,9 @@ def main() -> None:
             segment.start = segment.time = Gst.util_uint64_scale(step[1], Gst.SECOND * den, num)
             upstream.push_event(Gst.Event.new_segment(segment))
         elif step[0] == "eos":
+            began = time.perf_counter()
             upstream.push_event(Gst.Event.new_eos())
+            eos_seconds = time.perf_counter() - began
     # The element forwards EOS only once its last buffer is pushed, so everything is here now.
     element.set_state(Gst.State.NULL)
     out, pts, durations, flags, events = [], [], [], [], []
@@ -125,6 +128,7 @@ def main() -> None:
         flows=np.array(flows),
         caps=np.array(out_caps),
         events=np.array(events),
+        eos_seconds=np.array(eos_seconds),
     )
 
 

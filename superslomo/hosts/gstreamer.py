@@ -135,8 +135,13 @@ class _Run:
 
     # -- the flow and push threads ------------------------------------------------------------
     def _decoded(self):
+        # Ends (rather than raising) when stopped, so the flow stage finishes and the push
+        # thread, which waits on it, sees the end; it pushes nothing once stopped.
         while True:
-            item = get_until_stopped(self.frames, self.stop)
+            try:
+                item = get_until_stopped(self.frames, self.stop)
+            except Stopped:
+                return
             if item is _END:
                 return
             yield item
@@ -155,6 +160,10 @@ class _Run:
         first = True
         try:
             for job in jobs:
+                if self.stop.is_set():
+                    if job.pair is not None:
+                        self.interp.release(job.pair)
+                    continue
                 made = []
                 if job.times:
                     try:

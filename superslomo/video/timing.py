@@ -114,5 +114,6 @@ class FrameGrid:
 
     def pair_times(self, k: int) -> list[tuple[int, float]]:
         """(j, t) of the output frames source frame k's pair makes with the model, in order."""
-        end = self.first(k + 1) if k + 1 < self.frames else self.count
-        return [(j, t) for j in range(self.first(k), end) for _, t in [self.slot(j)] if t > 0]
+        if not 0 <= k < self.frames - 1:
+            return []  # the last frame has no pair: it is held
+        return [(j, t) for j in range(self.first(k), self.first(k + 1)) for _, t in [self.slot(j)] if t > 0]
