@@ -1,6 +1,6 @@
 """Frames per second through each host next to `slomo interpolate`, on one clip and one model.
 
-    python benchmarks/hosts.py [--frames 24] [--size 320x180] [--model M] [--repeat 2]
+    python benchmarks/hosts.py [--frames 12,36] [--size 320x180] [--model M] [--repeat 1]
 
 The clip is the shipped one's first frames, re-encoded at --size (H.264, as users' files are);
 every path decodes it, interpolates 2x with the same model on onnxruntime fp32 and writes or
@@ -9,8 +9,10 @@ drops the result:
   vspipe      vspipe -c y4m docs/examples/slomo.vpy -> /dev/null (bestsource, zimg RGB<->YUV, model)
   gst-launch  filesrc ! decodebin ! videoconvert ! slomo ! videoconvert ! fakesink
   runtime     Interpolator.run on the decoded frames (the model alone, pipelined): the floor
-Each is a fresh process timed from start to exit (model load included, as a user meets it), runs
-interleaved --repeat times; the best of each is reported with its ratio to the CLI. Needs `make
+Each is a fresh process timed from start to exit (model load included, as a user meets it), on two
+clip lengths, interleaved --repeat times (best kept): "seconds" is the longer clip's, and the
+marginal rate (extra output frames / extra seconds) leaves out what a process pays once (start,
+imports, model load, GStreamer's registry), which is the hosts' cost per frame against the CLI's. Needs `make
 vapoursynth-env`, `make gstreamer-env` and gstreamer1.0-libav; a host that is missing is skipped.
 """
 
@@ -59,10 +61,10 @@ def timed(command: list[str], env: dict) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--frames", default="12,36", help="two clip lengths, source frames")
     parser.add_argument("--size", default="320x180", help="WIDTHxHEIGHT")
     parser.add_argument("--model", default=None, help="model folder or checkpoint (default: shipped)")
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
 
@@ -70,10 +72,47 @@ def main() -> None:
     from superslomo.hosts.gst_env import env_lines
 
     model = model_folder(args.model, size=size)
+    lengths = sorted(int(v) for v in args.frames.split(","))
     work = Path(tempfile.mkdtemp(prefix="slomo-hosts-bench-"))
-    clip = work / "clip.mp4"
-    make_clip(clip, args.frames, size)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    gst_env = dict(env)
+    for line in env_lines() if shutil.which("gst-launch-1.0") else []:
+        name, _, value = line.removeprefix("export ").partition("=")
+        gst_env[name] = subprocess.run(
+            ["bash", "-c", f"echo {value}"], capture_output=True, text=True
+        ).stdout.strip()
+    best: dict[tuple[str, int], float] = {}
+    for _ in range(args.repeat):
+        for frames in lengths:
+            clip = work / f"clip{frames}.mp4"
+            if not clip.exists():
+                make_clip(clip, frames, size)
+            for name, command in commands(clip, model, work).items():
+                try:
+                    seconds = timed(command, gst_env if name == "gst-launch" else env)
+                except RuntimeError as error:
+                    print(f"{name}: skipped ({error})", file=sys.stderr)
+                    continue
+                best[name, frames] = min(best.get((name, frames), float("inf")), seconds)
+    short, long = lengths[0], lengths[-1]
+    print(f"{short} and {long} frames at {args.size}, 2x, model {model.name}, onnxruntime fp32")
+    print(f"{'path':<12} {'seconds':>8} {'fps out':>8} {'vs cli':>7} {'marginal fps':>13} {'vs cli':>7}")
+    rows = {}
+    for name in dict.fromkeys(n for n, _ in best):
+        if (name, long) not in best or (name, short) not in best:
+            continue
+        total = best[name, long]
+        marginal = 2 * (long - short) / max(total - best[name, short], 1e-9)
+        rows[name] = (total, marginal)
+    cli = rows.get("cli")
+    for name, (total, marginal) in rows.items():
+        versus = (total / cli[0], cli[1] / marginal) if cli else (float("nan"),) * 2
+        rate = 2 * long / total
+        print(f"{name:<12} {total:8.2f} {rate:8.1f} {versus[0]:7.2f} {marginal:13.1f} {versus[1]:7.2f}")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def commands(clip: Path, model: Path, work: Path) -> dict[str, list[str]]:
     pinned = ["--backend", "onnxruntime", "--precision", "fp32"]
     paths: dict[str, list[str]] = {
         "cli": [sys.executable, "-m", "superslomo.cli", "interpolate", str(clip), "-o", str(work / "out.mp4"),
@@ -93,32 +132,11 @@ def main() -> None:
         script.write_text(text.replace("model=globals().get(\"model\")", f"model={str(model)!r}, "
                                        "backend='onnxruntime', precision='fp32'"))  # fmt: skip
         paths["vspipe"] = [str(vspipe), "-c", "y4m", "-a", f"source={clip}", str(script), "/dev/null"]
-    gst_env = dict(env)
     if shutil.which("gst-launch-1.0"):
-        for line in env_lines():
-            name, _, value = line.removeprefix("export ").partition("=")
-            gst_env[name] = subprocess.run(
-                ["bash", "-c", f"echo {value}"], capture_output=True, text=True
-            ).stdout.strip()
         paths["gst-launch"] = ["gst-launch-1.0", "-q", "filesrc", f"location={clip}", "!", "decodebin", "!",
                                "videoconvert", "!", "slomo", f"model={model}", "backend=onnxruntime",
                                "precision=fp32", "!", "videoconvert", "!", "fakesink"]  # fmt: skip
-    best: dict[str, float] = {}
-    for _ in range(args.repeat):
-        for name, command in paths.items():
-            try:
-                seconds = timed(command, gst_env if name == "gst-launch" else env)
-            except RuntimeError as error:
-                print(f"{name}: skipped ({error})", file=sys.stderr)
-                continue
-            best[name] = min(best.get(name, float("inf")), seconds)
-    out_frames = 2 * args.frames
-    print(f"{args.frames} frames at {args.size} -> {out_frames}, model {model.name}, onnxruntime fp32")
-    print(f"{'path':<12} {'seconds':>8} {'fps out':>8} {'vs cli':>8}")
-    for name, seconds in best.items():
-        ratio = seconds / best["cli"] if "cli" in best else float("nan")
-        print(f"{name:<12} {seconds:8.2f} {out_frames / seconds:8.1f} {ratio:8.2f}")
-    shutil.rmtree(work, ignore_errors=True)
+    return paths
 
 
 if __name__ == "__main__":
