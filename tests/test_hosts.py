@@ -442,3 +442,27 @@ def test_gst_env_then_gst_launch_on_files_makes_the_cli_frames(clip, cli_frames,
     expected = cli_frames["factor2"]
     assert len(made) == len(expected)
     assert all(np.array_equal(a, b) for a, b in zip(made, expected, strict=True))
+
+
+def test_gst_env_refuses_in_one_line_where_the_element_could_not_load(monkeypatch, tmp_path):
+    from superslomo.hosts import gst_env
+
+    monkeypatch.setattr(gst_env, "find_loader", lambda: None)
+    with pytest.raises(SloMoError, match="apt-get install .*gstreamer1.0-python3-plugin-loader"):
+        gst_env.env_lines()
+    fake = tmp_path / "libgstpython.so"
+    fake.write_bytes(b"\0libpython3.9.so.1.0\0")
+    monkeypatch.setattr(gst_env, "find_loader", lambda: fake)
+    if sys.version_info[:2] == (3, 9):
+        pytest.skip("this Python is the fake loader's")
+    with pytest.raises(SloMoError, match="runs Python 3.9 and this installation is Python 3"):
+        gst_env.env_lines()
+    fake.write_bytes(f"\0libpython{sys.version_info.major}.{sys.version_info.minor}.so\0".encode())
+    exports = dict(line.removeprefix("export ").split("=", 1) for line in gst_env.env_lines())
+    assert set(exports) == {"GST_PLUGIN_PATH", "SLOMO_GST_PYTHONPATH"}
+    assert exports["GST_PLUGIN_PATH"].startswith(str(gst_env.PLUGIN_DIR))
+    import superslomo
+
+    assert exports["SLOMO_GST_PYTHONPATH"].split(":")[0] == str(
+        Path(superslomo.__file__).resolve().parents[1]
+    )
