@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup triton-env demo test lint typecheck gpu-check gpu-bench bench clean train-pack gpu-train ship-check campaign training-data
+.PHONY: setup triton-env vapoursynth-env gstreamer-env demo test lint typecheck gpu-check gpu-bench bench clean train-pack gpu-train ship-check campaign training-data
 
 $(VENV)/.created:
 	$(PY) -m venv $(VENV)
@@ -40,7 +40,34 @@ $(TRITON_ENV)/.ready: $(VENV)/.full
 
 triton-env: $(TRITON_ENV)/.ready
 
-test: setup triton-env
+# The hosts' tests (tests/test_hosts.py, docs/hosts.md). VapourSynth: the `vapoursynth` wheel
+# bundles the core and vspipe and needs Python >= 3.12, so it gets a venv of its own with the
+# project installed runtime-only (no torch: the tests hand it exported folders); `vapoursynth
+# config` tells vspipe which Python runs its scripts.
+VS_ENV ?= runs/vapoursynth-venv
+VS_PY ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.1[2-9]*/bin/python3) $(shell command -v python3.13 python3.12 2>/dev/null))
+
+$(VS_ENV)/.ready: pyproject.toml
+	rm -rf $(VS_ENV)
+	$(if $(VS_PY),$(VS_PY) -m venv $(VS_ENV) && $(VS_ENV)/bin/pip install -q --upgrade pip && \
+	$(VS_ENV)/bin/pip install -q "vapoursynth==81" "vapoursynth-bestsource==22" -e . && \
+	$(VS_ENV)/bin/vapoursynth config >/dev/null && touch $@ ||) \
+	echo "note: no VapourSynth environment in $(VS_ENV) (needs Python >= 3.12): its tests will skip"
+
+vapoursynth-env: $(VS_ENV)/.ready
+
+# GStreamer: Debian's packages, whose Python plugin loader runs the system Python (3.11 on
+# Debian 12, as the project's venv); `slomo gst-env` points it at the element and this venv.
+GST_PACKAGES := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+	python3-gst-1.0 gstreamer1.0-python3-plugin-loader gir1.2-gst-plugins-base-1.0
+SUDO ?= $(if $(filter 0,$(shell id -u)),,sudo)
+
+gstreamer-env:
+	@dpkg -s $(GST_PACKAGES) >/dev/null 2>&1 || \
+	{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $(GST_PACKAGES) >/dev/null; } || \
+	echo "note: GStreamer could not be installed: the GStreamer element's tests will skip"
+
+test: setup triton-env vapoursynth-env gstreamer-env
 	$(BIN)/python -m pytest -q
 
 lint: setup

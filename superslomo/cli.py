@@ -1247,6 +1247,16 @@ def serve_command(
     )
 
 
+@app.command("gst-env")
+def gst_env() -> None:
+    """Print the shell lines that let GStreamer find the slomo element and the element find this
+    installation: eval "$(slomo gst-env)", then use `slomo` in a gst-launch-1.0 pipeline."""
+    from superslomo.hosts.gst_env import env_lines
+
+    for line in env_lines():
+        typer.echo(line)
+
+
 def _interrupt(signum: int, frame: object) -> None:
     # Raised as our own error (not KeyboardInterrupt) so the CLI framework does not print
     # "Aborted!" with exit 1, which means "a check failed" here; `finally` blocks still clean up.

@@ -24,6 +24,8 @@ LAYERS = [
     "serving",
     "training",
     "apps",
+    "hosts",
+    "vapoursynth",  # the name VapourSynth scripts import: a thin module over hosts/
     "cli",
 ]
 # An app on a Jetson ships numpy + TensorRT (or onnxruntime) and nothing of the PyTorch side.

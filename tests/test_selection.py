@@ -327,3 +327,25 @@ def test_cli_interpolate_default_path_says_what_auto_picked(onnx_model, tmp_path
     line = next(li for li in captured.err.splitlines() if li.startswith("backend: "))
     assert line.endswith(", picked by auto") and "fp32 (CPU; " in line
     assert (tmp_path / "o.mp4").is_file()
+
+
+def test_a_pinned_onnxruntime_never_imports_openvino(tmp_path, monkeypatch):
+    # OpenVINO's import starts telemetry that forks from a thread: a GStreamer element pinned to
+    # onnxruntime crashed in it. Where OpenVINO cannot be chosen it is not even asked about.
+    from superslomo.runtime import loader
+
+    def refuse():
+        raise AssertionError("OpenVINO was asked about")
+
+    monkeypatch.setattr(loader, "openvino_usable", refuse)
+    monkeypatch.setattr(selection, "openvino_capabilities", refuse)
+    choice = selection.select(
+        {"fp32": Path("f")},
+        Report(),
+        (64, 64),
+        runtime="onnxruntime",
+        precision="fp32",
+        open_interp=lambda candidate: object(),
+        cache_dir=tmp_path,
+    )
+    assert choice.candidate.key == "onnxruntime/fp32"

@@ -353,12 +353,17 @@ def select(
     """Pick and open the fastest eligible candidate for frames of `size` (WIDTH, HEIGHT).
 
     The winner comes back opened (`Choice.interpolator`), warm from the probe when one ran."""
+    # OpenVINO is imported only where it may be chosen: its import starts telemetry that forks a
+    # process from a thread, which crashes a host that runs threads of its own (a GStreamer element).
+    wants_openvino = runtime in ("auto", "openvino")
     if runtimes is None:
         from superslomo.runtime.loader import openvino_usable
 
-        runtimes = {"onnxruntime": (True, ""), "openvino": openvino_usable()}
+        runtimes = {"onnxruntime": (True, "")}
+        if wants_openvino:
+            runtimes["openvino"] = openvino_usable()
     if bf16 is None:
-        bf16 = "BF16" in (openvino_capabilities() or [])
+        bf16 = wants_openvino and "BF16" in (openvino_capabilities() or [])
     eligible, why_not = candidates(folders, runtimes, report, runtime, precision, budget_db, bf16)
     if not eligible:
         pinned = [f"--{k} {v}" for k, v in (("backend", runtime), ("precision", precision)) if v != "auto"]

@@ -47,6 +47,29 @@ class _Failed(Stopped):
 _FAILED = object()  # queued after a source's last good item when it failed
 
 
+def put_until_stopped(q: queue.Queue, item: object, stop: threading.Event) -> None:
+    """Put, waking every _POLL seconds to give up with Stopped once `stop` is set."""
+    while True:
+        if stop.is_set():
+            raise Stopped
+        try:
+            q.put(item, timeout=_POLL)
+            return
+        except queue.Full:
+            continue
+
+
+def get_until_stopped(q: queue.Queue, stop: threading.Event) -> object:
+    """Get, waking every _POLL seconds to give up with Stopped once `stop` is set."""
+    while True:
+        if stop.is_set():
+            raise Stopped
+        try:
+            return q.get(timeout=_POLL)
+        except queue.Empty:
+            continue
+
+
 class Stages:
     """The threads of one job, one stop signal, the first error; a context manager."""
 
@@ -77,23 +100,10 @@ class Stages:
 
     # -- queues --------------------------------------------------------------------------
     def _put(self, q: queue.Queue, item: object) -> None:
-        while True:
-            if self.stop.is_set():
-                raise Stopped
-            try:
-                q.put(item, timeout=_POLL)
-                return
-            except queue.Full:
-                continue
+        put_until_stopped(q, item, self.stop)
 
     def _get(self, q: queue.Queue) -> object:
-        while True:
-            if self.stop.is_set():
-                raise Stopped
-            try:
-                return q.get(timeout=_POLL)
-            except queue.Empty:
-                continue
+        return get_until_stopped(q, self.stop)
 
     # -- stages --------------------------------------------------------------------------
     def _start(self, name: str, target: Callable[[], None], sink: bool = False) -> None:

@@ -121,6 +121,11 @@ class Summary:
 
 def plan_rates(info: VideoInfo, options: Options) -> tuple[Fraction, int]:
     """(output frame rate, slow-down) for the options; see timing.py for the rule."""
+    return rates_for(info.rate, options)
+
+
+def rates_for(rate: Fraction, options: Options) -> tuple[Fraction, int]:
+    """(output frame rate, slow-down) for a source of this frame rate (the hosts ask too)."""
     factor = options.factor
     if factor is not None and not (2 <= factor <= MAX_FACTOR):
         raise SloMoError(f"--factor must be between 2 and {MAX_FACTOR}, got {factor}")
@@ -136,8 +141,8 @@ def plan_rates(info: VideoInfo, options: Options) -> tuple[Fraction, int]:
         return rate, 1
     factor = factor or 2
     if options.slowmo:
-        return info.rate.limit_denominator(100_000), factor
-    return (info.rate * factor).limit_denominator(100_000), 1
+        return rate.limit_denominator(100_000), factor
+    return (rate * factor).limit_denominator(100_000), 1
 
 
 @dataclass
@@ -330,6 +335,12 @@ def pair_jobs(
         yield _PairJob(frame0, None, native0, None, timeline.slots(t0 - origin, t0 - origin + gap), [], None)
 
 
+def holds_second(t: float) -> bool:
+    """Across a cut (or between identical frames) an output slot at t shows the nearer original:
+    the pair's second frame from the middle on."""
+    return t >= 0.5
+
+
 def job_frames(job: _PairJob, made: list, summary: Summary) -> Iterator[object]:
     """The output frames of one job's slots, in order: originals as decoded, the model's frames,
     and held originals (the last frame, either side of a cut); counts them in `summary`."""
@@ -342,7 +353,7 @@ def job_frames(job: _PairJob, made: list, summary: Summary) -> Iterator[object]:
             summary.held_frames += 1
         elif job.cut or job.same:
             # Never morph across a cut: hold whichever original is nearer in time.
-            frame = job.native0 if slot.t < 0.5 else job.native1
+            frame = job.native1 if holds_second(slot.t) else job.native0
             summary.held_frames += int(job.cut)
         else:
             frame = next(new)

@@ -33,6 +33,11 @@ def cut_score(sig0: np.ndarray, sig1: np.ndarray) -> float:
     return float(1.0 - np.minimum(sig0, sig1).sum() / 3.0)
 
 
+def is_cut(sig0: np.ndarray, sig1: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> bool:
+    """Whether a shot ends between two frames of these signatures (threshold 1 disables)."""
+    return threshold < 1.0 and cut_score(sig0, sig1) > threshold
+
+
 class SceneDetector:
     """Feed frames in order; `is_cut(frame)` says whether it starts a new shot."""
 
@@ -46,6 +51,5 @@ class SceneDetector:
         previous, self._previous = self._previous, signature
         if previous is None or self.threshold >= 1.0:
             return False
-        score = cut_score(previous, signature)
-        self.scores.append(score)
-        return score > self.threshold
+        self.scores.append(cut_score(previous, signature))
+        return is_cut(previous, signature, self.threshold)

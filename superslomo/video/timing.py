@@ -88,3 +88,47 @@ class Timeline:
             result.append(Slot(j, 0.0 if t * span <= SNAP * self._step else float(t)))
         self.next_index = max(self.next_index, end)
         return result
+
+
+@dataclass(frozen=True)
+class FrameGrid:
+    """Timeline's rule for a constant-rate source of known length, answered for any output frame
+    in any order (the hosts' random access). Source frame k sits at k / in_rate; Timeline.slots
+    over consecutive source frames and this grid give every output frame the same (k, t)."""
+
+    in_rate: Fraction
+    out_rate: Fraction
+    frames: int  # source frames
+
+    def __post_init__(self) -> None:
+        if self.in_rate <= 0 or self.out_rate <= 0:
+            raise SloMoError(f"frame rates must be positive, got {self.in_rate} and {self.out_rate}")
+        if self.frames < 1:
+            raise SloMoError("the source has no frames")
+
+    @property
+    def _ratio(self) -> Fraction:
+        return self.out_rate / self.in_rate  # output frames per source frame
+
+    def first(self, k: int) -> int:
+        """The first output frame of source frame k's interval (Timeline._first_at_or_after)."""
+        return max(0, math.ceil(k * self._ratio - SNAP))
+
+    @property
+    def count(self) -> int:
+        """Output frames: the last source frame is shown for one interval, as the video job does."""
+        return self.first(self.frames)
+
+    def slot(self, j: int) -> tuple[int, float]:
+        """(k, t) of output frame j: between source frames k and k+1 at t; t == 0 is frame k itself."""
+        if not 0 <= j < self.count:
+            raise SloMoError(f"output frame {j} is outside 0..{self.count - 1}")
+        k = min(self.frames - 1, math.floor((j + SNAP) / self._ratio))
+        t = j / self._ratio - k
+        return k, 0.0 if t <= SNAP / self._ratio else float(t)
+
+    def pair_times(self, k: int) -> list[tuple[int, float]]:
+        """(j, t) of the output frames source frame k's pair makes with the model, in order."""
+        if not 0 <= k < self.frames - 1:
+            return []  # the last frame has no pair: it is held
+        return [(j, t) for j in range(self.first(k), self.first(k + 1)) for _, t in [self.slot(j)] if t > 0]
