@@ -215,9 +215,9 @@ def test_cache_key_follows_what_changes_the_answer(tmp_path, monkeypatch):
 
 # -- the shipped report ---------------------------------------------------------------------------
 def test_shipped_accuracy_report_is_for_the_shipped_weights_and_never_from_an_evaluation_set():
-    from superslomo.apps.bench import EVALUATION_SETS
     from superslomo.apps.models import REPORT_SUFFIX, WEIGHTS_DIR
     from superslomo.contracts.files import file_sha256
+    from superslomo.eval.datasets import EVALUATION_SETS
 
     checkpoint = WEIGHTS_DIR / "demo16.safetensors"
     path = WEIGHTS_DIR / ("demo16" + REPORT_SUFFIX)

@@ -165,14 +165,9 @@ def build_pack(
     run_length: int = RUN_LENGTH,
     validation_count: int | None = None,
 ) -> dict:
-    from superslomo.training.loop import (
-        CUT_MEAN_ABS_DIFF,
-        VALIDATION_COUNT,
-        ValidationSet,
-        check_not_evaluation_set,
-        drop_duplicates,
-        validation_triplets,
-    )
+    from superslomo.eval.datasets import check_not_evaluation_set
+    from superslomo.training.footage import CUT_MEAN_ABS_DIFF, drop_duplicates
+    from superslomo.training.loop import VALIDATION_COUNT, ValidationSet, validation_triplets
     from superslomo.video.frames import iter_source_frames
 
     for source in sources:
@@ -193,8 +188,7 @@ def build_pack(
     if teacher != "none":
         import torch
 
-        from superslomo.training.loop import load_training_teacher
-        from superslomo.training.teacher import find_teacher_weights
+        from superslomo.training.teacher import find_teacher_weights, load_training_teacher
 
         net = load_training_teacher(teacher, teacher_weights)
         weights_path = Path(teacher_weights) if teacher_weights else find_teacher_weights(teacher)

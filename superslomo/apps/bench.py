@@ -794,8 +794,6 @@ def write_json(rows: list[dict] | dict, path: Path) -> None:
 
 
 # -- the accuracy report (what `--precision auto` reads) -------------------------------------------
-# What the report must never be measured on: the evaluation sets the model card and README report.
-EVALUATION_SETS = ("ucf101", "middlebury", "davis", "vimeo", "toflow")
 
 
 def measure_precisions(
@@ -809,6 +807,7 @@ def measure_precisions(
     precision that runs `folders` ("fp32" and optionally "int8") here, and each one's drop
     against fp32 on onnxruntime on the same triplets: the accuracy report of `--precision auto`."""
     from superslomo.calibration.sampling import open_sources, sample_triplets
+    from superslomo.eval.datasets import check_not_evaluation_set
     from superslomo.eval.metrics import psnr
     from superslomo.runtime import Interpolator
     from superslomo.runtime.loader import openvino_usable
@@ -816,8 +815,7 @@ def measure_precisions(
     from superslomo.runtime.selection import cpu_facts, openvino_capabilities, runtime_versions
 
     for clip in clips:
-        if any(name in str(clip).lower() for name in EVALUATION_SETS):
-            raise SloMoError(f"{clip} is (from) an evaluation set; measure the report on other footage")
+        check_not_evaluation_set(clip, "accuracy-report")
     samples = list(sample_triplets(open_sources(clips), pairs, size))
     combos: list[tuple[str, str, BackendOptions]] = [
         ("onnxruntime", "fp32", OnnxRuntimeOptions()),

@@ -22,6 +22,25 @@ from superslomo.video.frames import (
 LAYOUTS = ("auto", "middlebury", "ucf", "frames")
 
 
+# Triplet sets the project reports quality on; training, validating or tuning on them would make
+# those figures meaningless, so paths naming them are refused (matched on any path component).
+EVALUATION_SETS = ("ucf101", "middlebury", "davis", "vimeo", "toflow")
+
+
+def check_not_evaluation_set(path: str | os.PathLike, role: str) -> None:
+    """Refuse a path that names an evaluation set (EVALUATION_SETS) as `role` data."""
+    # The path as given and the last components of where it leads (a link may rename a set); not
+    # every resolved component, so a home folder called "davis" does not trip it.
+    parts = [part.lower() for part in (*Path(path).parts, *Path(path).resolve().parts[-3:])]
+    for name in EVALUATION_SETS:
+        if any(name in part for part in parts):
+            raise SloMoError(
+                f"{path} looks like the {name} evaluation set; it cannot be {role} data "
+                "(quality is reported on it). Use held-out footage instead, "
+                "e.g. ../shared/data/debian_opencv_doc/cup.mp4 (training/README.md)"
+            )
+
+
 @dataclass
 class Triplet:
     name: str

