@@ -635,9 +635,13 @@ def scales_command(
     one new frame beside ffmpeg minterpolate's. See docs/scales.md."""
     from superslomo.apps.models import onnx_folder_for
     from superslomo.apps.scales import BANDS, measure_scales, write_table
+    from superslomo.eval.datasets import check_not_evaluation_set
 
     if not model.is_file():
         raise SloMoError(f"checkpoint not found: {model} (slomo scales exports a checkpoint at each scale)")
+    for clip in data:
+        # the table decides what every job runs: tuned on an evaluation set, its figures would lie
+        check_not_evaluation_set(clip, "scale-table")
     if backend not in ("openvino", "onnxruntime"):
         raise SloMoError(f"--backend must be openvino or onnxruntime, got {backend!r}")
     known = {band.name: band for band in BANDS}
@@ -981,7 +985,7 @@ def campaign_command(
     in training/ (training/README.md)."""
     from superslomo.training.campaign import run_window, start_background
 
-    if minutes <= 0:
+    if not (math.isfinite(minutes) and minutes > 0):
         raise SloMoError(f"--minutes must be positive, got {minutes}")
     if not foreground:
         pid, log = start_background(minutes)

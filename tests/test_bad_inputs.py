@@ -606,6 +606,21 @@ CASES = [
     bad("train one-frame video", TRAIN.replace("{clip}", "{one_frame}"), 2, "no usable training data"),
     bad("train text as video", TRAIN.replace("{clip}", "{text_video}"), 2, "cannot open"),
     bad("train png as resume", TRAIN + " --resume {png_as_ckpt}", 2, "not a Super SloMo checkpoint"),
+    # -- campaign, scales, gst-env --------------------------------------------------------------
+    bad("campaign minutes 0", "campaign --minutes 0", 2, "--minutes must be positive, got 0"),
+    bad("campaign minutes nan", "campaign --minutes nan", 2, "--minutes must be positive, got nan"),
+    bad("campaign minutes a word", "campaign --minutes soon", 2, "Invalid value for '--minutes'", usage=True),
+    bad(
+        "scales missing checkpoint", "scales {root}/nope.safetensors --data {clip}", 2, "checkpoint not found"
+    ),
+    bad("scales unknown band", "scales {ckpt} --data {clip} --bands 999p", 2, "unknown band 999p"),
+    bad(
+        "scales on an evaluation set",
+        "scales {ckpt} --data {root}/ucf101/clip.mp4",
+        2,
+        "ucf101 evaluation set",
+    ),
+    bad("gst-env extra argument", "gst-env now", 2, "Got unexpected extra argument", usage=True),
     bad("train validation missing", TRAIN + " --validation {root}/nope", 2, "validation data not found"),
 ]
 
