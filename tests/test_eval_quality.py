@@ -88,7 +88,8 @@ def test_eval_command_reports_model_and_baseline(checkpoint, tmp_path, capsys):
     )
     assert code == 0, err
     result = json.loads(report.read_text())
-    assert result["count"] == 2 and result["backend"].startswith("onnxruntime")
+    # measured as `slomo interpolate` runs it: the CPU runtime auto measured fastest here
+    assert result["count"] == 2 and result["backend"].split()[0] in ("onnxruntime", "openvino")
     for key in ("psnr", "ssim", "ie"):
         assert np.isfinite(result[key]) and np.isfinite(result["baseline"][key]) and key in result["items"][0]
     assert result["psnr"] == pytest.approx(np.mean([i["psnr"] for i in result["items"]]))
