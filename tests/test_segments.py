@@ -16,7 +16,7 @@ from superslomo.errors import SloMoError
 from superslomo.runtime import Interpolator
 from superslomo.video.decode import decode_frames, probe
 from superslomo.video.encode import VideoWriter
-from superslomo.video.pipeline import Options, interpolate_video, plan_rates, validate
+from superslomo.video.pipeline import Options, interpolate_video, plan_job
 from superslomo.video.segments import (
     SegmentJob,
     SegmentMismatch,
@@ -27,6 +27,7 @@ from superslomo.video.segments import (
     read_segment,
     render_segment,
     scan_frames,
+    segment_jobs,
 )
 
 
@@ -92,28 +93,14 @@ def interp(onnx_model):
 
 def render_and_join(interp, src: Path, out: Path, options: Options, segment_frames: int = 1):
     """What the Ray driver and its workers do, in this process: plan, render, join."""
-    info = validate(src, out, options)
-    rate, slowdown = plan_rates(info, options)
-    pix_fmt = VideoWriter(out, info, rate, options.codec, options.crf, options.preset, None, check_only=True)
-    pix_fmt = pix_fmt.pix_fmt
-    plan = plan_segments(info, options.start, options.duration, segment_frames=segment_frames)
+    job = plan_job(src, out, options)
+    plan = plan_segments(job.info, options.start, options.duration, segment_frames=segment_frames)
     results = []
-    for seg in plan.segments:
-        job = SegmentJob(
-            info,
-            seg,
-            plan.origin,
-            rate,
-            slowdown,
-            options.scene_threshold,
-            pix_fmt,
-            options.start,
-            options.duration,
-        )
-        results.append(render_segment(job, interp, out.with_name(f"seg{seg.index}.mkv")))
-    writer = VideoWriter(out, info, rate, options.codec, options.crf, options.preset, None)
+    for seg in segment_jobs(job, plan):
+        results.append(render_segment(seg, interp, out.with_name(f"seg{seg.segment.index}.mkv")))
+    writer = VideoWriter(out, job.info, job.out_rate, options.codec, options.crf, options.preset, None)
     for result in results:
-        append_segment(writer, out.with_name(f"seg{result.index}.mkv"), result, pix_fmt)
+        append_segment(writer, out.with_name(f"seg{result.index}.mkv"), result, job.pix_fmt)
     writer.finish()
     return plan, results
 

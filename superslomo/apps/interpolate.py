@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from superslomo.errors import SloMoError
-from superslomo.video.pipeline import Options, Summary, claim_output, interpolate_video, validate
+from superslomo.video.pipeline import Options, Summary, claim_output, plan_job, run_job
 
 
 @dataclass(frozen=True)
@@ -48,12 +48,13 @@ def open_server(where: Where) -> tuple[object, str]:
 def interpolate(
     input_path: Path, output_path: Path, options: Options, where: Where, say: Callable[[str], None]
 ) -> Summary:
-    """Refuse bad input before any model loads, claim the output, run the job; `say` gets the
-    `backend:` line and notes (stderr in the CLI)."""
-    info = validate(input_path, output_path, options)
+    """Plan the job once (bad input is refused before any model loads), claim the output, run
+    the plan here or on Ray; `say` gets the `backend:` line and notes (stderr in the CLI)."""
+    plan = plan_job(input_path, output_path, options)
+    info = plan.info
     if where.ray is not None:
         from superslomo.apps.models import choose_model
-        from superslomo.serving.ray_batch import RayOptions, check_paths, interpolate_on_ray
+        from superslomo.serving.ray_batch import RayOptions, check_paths, run_on_ray
 
         check_paths(input_path, output_path)
         if where.server is not None or where.backend == "torch":
@@ -76,11 +77,9 @@ def interpolate(
             )
             interp.close()  # type: ignore[attr-defined]
             say(f"backend: {label}")
-            return interpolate_on_ray(
-                input_path,
-                output_path,
+            return run_on_ray(
+                plan,
                 choice,
-                options=options,
                 ray_options=RayOptions(address=where.ray, workers=where.ray_workers, work_dir=where.work_dir),
                 claim=claim,
             )
@@ -99,6 +98,4 @@ def interpolate(
             )
         say(f"backend: {label}")
         with interp:
-            return interpolate_video(
-                input_path, output_path, interp, label.removesuffix(", picked by auto"), options, claim=claim
-            )
+            return run_job(plan, interp, label.removesuffix(", picked by auto"), claim=claim)

@@ -33,8 +33,7 @@ from pathlib import Path
 
 from superslomo.contracts.manifest import ManifestError, read_manifest
 from superslomo.errors import SloMoError
-from superslomo.video.decode import VideoInfo
-from superslomo.video.pipeline import Options, Summary, claim_output, plan_rates, validate
+from superslomo.video.pipeline import JobPlan, Options, Summary, claim_output, plan_job
 from superslomo.video.publish import OutputLock
 from superslomo.video.segments import (
     SEGMENT_SUFFIX,
@@ -44,6 +43,7 @@ from superslomo.video.segments import (
     append_segment,
     plan_segments,
     render_segment,
+    segment_jobs,
 )
 
 RAY_EXTRA = "pip install 'superslomo-trt[ray]'"
@@ -412,87 +412,71 @@ def interpolate_on_ray(
     claim: OutputLock | None = None,
     interpolator_factory: Callable[[], object] | None = None,
 ) -> Summary:
-    """interpolate_video, on a Ray cluster: the same output for the same backend.
+    """interpolate_video, on a Ray cluster: the same output for the same backend. `plan_job`,
+    then `run_on_ray` (see there for `model` and `interpolator_factory`).
+    Raises SloMoError (one line) for bad input, an unreachable cluster or a failed worker."""
+    check_paths(input_path, output_path)
+    plan = plan_job(input_path, output_path, options)
+    return run_on_ray(plan, model, backend, ray_options, progress, say, claim, interpolator_factory)
+
+
+def run_on_ray(
+    plan: JobPlan,
+    model,
+    backend: str = "auto",
+    ray_options: RayOptions | None = None,
+    progress: bool | None = None,
+    say: Callable[[str], None] | None = None,
+    claim: OutputLock | None = None,
+    interpolator_factory: Callable[[], object] | None = None,
+) -> Summary:
+    """Run a planned job (pipeline.plan_job) on a Ray cluster: its rates, pixel format and audio
+    decide the segments and the join; nothing is planned again.
 
     `model`: the model choice (runtime/choice.py; apps/models.choose_model makes the one a local
     run makes), or an exported folder (ONNX graphs or TensorRT engines) opened with `backend`;
     either at the same path on every node. `interpolator_factory`: build each worker's
     interpolator yourself instead (called once per actor, on its node; `model` then only names
-    it in the work folder's key).
-    Raises SloMoError (one line) for bad input, an unreachable cluster or a failed worker."""
-    options = options or Options()
+    it in the work folder's key). `claim`: the output's lock, when the caller took it."""
     ray_options = ray_options or RayOptions()
     say = say or (lambda text: print(text, file=sys.stderr))
     from superslomo.runtime.choice import ModelChoice
 
-    input_path, output_path = Path(input_path), Path(output_path)
+    check_paths(plan.input, plan.output)
     if not isinstance(model, ModelChoice):
         model = Path(model)
         with contextlib.suppress(ManifestError, SloMoError):
             model = _choice_for(model, backend)  # else the workers say why they cannot open it
-    check_paths(input_path, output_path)
-    info = validate(input_path, output_path, options)
-    lock = claim if claim is not None else claim_output(output_path)
+    lock = claim if claim is not None else claim_output(plan.output)
     try:
-        validate(input_path, output_path, options)  # again, now that no other run can write it
-        _remove_stale_temps(output_path)
-        return _run(
-            input_path,
-            output_path,
-            info,
-            model,
-            backend,
-            options,
-            ray_options,
-            progress,
-            say,
-            interpolator_factory,
-        )
+        plan.check_output()  # again, now that no other run can write it
+        _remove_stale_temps(plan.output)
+        return _run(plan, model, backend, ray_options, progress, say, interpolator_factory)
     finally:
         if claim is None:
             lock.release()
 
 
-def _final_pix_fmt(output: Path, info: VideoInfo, out_rate: Fraction, options: Options) -> str:
-    from superslomo.video.encode import VideoWriter
-
-    return VideoWriter(
-        output,
-        info,
-        out_rate,
-        options.codec,
-        options.crf,
-        options.preset,
-        None,
-        check_only=True,
-        pix_fmt=options.pix_fmt,
-    ).pix_fmt
-
-
 def _run(
-    input_path: Path,
-    output_path: Path,
-    info: VideoInfo,
+    job: JobPlan,
     model,
     backend: str,
-    options: Options,
     ray_options: RayOptions,
     progress: bool | None,
     say: Callable[[str], None],
     factory,
 ) -> Summary:
     began = time.perf_counter()
-    out_rate, slowdown = plan_rates(info, options)
-    pix_fmt = _final_pix_fmt(output_path, info, out_rate, options)
+    input_path, output_path, options = job.input, job.output, job.options
     if progress is None:
         progress = sys.stderr.isatty()
     ray = _import_ray()
     started = _connect(ray, ray_options)
     try:
         workers, actor_options = _resources(ray, ray_options, model, backend)
-        plan = plan_segments(info, options.start, options.duration, workers, ray_options.segment_frames)
+        plan = plan_segments(job.info, options.start, options.duration, workers, ray_options.segment_frames)
         model_id = _model_identity(model, backend)
-        key = work_key(input_path, options, out_rate, slowdown, pix_fmt, model_id, plan)
+        key = work_key(input_path, options, job.out_rate, job.slowdown, job.pix_fmt, model_id, plan)
         root = ray_options.work_dir or output_path.parent / f".{output_path.name}{WORK_SUFFIX}"
         work = Path(root).resolve() / key
         try:
@@ -501,27 +485,12 @@ def _run(
             raise SloMoError(f"cannot create the work folder {work}: {error.strerror}") from None
         claim = RunClaim(work)
         claim.remove_stale()
-        jobs = [
-            SegmentJob(
-                info,
-                seg,
-                plan.origin,
-                out_rate,
-                slowdown,
-                options.scene_threshold,
-                pix_fmt,
-                options.start,
-                options.duration,
-            )
-            for seg in plan.segments
-        ]
-        done = {job.segment.index: record for job in jobs if (record := _finished(work, job)) is not None}
+        jobs = segment_jobs(job, plan)
+        done = {seg.segment.index: record for seg in jobs if (record := _finished(work, seg)) is not None}
         label = (getattr(model, "label", "") or getattr(model, "backend", backend)).removesuffix(
             ", picked by auto"
         )
-        summary = Summary(
-            input=input_path, output=output_path, backend=label, out_rate=out_rate, slowdown=slowdown
-        )
+        summary = job.summary(label)
         if plan.note:
             summary.notes.append(plan.note)
         if done:
@@ -537,7 +506,7 @@ def _run(
             claim.id,
         )
         try:
-            _join(output_path, info, options, out_rate, pix_fmt, records, work, summary, say, progress)
+            _join(job, records, work, summary, say, progress)
         except BaseException:
             # The actors stop first: one still rendering would write a file after the clean-up.
             records.close()
@@ -616,11 +585,7 @@ def _records_in_order(
 
 
 def _join(
-    output: Path,
-    info: VideoInfo,
-    options: Options,
-    out_rate: Fraction,
-    pix_fmt: str,
+    job: JobPlan,
     records,
     work: Path,
     summary: Summary,
@@ -628,37 +593,38 @@ def _join(
     progress: bool,
 ) -> None:
     """Decode the segments in order into one VideoWriter: the user's encoder, the source's audio
-    by the rules of a single run."""
+    by the plan (the rules of a single run)."""
     from superslomo.video.encode import VideoWriter
-    from superslomo.video.pipeline import audio_source, note_variable_rate, plan_audio
 
-    note_variable_rate(info, options, out_rate, summary, say)
-    keep_audio = plan_audio(info, options, False, summary, say)
+    options = job.options
+    job.announce(summary, say)
     writer = audio = None
     finished = False
     try:
-        for job, record in records:
+        for segment, record in records:
             result = SegmentResult.from_json(record["result"])
             if writer is None:
-                origin = job.origin if job.origin is not None else result.origin
-                if keep_audio:
-                    audio = audio_source(info, options)
-                    audio.origin = info.start_time + origin
+                origin = segment.origin if segment.origin is not None else result.origin
+                audio = job.open_audio()
+                if audio is not None:
+                    audio.origin = job.info.start_time + origin
                 writer = VideoWriter(
-                    output,
-                    info,
-                    out_rate,
+                    job.output,
+                    job.info,
+                    job.out_rate,
                     options.codec,
                     options.crf,
                     options.preset,
                     audio,
                     overwrite=options.overwrite,
                     keep_on_conflict=True,  # a cluster's work is not thrown away for a name
-                    pix_fmt=options.pix_fmt,
+                    pix_fmt=job.pix_fmt,
                 )
                 if audio is not None:
                     summary.audio = writer.audio_mode or "none"
-            summary.frames_out += append_segment(writer, segment_path(work, result.index), result, pix_fmt)
+            summary.frames_out += append_segment(
+                writer, segment_path(work, result.index), result, job.pix_fmt
+            )
             summary.frames_in += result.frames_in
             summary.new_frames += result.new_frames
             summary.held_frames += result.held_frames
@@ -668,7 +634,7 @@ def _join(
                     f"ray: segment {result.index + 1} joined ({result.frames_out} frames, "
                     f"made on {record['node']} in {record['seconds']:.1f} s)"
                 )
-        writer.finish(audio_end=Fraction(writer.count) / out_rate if audio is not None else None)
+        writer.finish(audio_end=Fraction(writer.count) / job.out_rate if audio is not None else None)
         finished = True
     finally:
         if writer is not None and not finished:

@@ -1,8 +1,10 @@
 """`slomo interpolate`: a video in, a smoother or slower video out.
 
-The job is small parts: `validate` (refuse bad input before a model loads), `plan_rates`, the
-pure `pair_jobs` generator (slots, cuts, the pairs that need the model), `job_frames` (what each
-slot shows), the writer; runtime/staging.py runs them as stages. Three threads and bounded queues
+The job is small parts: `plan_job` (every check that needs no model, done once before a model
+loads: the rates, the audio, the output kind, the writer's pixel format, the notes; a frozen
+`JobPlan` that every runner, `run_job` here or Ray's driver, runs as it is), the pure `pair_jobs`
+generator (slots, cuts, the pairs that need the model), `job_frames` (what each slot shows), the
+writer; runtime/staging.py runs them as stages. Three threads and bounded queues
 keep the model busy and memory flat for any video length:
 
     decode thread ──frames──> flow thread ──prepared pairs──> main thread ──frames──> encode thread
@@ -22,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -119,11 +121,6 @@ class Summary:
         )
 
 
-def plan_rates(info: VideoInfo, options: Options) -> tuple[Fraction, int]:
-    """(output frame rate, slow-down) for the options; see timing.py for the rule."""
-    return rates_for(info.rate, options)
-
-
 def rates_for(rate: Fraction, options: Options) -> tuple[Fraction, int]:
     """(output frame rate, slow-down) for a source of this frame rate (the hosts ask too)."""
     factor = options.factor
@@ -158,42 +155,36 @@ class _PairJob:
     same: bool = False
 
 
-def _keeps_audio(info: VideoInfo, output_path: Path, options: Options, slowdown: int) -> bool:
-    return info.has_audio and options.audio and slowdown == 1 and not is_sequence_output(output_path)
-
-
-def note_variable_rate(info: VideoInfo, options: Options, out_rate: Fraction, summary: Summary, say) -> None:
+def _variable_rate_notes(info: VideoInfo, options: Options, out_rate: Fraction) -> tuple[str, ...]:
     if info.variable_rate and options.fps is None:
         # No rate puts every original of such input on the output grid: say what was chosen.
-        note = (
+        return (
             f"variable frame rate input: output at {float(out_rate):.3f} fps from its average rate, "
-            "frames placed by timestamp (--fps sets the rate)"
+            "frames placed by timestamp (--fps sets the rate)",
         )
-        summary.notes.append(note)
-        say(f"note: {note}")
+    return ()
 
 
-def plan_audio(info: VideoInfo, options: Options, to_sequence: bool, summary: Summary, say) -> bool:
-    """Whether the source's audio goes into the output; when it does not, `summary.audio` and
-    (for a slowed video) a note say why. When it does, the writer says how (copied, re-encoded)."""
+def _audio_plan(info: VideoInfo, options: Options, to_sequence: bool, slowdown: int) -> tuple[bool, str, str]:
+    """(keep the source's audio, the summary's words when it is not kept, the note said when a
+    slowed video drops it). When it is kept, the writer says how (copied, re-encoded)."""
     if not info.has_audio:
-        summary.audio = "none (the source has none)"
-    elif to_sequence:
-        summary.audio = "dropped (an image sequence has none)"
-    elif not options.audio:
-        summary.audio = "dropped (--no-audio)"
-    elif summary.slowdown > 1:
-        summary.audio = "dropped (the video is slowed down)"
-        say(
-            f"note: audio dropped: the output is {summary.slowdown}x slower and slowed audio is not kept "
-            "(--fps or --factor without --slowmo keep it)"
+        return False, "none (the source has none)", ""
+    if to_sequence:
+        return False, "dropped (an image sequence has none)", ""
+    if not options.audio:
+        return False, "dropped (--no-audio)", ""
+    if slowdown > 1:
+        return (
+            False,
+            "dropped (the video is slowed down)",
+            f"audio dropped: the output is {slowdown}x slower and slowed audio is not kept "
+            "(--fps or --factor without --slowmo keep it)",
         )
-    else:
-        return True
-    return False
+    return True, "none", ""
 
 
-def audio_source(info: VideoInfo, options: Options) -> AudioSource:
+def _audio_source(info: VideoInfo, options: Options) -> AudioSource:
     end = None
     if options.duration is not None:
         end = info.start_time + Fraction(options.start + options.duration).limit_denominator(1_000_000)
@@ -215,10 +206,65 @@ def claim_output(output_path: str | os.PathLike) -> OutputLock:
     return OutputLock(Path(output_path)).acquire()
 
 
-def validate(input_path: Path, output_path: Path, options: Options) -> VideoInfo:
-    """Every check that needs no model: run before loading one, so bad input fails at once.
-    That includes opening the encoders for the output (in memory), so a combination of
-    container, codec and audio that cannot be written is refused here."""
+@dataclass(frozen=True)
+class JobPlan:
+    """One interpolate job, planned and checked once by `plan_job` before a model loads. Every
+    runner (`run_job` on this machine, the Ray driver) runs it as it is and plans nothing
+    again. Picklable; it holds no open file."""
+
+    input: Path
+    output: Path
+    info: VideoInfo
+    options: Options
+    out_rate: Fraction
+    slowdown: int
+    output_kind: str  # "video" (a file written by VideoWriter) or "sequence" (image files)
+    pix_fmt: str | None  # the video writer's pixel format (None: an image sequence)
+    keep_audio: bool  # the source's audio goes into the output
+    audio: str  # the summary's words: why there is none, or how it is written (the writer's mode)
+    audio_note: str  # said (not kept in the summary) when a slowed video drops its audio
+    notes: tuple[str, ...]  # said and kept in the summary (variable frame rate)
+    picture_note: str  # the writer's note on the picture (an odd size padded); "" when none
+
+    @property
+    def to_sequence(self) -> bool:
+        return self.output_kind == "sequence"
+
+    def check_output(self) -> None:
+        """The output checks again: run once the output is claimed, so no other run can write it."""
+        _check_output(self.input, self.output, self.options)
+
+    def open_audio(self) -> AudioSource | None:
+        """The source's audio for the writer when the plan keeps it (the caller closes it)."""
+        return _audio_source(self.info, self.options) if self.keep_audio else None
+
+    def summary(self, backend: str) -> Summary:
+        return Summary(
+            input=self.input,
+            output=self.output,
+            backend=backend,
+            out_rate=self.out_rate,
+            slowdown=self.slowdown,
+            audio=self.audio,
+        )
+
+    def announce(self, summary: Summary, say: Callable[[str], None]) -> None:
+        """Say the plan's notes (kept in `summary`) and why the audio is dropped, if it says."""
+        for note in self.notes:
+            summary.notes.append(note)
+            say(f"note: {note}")
+        if self.audio_note:
+            say(f"note: {self.audio_note}")
+
+
+def plan_job(
+    input_path: str | os.PathLike, output_path: str | os.PathLike, options: Options | None = None
+) -> JobPlan:
+    """Every check that needs no model, once: run before loading one, so bad input fails at once
+    (SloMoError, one line). That includes opening the encoders for the output (in memory), so a
+    combination of container, codec and audio that cannot be written is refused here, and the
+    pixel format and audio mode the writer will use are known."""
+    options = replace(options) if options is not None else Options()
     input_path, output_path = Path(input_path), Path(output_path)
     _check_output(input_path, output_path, options)
     if options.start < 0 or (options.duration is not None and options.duration <= 0):
@@ -239,11 +285,14 @@ def validate(input_path: Path, output_path: Path, options: Options) -> VideoInfo
         info = probe(input_path, options.max_size)
     if info.duration is not None and options.start >= info.duration:
         raise SloMoError(f"--start {options.start:g}s is past the end of {input_path} ({info.duration:.2f}s)")
-    out_rate, slowdown = plan_rates(info, options)
-    if not is_sequence_output(output_path):
-        audio = audio_source(info, options) if _keeps_audio(info, output_path, options, slowdown) else None
+    out_rate, slowdown = rates_for(info.rate, options)
+    to_sequence = is_sequence_output(output_path)
+    keep_audio, audio_words, audio_note = _audio_plan(info, options, to_sequence, slowdown)
+    pix_fmt, picture_note = None, ""
+    if not to_sequence:
+        audio = _audio_source(info, options) if keep_audio else None
         try:
-            VideoWriter(
+            check = VideoWriter(
                 output_path,
                 info,
                 out_rate,
@@ -257,7 +306,24 @@ def validate(input_path: Path, output_path: Path, options: Options) -> VideoInfo
         finally:
             if audio is not None:
                 audio.close()
-    return info
+        pix_fmt, picture_note = check.pix_fmt, check.note
+        if keep_audio:
+            audio_words = check.audio_mode or "none"
+    return JobPlan(
+        input=input_path,
+        output=output_path,
+        info=info,
+        options=options,
+        out_rate=out_rate,
+        slowdown=slowdown,
+        output_kind="sequence" if to_sequence else "video",
+        pix_fmt=pix_fmt,
+        keep_audio=keep_audio,
+        audio=audio_words,
+        audio_note=audio_note,
+        notes=_variable_rate_notes(info, options, out_rate),
+        picture_note=picture_note,
+    )
 
 
 def interpolate_video(
@@ -270,29 +336,31 @@ def interpolate_video(
     say: Callable[[str], None] | None = None,
     claim: OutputLock | None = None,
 ) -> Summary:
-    """Interpolate `input_path` into `output_path` with `interpolator` (a runtime Interpolator).
-    Either may be an image sequence (see sequence.py).
+    """Interpolate `input_path` into `output_path` with `interpolator` (a runtime Interpolator):
+    `plan_job`, then `run_job`. Either may be an image sequence (see sequence.py).
 
     Raises SloMoError (one line) for bad input or options; never leaves a partial output, and
     never replaces an existing one unless `options.overwrite`. `claim`: the output's lock, when
     the caller took it (claim_output) before loading the model; otherwise it is taken here.
     """
-    options = options or Options()
-    input_path, output_path = Path(input_path), Path(output_path)
-    info = validate(input_path, output_path, options)
-    lock = claim if claim is not None else claim_output(output_path)
+    plan = plan_job(input_path, output_path, options)
+    return run_job(plan, interpolator, backend, progress, say, claim)
+
+
+def run_job(
+    plan: JobPlan,
+    interpolator,
+    backend: str,
+    progress: bool | None = None,
+    say: Callable[[str], None] | None = None,
+    claim: OutputLock | None = None,
+) -> Summary:
+    """Run a planned job (`plan_job`) on this machine with `interpolator`; `claim` as in
+    interpolate_video."""
+    lock = claim if claim is not None else claim_output(plan.output)
     try:
-        _check_output(input_path, output_path, options)  # again, now that no other run can write it
-        return _run(
-            input_path,
-            output_path,
-            info,
-            interpolator,
-            backend,
-            options,
-            progress,
-            say or (lambda text: print(text, file=sys.stderr)),
-        )
+        plan.check_output()  # again, now that no other run can write it
+        return _run(plan, interpolator, backend, progress, say or (lambda text: print(text, file=sys.stderr)))
     finally:
         if claim is None:
             lock.release()
@@ -362,41 +430,33 @@ def job_frames(job: _PairJob, made: list, summary: Summary) -> Iterator[object]:
         yield frame
 
 
-def _open_output(
-    output_path: Path,
-    info: VideoInfo,
-    options: Options,
-    out_rate: Fraction,
-    slowdown: int,
-    summary: Summary,
-    say,
-):
-    """The writer (video or image sequence) and the audio source it copies, if any; says what
-    happens to the audio in `summary` and, when it is dropped for a reason, to the user."""
-    to_sequence = is_sequence_output(output_path)
-    audio = audio_source(info, options) if plan_audio(info, options, to_sequence, summary, say) else None
+def _open_output(plan: JobPlan, summary: Summary, say):
+    """The writer (video or image sequence) and the audio source it copies, if the plan keeps it;
+    says the writer's note on the picture, and how the audio is written, in `summary`."""
+    audio = plan.open_audio()
     try:
-        if to_sequence:
-            writer = SequenceWriter(output_path, info, options.overwrite)
+        if plan.to_sequence:
+            writer = SequenceWriter(plan.output, plan.info, plan.options.overwrite)
         else:
+            options = plan.options
             writer = VideoWriter(
-                output_path,
-                info,
-                out_rate,
+                plan.output,
+                plan.info,
+                plan.out_rate,
                 options.codec,
                 options.crf,
                 options.preset,
                 audio,
                 overwrite=options.overwrite,
-                pix_fmt=options.pix_fmt,
+                pix_fmt=plan.pix_fmt,
             )
     except BaseException:
         if audio is not None:
             audio.close()
         raise
-    if getattr(writer, "note", ""):
-        summary.notes.append(writer.note)
-        say(f"note: {writer.note}")
+    if plan.picture_note:
+        summary.notes.append(plan.picture_note)
+        say(f"note: {plan.picture_note}")
     if audio is not None:
         summary.audio = writer.audio_mode or "none"
     return writer, audio
@@ -412,20 +472,16 @@ def _expected_frames(info: VideoInfo, options: Options, out_rate: Fraction, slow
 
 
 def _run(
-    input_path: Path,
-    output_path: Path,
-    info: VideoInfo,
+    plan: JobPlan,
     interpolator,
     backend: str,
-    options: Options,
     progress: bool | None,
     say: Callable[[str], None],
 ) -> Summary:
-    out_rate, slowdown = plan_rates(info, options)
-    summary = Summary(
-        input=input_path, output=output_path, backend=backend, out_rate=out_rate, slowdown=slowdown
-    )
-    note_variable_rate(info, options, out_rate, summary, say)
+    input_path, info, options = plan.input, plan.info, plan.options
+    out_rate, slowdown = plan.out_rate, plan.slowdown
+    summary = plan.summary(backend)
+    plan.announce(summary, say)
     segment = " in that segment" if options.start or options.duration else ""
     model_time = _Clock()
     began = time.perf_counter()
@@ -442,7 +498,7 @@ def _run(
                     summary.frames_in += 1
                     yield item
 
-            writer, audio = _open_output(output_path, info, options, out_rate, slowdown, summary, say)
+            writer, audio = _open_output(plan, summary, say)
             finished = False
 
             def clean_up() -> None:

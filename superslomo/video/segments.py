@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,6 +35,9 @@ from superslomo.video.color import from_rgb
 from superslomo.video.decode import Decoded, VideoInfo, _open, color_model, decode_frames
 from superslomo.video.scenes import SceneDetector
 from superslomo.video.timing import Timeline
+
+if TYPE_CHECKING:
+    from superslomo.video.pipeline import JobPlan
 
 # Fewer frames than this per segment cost more in start-up (seek, decoder warm-up, one task) than
 # they save in parallelism.
@@ -203,6 +207,26 @@ class SegmentJob:
     pix_fmt: str  # the final encoder's pixel format
     start: float  # the job's --start and --duration (the first and last segments use them)
     duration: float | None
+
+
+def segment_jobs(job: JobPlan, plan: Plan) -> list[SegmentJob]:
+    """The workers' jobs for a planned interpolate job (pipeline.plan_job), one per segment of
+    `plan`: the job's rates, scene threshold, span and the final writer's pixel format."""
+    options = job.options
+    return [
+        SegmentJob(
+            job.info,
+            seg,
+            plan.origin,
+            job.out_rate,
+            job.slowdown,
+            options.scene_threshold,
+            job.pix_fmt,
+            options.start,
+            options.duration,
+        )
+        for seg in plan.segments
+    ]
 
 
 @dataclass
