@@ -59,7 +59,8 @@ vapoursynth-env: $(VS_ENV)/.ready
 # GStreamer: Debian's packages, whose Python plugin loader runs the system Python (3.11 on
 # Debian 12, as the project's venv); `slomo gst-env` points it at the element and this venv.
 GST_PACKAGES := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
-	python3-gst-1.0 gstreamer1.0-python3-plugin-loader gir1.2-gst-plugins-base-1.0
+	python3-gst-1.0 gstreamer1.0-python3-plugin-loader gir1.2-gst-plugins-base-1.0 \
+	gstreamer1.0-libav gstreamer1.0-plugins-ugly
 SUDO ?= $(if $(filter 0,$(shell id -u)),,sudo)
 
 gstreamer-env:

@@ -444,6 +444,43 @@ def test_gst_env_then_gst_launch_on_files_makes_the_cli_frames(clip, cli_frames,
     assert all(np.array_equal(a, b) for a, b in zip(made, expected, strict=True))
 
 
+def test_the_documented_gst_launch_line_on_an_h264_file(clip, onnx_model, tmp_path):
+    """docs/hosts.md's pipeline as a user types it: an .mp4 decoded by decodebin, x264enc into
+    mp4mux; twice the frames at twice the rate (the elements it needs are in its apt line)."""
+    import av
+
+    env = gstreamer_env()
+    for element in ("avdec_h264", "x264enc", "mp4mux"):
+        if subprocess.run(["gst-inspect-1.0", element], capture_output=True, env=env).returncode != 0:
+            pytest.skip(f"GStreamer element {element} missing (make gstreamer-env installs it)")
+    source = tmp_path / "input.mp4"
+    frames = np.load(clip / "frames.npz")["frames"][:8]
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+    output = tmp_path / "output.mp4"
+    pipeline = (
+        f"filesrc location={source} ! decodebin ! videoconvert ! slomo factor=2 model={onnx_model} ! "
+        f"videoconvert ! x264enc ! mp4mux ! filesink location={output}"
+    )
+    command = f'eval "$({sys.executable} -m superslomo.cli gst-env)" && gst-launch-1.0 -q {pipeline}'
+    result = subprocess.run(
+        ["bash", "-c", command], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    with av.open(str(output)) as container:
+        video = container.streams.video[0]
+        decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(video)]
+        assert video.average_rate == 50
+    assert len(decoded) == 2 * len(frames)
+    assert decoded[0].shape == (SIZE[1], SIZE[0], 3)
+
+
 def test_gst_env_refuses_in_one_line_where_the_element_could_not_load(monkeypatch, tmp_path):
     from superslomo.hosts import gst_env
 
