@@ -423,6 +423,17 @@ def test_gstreamer_bad_model_is_one_error_on_the_bus_without_a_traceback(tmp_pat
     assert "Traceback" not in text
 
 
+def gst_launch_as_documented(pipeline: str) -> subprocess.CompletedProcess:
+    """`eval "$(slomo gst-env)"`, then gst-launch-1.0 on `pipeline`, in a fresh shell (docs/hosts.md)."""
+    command = f'eval "$({sys.executable} -m superslomo.cli gst-env)" && gst-launch-1.0 -q {pipeline}'
+    result = subprocess.run(
+        ["bash", "-c", command], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
 def test_gst_env_then_gst_launch_on_files_makes_the_cli_frames(clip, cli_frames, onnx_model, tmp_path):
     gstreamer_env()  # skips where GStreamer cannot run the element
     out = tmp_path / "gst-out"
@@ -432,12 +443,7 @@ def test_gst_env_then_gst_launch_on_files_makes_the_cli_frames(clip, cli_frames,
         f"videoconvert ! slomo factor=2 model={onnx_model} backend=onnxruntime precision=fp32 ! "
         f"videoconvert ! pngenc ! multifilesink location={out}/%04d.png"
     )
-    command = f'eval "$({sys.executable} -m superslomo.cli gst-env)" && gst-launch-1.0 -q {pipeline}'
-    result = subprocess.run(
-        ["bash", "-c", command], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    gst_launch_as_documented(pipeline)
     made = read_sequence(out)
     expected = cli_frames["factor2"]
     assert len(made) == len(expected)
@@ -466,12 +472,7 @@ def test_the_documented_gst_launch_line_on_an_h264_file(clip, onnx_model, tmp_pa
         f"filesrc location={source} ! decodebin ! videoconvert ! slomo factor=2 model={onnx_model} ! "
         f"videoconvert ! x264enc ! mp4mux ! filesink location={output}"
     )
-    command = f'eval "$({sys.executable} -m superslomo.cli gst-env)" && gst-launch-1.0 -q {pipeline}'
-    result = subprocess.run(
-        ["bash", "-c", command], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = gst_launch_as_documented(pipeline)
     assert "Traceback" not in result.stderr
     with av.open(str(output)) as container:
         video = container.streams.video[0]
