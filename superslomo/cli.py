@@ -1064,7 +1064,10 @@ def bench_command(
         False, "--race-only", help="With --against: the race only, not the backend table."
     ),
 ) -> None:
-    """Time the backends side by side (interleaved), with FLOPs, achieved FLOP/s and the floor."""
+    """Time the backends side by side (interleaved), with FLOPs, achieved FLOP/s and the floor.
+
+    Timed through the pair protocol a job runs: "flow ms" is Interpolator.prepare (padding,
+    conversion, flow graph), "interp ms" is synthesize + release per output frame."""
     from dataclasses import replace
 
     from superslomo.apps.bench import (

@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 from superslomo.apps import bench
+from superslomo.apps.bench import race as race_module
 from superslomo.contracts.frames import padded_size
 from superslomo.errors import SloMoError
 from superslomo.eval.flops import elementwise_flops, model_flops, unet_convs, unet_flops
+from superslomo.runtime.backend import Backend
 
 
 # -- FLOPs -----------------------------------------------------------------------------------
@@ -163,13 +165,18 @@ def test_target_lines_judge_the_720p_rows():
     assert "MISSED" in lines[1] and "PSNR drop +0.80" in lines[1]
 
 
-class FakeBackend:
+class FakeBackend(Backend):
+    """Runs in memory (no graphs): logs each graph call with its batch."""
+
+    name = "fake"
+
     def __init__(self, name, log):
-        self.name, self.log = name, log
+        super().__init__(None, torch_free_manifest())
+        self.label, self.log = name, log
 
     def infer(self, graph, inputs):
         n = inputs["frame0"].shape[0]
-        self.log.append((self.name, graph, n))
+        self.log.append((self.label, graph, n))
         if graph == "flow":
             shape = inputs["frame0"].shape
             return {
@@ -180,26 +187,85 @@ class FakeBackend:
         return {"frame_t": inputs["frame0"]}
 
 
+def torch_free_manifest():
+    from superslomo.contracts.manifest import Manifest
+
+    return Manifest(kind="onnx", precision="fp32", warp="gridsample", io="float32", opset=0, graphs={})
+
+
 def test_measurement_is_interleaved_and_batched():
     log: list = []
     backends = {n: FakeBackend(n, log) for n in ("a", "b", "c")}
     ticks = iter(range(10_000))
-    frame = np.zeros((1, 3, 32, 32), np.float32)
+    frame = np.zeros((30, 20, 3), np.uint8)  # a frame as decoded: padded to 32x32 on the way in
     results = bench.time_backends(
         backends, (frame, frame), times=7, warmup=1, iters=2, max_batch=4, clock=lambda: next(ticks) / 1000
     )
-    # each visit: flow, then 7 frames as batches of 4 and 3
-    visits = [log[i : i + 3] for i in range(0, len(log), 3)]
-    assert all([v[1] for v in visit] == ["flow", "interp", "interp"] for visit in visits)
-    assert {tuple(v[2] for v in visit) for visit in visits} == {(1, 4, 3)}
+    # each visit: flow, then 7 frames as batches of 4 and 3 (plus, last iteration, the kept batch)
+    visits, i = [], 0
+    while i < len(log):
+        size = 4 if len(visits) >= 6 else 3
+        visits.append(log[i : i + size])
+        i += size
+    assert all([v[1] for v in visit[:3]] == ["flow", "interp", "interp"] for visit in visits)
+    assert {tuple(v[2] for v in visit[:3]) for visit in visits} == {(1, 4, 3)}
+    assert all(visit[3][1:] == ("interp", 4) for visit in visits[6:])  # the PSNR frames, untimed
     order = [visit[0][0] for visit in visits]
     assert order == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]  # rotated each iteration
     assert all(len(s.flow_ms) == 2 for s in results.values())  # warm-up not recorded
-    # the fake clock ticks 1 ms per call: flow 1 ms, interp 1 ms for all 7 frames
+    # the fake clock ticks 1 ms per call: flow 1 ms; interp 1 ms for all 7 frames + 1 ms of release
     assert results["a"].flow_ms == pytest.approx([1.0, 1.0])
-    assert results["a"].interp_ms == pytest.approx([1 / 7] * 2)
-    # the PSNR column's frames: the first batch (4 frames) of the last iteration
-    assert all(s.frames is not None and s.frames.shape == (4, 3, 32, 32) for s in results.values())
+    assert results["a"].interp_ms == pytest.approx([2 / 7] * 2)
+    # the PSNR column's frames: the first batch (4 frames) of the last iteration, cropped back
+    assert all(s.frames is not None and s.frames.shape == (4, 30, 20, 3) for s in results.values())
+
+
+def test_harness_times_the_pair_protocol_not_the_graphs(onnx_model, monkeypatch):
+    """What is timed is what a job runs: Interpolator.prepare / synthesize / release on the backend
+    (padding and conversion included), never a graph called directly by the harness."""
+    from superslomo.runtime import Interpolator
+    from superslomo.runtime.onnxruntime_backend import OnnxRuntimeBackend
+    from superslomo.runtime.options import OnnxRuntimeOptions
+
+    calls: list[str] = []
+    depth = [0]
+
+    def counting(method):
+        def wrapper(self, *args, **kwargs):
+            calls.append(method.__name__)
+            depth[0] += 1
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                depth[0] -= 1
+
+        return wrapper
+
+    for method in ("prepare", "synthesize", "release"):
+        monkeypatch.setattr(Interpolator, method, counting(getattr(Interpolator, method)))
+    outside: list[str] = []
+    real_infer = Backend.infer
+
+    def infer(self, graph, inputs):
+        if depth[0] == 0:
+            outside.append(graph)
+        return real_infer(self, graph, inputs)
+
+    monkeypatch.setattr(Backend, "infer", infer)
+    options = OnnxRuntimeOptions(threads=1, providers=("CPUExecutionProvider",))
+    backend = OnnxRuntimeBackend(onnx_model, options)
+    try:
+        frames = bench.synthetic_pair(40, 36)  # off the size multiple: the Interpolator pads
+        results = bench.time_backends({"onnxruntime": backend}, frames, times=3, warmup=1, iters=2)
+    finally:
+        backend.close()
+    assert outside == []  # no graph run by the harness itself
+    # per iteration: prepare, synthesize (3 times, one batch), release; the last adds the kept batch
+    last = ["prepare", "synthesize", "synthesize", "release"]
+    assert calls == ["prepare", "synthesize", "release"] * 2 + last
+    sample = results["onnxruntime"]
+    assert len(sample.flow_ms) == len(sample.interp_ms) == 2
+    assert sample.frames is not None and sample.frames.shape == (3, 36, 40, 3)
 
 
 def test_summarize_and_synthetic_inputs():
@@ -405,7 +471,7 @@ def test_race_runs_both_jobs_alternating_and_refuses_unequal_outputs(tmp_path, m
         shutil.copy(clip, target)  # 6 frames each: equal outputs
         return seconds[name] + len(ran) / 100
 
-    monkeypatch.setattr(bench, "_timed", fake_timed)
+    monkeypatch.setattr(race_module, "_timed", fake_timed)
     options = bench.RaceOptions(clip=clip, frames=3, rounds=2, workdir=tmp_path / "race")
     race = bench.run_race(options, say=lambda s: None)
     # an untimed first slomo run, then each round both jobs, the order alternating
@@ -423,7 +489,7 @@ def test_race_runs_both_jobs_alternating_and_refuses_unequal_outputs(tmp_path, m
             make_clip(Path(command[5]), frames=4, size=(64, 48))
         return 1.0
 
-    monkeypatch.setattr(bench, "_timed", unequal)
+    monkeypatch.setattr(race_module, "_timed", unequal)
     with pytest.raises(SloMoError, match="different frame counts"):
         bench.run_race(options, say=lambda s: None)
 
