@@ -36,7 +36,7 @@ TIMES = (1, 3, 7)
 class BenchOptions:
     backends: tuple[str, ...] = DEFAULT_BACKENDS
     sizes: tuple[tuple[int, int], ...] = DEFAULT_SIZES
-    times: int = 1  # interpolated frames per pair in the timed interp calls (batched like the Interpolator)
+    times: int = 1  # interpolated frames per pair asked of Interpolator.synthesize (1/3/7: a 2x/4x/8x job)
     warmup: int = 1
     iters: int = 5
     threads: int | None = None  # CPU threads for every backend alike; default: all cores
