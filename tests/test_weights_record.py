@@ -166,3 +166,22 @@ def test_the_suffixes_are_written_only_in_the_records_module():
         if any(suffix in path.read_text() for suffix in suffixes)
     )
     assert found == ["superslomo/apps/weights.py"]
+
+
+def test_slomo_info_prints_the_shipped_record_and_only_for_the_shipped_path(tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from superslomo.cli import app
+
+    shipped = CliRunner().invoke(app, ["info", str(weights.DEFAULT.checkpoint), "--json"])
+    assert shipped.exit_code == 0, shipped.output
+    record = json.loads(shipped.output)["record"]
+    assert record["name"] == weights.DEFAULT.name
+    assert record["files"]["scales"] == str(weights.DEFAULT.scales)
+    assert any(line.startswith("ucf101_adacof: 31.90 dB") for line in record["metrics"])
+    # A copy elsewhere is a user's checkpoint: its own files (none here), no shipped figures.
+    copy = shutil.copy(weights.DEFAULT.checkpoint, tmp_path / "copy.safetensors")
+    mine = CliRunner().invoke(app, ["info", str(copy), "--json"])
+    assert mine.exit_code == 0 and "record" not in json.loads(mine.output)
