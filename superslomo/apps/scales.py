@@ -3,8 +3,8 @@
 A network trained on small frames sees a 4K frame's motion as ten times the displacement it
 learnt; run on the pair downscaled (model/scaled.py) it sees what it knows, at a fraction of the
 cost. How far to go down is a property of the model and of the frame size, so it is data: a
-table beside the checkpoint, named by its weights record (apps/weights.py; one owner: `slomo scales`), which
-`job_scales` reads for every job of a checkpoint.
+table beside the checkpoint, named by its weights record (apps/weights.py; one owner:
+`slomo scales`), which `job_scales` reads for every job of a checkpoint.
 
 How the table is made (`measure_scales`): triplets f(i), f(i+1), f(i+2) of licensed validation
 footage (never an evaluation set), every other frame held out, resized to each band's height
