@@ -18,7 +18,7 @@ import numpy as np
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", type=Path, default=Path("superslomo/weights/demo16.safetensors"))
+    parser.add_argument("--model", type=Path, default=None, help="checkpoint (default: the shipped one)")
     parser.add_argument("--data", type=Path, default=Path("../shared/data/ucf101_adacof"))
     parser.add_argument("--sizes", default="320x256,1920x1088,3840x2176")
     parser.add_argument("--items", type=int, default=3, help="triplets per size (all at 320x256)")
@@ -33,6 +33,10 @@ def main() -> None:
     from superslomo.runtime import Interpolator
     from superslomo.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
+    if args.model is None:
+        from superslomo.apps.weights import DEFAULT
+
+        args.model = DEFAULT.checkpoint
     model = load_checkpoint(args.model)
     triplets = list(iter_triplets(args.data, "ucf"))
     with tempfile.TemporaryDirectory() as tmp:

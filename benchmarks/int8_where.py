@@ -19,13 +19,8 @@ import numpy as np
 def main() -> None:
     import onnx
 
-    from superslomo.apps.models import (
-        CALIBRATION_SUFFIX,
-        INT8_CALIB_PAIRS,
-        INT8_CALIB_SIZE,
-        default_model,
-        onnx_folder_for,
-    )
+    from superslomo.apps.models import INT8_CALIB_PAIRS, INT8_CALIB_SIZE, default_model, onnx_folder_for
+    from superslomo.apps.weights import record_for
     from superslomo.calibration.calibset import build_calibration_set
     from superslomo.calibration.quantize import QuantizeOptions, conv_nodes, quantize_model
     from superslomo.calibration.sampling import open_sources, sample_triplets
@@ -44,7 +39,7 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     calib = args.workdir / "calib.npz"
     if not calib.is_file():
-        clip = checkpoint.with_name(checkpoint.stem + CALIBRATION_SUFFIX)
+        clip = record_for(checkpoint).calibration
         build_calibration_set(
             [clip], calib, fp32, pairs=INT8_CALIB_PAIRS, size=INT8_CALIB_SIZE, progress=False
         )

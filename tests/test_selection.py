@@ -215,12 +215,12 @@ def test_cache_key_follows_what_changes_the_answer(tmp_path, monkeypatch):
 
 # -- the shipped report ---------------------------------------------------------------------------
 def test_shipped_accuracy_report_is_for_the_shipped_weights_and_never_from_an_evaluation_set():
-    from superslomo.apps.models import REPORT_SUFFIX, WEIGHTS_DIR
+    from superslomo.apps.weights import DEFAULT
     from superslomo.contracts.files import file_sha256
     from superslomo.eval.datasets import EVALUATION_SETS
 
-    checkpoint = WEIGHTS_DIR / "demo16.safetensors"
-    path = WEIGHTS_DIR / ("demo16" + REPORT_SUFFIX)
+    checkpoint = DEFAULT.checkpoint
+    path = DEFAULT.precision
     data = json.loads(path.read_text())
     assert data["sha256"] == file_sha256(checkpoint)
     clips = data["frames"]["clips"]

@@ -7,8 +7,10 @@ The candidate is converted to fp16 first (what ships), then `slomo eval` (the pa
 exported to ONNX, run on onnxruntime) measures it and the shipped default on every evaluation set,
 with the linear blend and ffmpeg's minterpolate beside them. It ships when it beats the shipped
 model's PSNR on every set and minterpolate's on `ucf101_adacof`: the fp16 file goes into
-superslomo/weights/, the previous default moves to runs/retired/, and the model card's History
-section gets a row with both models' figures. Exit 0: shipped (or would ship, with --dry-run);
+superslomo/weights/, the previous default moves to runs/retired/ with the files of its weights
+record bound to its sha256 (scale table, accuracy report; superslomo/apps/weights.py), its
+calibration clip is kept for the new model, and the model card's History section gets a row with
+both models' figures. Exit 0: shipped (or would ship, with --dry-run);
 1: not better; 2: usage or input error.
 """
 
@@ -26,10 +28,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from superslomo.apps.weights import DEFAULT, WEIGHTS_DIR, WeightsRecord, record_for  # noqa: E402
+
 EVALUATION_SETS = ("ucf101_adacof", "toflow_low_frame_rate")
 MUST_BEAT_MINTERPOLATE = ("ucf101_adacof",)
-WEIGHTS = ROOT / "superslomo" / "weights"
-CARD = WEIGHTS / "MODEL_CARD.md"
+WEIGHTS = WEIGHTS_DIR
+CARD = DEFAULT.card or WEIGHTS / "MODEL_CARD.md"
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -129,6 +133,25 @@ def record_history(row: str) -> None:
     CARD.write_text(text.rstrip("\n") + "\n" + row + "\n")
 
 
+def retire(old: WeightsRecord, new: WeightsRecord, retired: Path) -> list[Path]:
+    """Move the old model's checkpoint and the files bound to its sha256 (scale table, accuracy
+    report) into `retired` (a copy of the checkpoint when the new one takes its name); the
+    calibration clip is footage, not weights: the new model keeps it. Returns what moved."""
+    retired.mkdir(parents=True, exist_ok=True)
+    moved = []
+    shutil.copy2(old.checkpoint, retired / old.checkpoint.name)
+    moved.append(old.checkpoint)
+    if old.checkpoint.resolve() != new.checkpoint.resolve():
+        old.checkpoint.unlink()
+    for path in (old.scales, old.precision):
+        if path.is_file():
+            shutil.move(path, retired / path.name)
+            moved.append(path)
+    if old.calibration.is_file() and old.calibration.resolve() != new.calibration.resolve():
+        shutil.move(old.calibration, new.calibration)
+    return moved
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("checkpoint", type=Path, help="a checkpoint, its .part00, or a .pt from gpu_train")
@@ -182,17 +205,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"would ship {candidate} as {target} (replacing {shipped.name}); --dry-run changed nothing")
         return 0
     retired = ROOT / "runs" / "retired"
-    retired.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(shipped, retired / shipped.name)
-    if shipped.resolve() != target.resolve():
-        shipped.unlink()
+    retire(record_for(shipped), record_for(target), retired)
     shutil.copy2(candidate, target)
     record_history(history_row(datetime.date.today().isoformat(), shipped, target, figures))
     if default_model().resolve() != target.resolve():
         fail(f"shipped {target}, but the default model resolves to {default_model()}; check {WEIGHTS}", 1)
     print(
         f"shipped {target} (the previous {shipped.name} is in {retired}); History row added to {CARD}. "
-        "Update the card's tables and recipe, and the tests that name the old file."
+        "Update the card's tables and recipe, the record in superslomo/apps/weights.py (SHIPPED, "
+        "DEFAULT: file, sha256, metrics), and the tests that name the old file."
     )
     return 0
 

@@ -14,21 +14,22 @@ import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from superslomo.apps import weights
+from superslomo.apps.weights import FOLDER_REPORT, WEIGHTS_DIR
 from superslomo.contracts.manifest import FULL_SCALES, ManifestError, read_manifest, scales_words
 from superslomo.errors import SloMoError
-
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 
 def default_model(weights_dir: Path = WEIGHTS_DIR) -> Path:
     """The model shipped with the package: an exported ONNX folder (`weights/demo/`, runs on the
-    embedded onnxruntime) if present, else a safetensors checkpoint (needs the torch extra)."""
-    folder = weights_dir / "demo"
+    embedded onnxruntime) if present, else the default record's checkpoint (apps/weights.py;
+    needs the torch extra)."""
+    folder = weights_dir / weights.EXPORTED_FOLDER
     if (folder / "manifest.json").is_file():
         return folder
-    checkpoints = sorted(weights_dir.glob("*.safetensors")) if weights_dir.is_dir() else []
-    if checkpoints:
-        return checkpoints[0]
+    checkpoint = weights.shipped_checkpoint(weights_dir)
+    if checkpoint is not None:
+        return checkpoint
     raise SloMoError(
         f"no model given and none shipped in {weights_dir}; pass --model DIR (from `slomo export`) "
         "or --model CHECKPOINT"
@@ -130,11 +131,9 @@ def model_folder(
     return onnx_folder_for(path, say=say, scales=job_scales(path, size) if size is not None else None)
 
 
-# The accuracy report shipped beside a checkpoint: `<stem>.precision.json` (see MODEL_CARD.md); an
-# exported folder may hold its own as `precision.json`; an INT8 folder from `slomo quantize` has
-# its `accuracy.json`, whose drop is measured on ONNX Runtime.
-REPORT_SUFFIX = ".precision.json"
-FOLDER_REPORT = "precision.json"
+# The accuracy report shipped beside a checkpoint: its record's `precision` (apps/weights.py, see
+# MODEL_CARD.md); an exported folder may hold its own (FOLDER_REPORT); an INT8 folder from
+# `slomo quantize` has its `accuracy.json`, whose drop is measured on ONNX Runtime.
 PIN_PRECISIONS = ("auto", "fp32", "bf16", "int8", "fp16")
 
 
@@ -149,7 +148,7 @@ def accuracy_report(folder: Path, checkpoint: Path | None = None):
     if (folder / FOLDER_REPORT).is_file():
         report = report.merge(Report.load(folder / FOLDER_REPORT))
     if checkpoint is not None:
-        shipped = checkpoint.with_name(checkpoint.stem + REPORT_SUFFIX)
+        shipped = weights.record_for(checkpoint).precision
         if shipped.is_file() and _sha_matches(shipped, checkpoint):
             report = report.merge(Report.load(shipped))
     for int8 in (folder, sibling(folder, "int8")):
@@ -163,7 +162,7 @@ DEFAULT_SIZE = (1280, 720)  # what a job's speed probe measures at when no size 
 
 def job_scales(checkpoint: Path, size: tuple[int, int]) -> dict[str, float] | None:
     """The scales a job of this frame size (WIDTH, HEIGHT) runs the checkpoint at: those of its
-    size band in the checkpoint's scale table (`<stem>.scales.json`, made by `slomo scales`;
+    size band in the checkpoint's scale table (its record's `scales`, made by `slomo scales`;
     apps/scales.py); None: full scale (no table, a table of other weights, or under its bands)."""
     from superslomo.apps.scales import scales_for
 
@@ -172,12 +171,13 @@ def job_scales(checkpoint: Path, size: tuple[int, int]) -> dict[str, float] | No
 
 def job_scales_words(checkpoint: Path, size: tuple[int, int]) -> str:
     """How the `backend:` line names the scales of a job: "720p band: flow at 1/4 scale, ..."."""
-    from superslomo.apps.scales import SCALES_SUFFIX, scales_for
+    from superslomo.apps.scales import scales_for
 
     scales, band = scales_for(checkpoint, size)
     if not band:
         return ""
-    return f"{band} band of {checkpoint.stem}{SCALES_SUFFIX}: {scales_words(scales) or 'full scale'}"
+    table = weights.record_for(checkpoint).scales.name
+    return f"{band} band of {table}: {scales_words(scales) or 'full scale'}"
 
 
 def _sha_matches(report: Path, checkpoint: Path | None) -> bool:
@@ -220,7 +220,6 @@ def sibling(folder: Path, precision: str) -> Path | None:
 # ranges (percentile), and Q/DQ on conv outputs is what lets ONNX Runtime run integer convolutions.
 INT8_CALIB_PAIRS = 8
 INT8_CALIB_SIZE = (448, 256)
-CALIBRATION_SUFFIX = ".calibration.mp4"
 
 
 def quantize_for_cpu(
@@ -259,9 +258,9 @@ def quantize_for_cpu(
 
 
 def _shipped_int8(checkpoint: Path, fp32: Path, say: Callable[[str], None] | None) -> Path | None:
-    """The checkpoint's INT8 folder, quantized on first use from the calibration clip shipped
-    beside it (the one its accuracy report's INT8 figure was measured with); None without one."""
-    clip = checkpoint.with_name(checkpoint.stem + CALIBRATION_SUFFIX)
+    """The checkpoint's INT8 folder, quantized on first use from its record's calibration clip
+    (the one its accuracy report's INT8 figure was measured with); None without one."""
+    clip = weights.record_for(checkpoint).calibration
     if not clip.is_file():
         return None
     target = fp32.with_name(fp32.name.removesuffix("-fp32") + "-int8")

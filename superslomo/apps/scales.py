@@ -3,8 +3,8 @@
 A network trained on small frames sees a 4K frame's motion as ten times the displacement it
 learnt; run on the pair downscaled (model/scaled.py) it sees what it knows, at a fraction of the
 cost. How far to go down is a property of the model and of the frame size, so it is data: a
-table `<checkpoint stem>.scales.json` beside the checkpoint (one owner: `slomo scales`), which
-`job_scales` reads for every job of a checkpoint.
+table beside the checkpoint, named by its weights record (apps/weights.py; one owner:
+`slomo scales`), which `job_scales` reads for every job of a checkpoint.
 
 How the table is made (`measure_scales`): triplets f(i), f(i+1), f(i+2) of licensed validation
 footage (never an evaluation set), every other frame held out, resized to each band's height
@@ -29,10 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from superslomo.apps import weights
 from superslomo.contracts.manifest import FULL_SCALES, SCALES
 from superslomo.errors import SloMoError
-
-SCALES_SUFFIX = ".scales.json"
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,8 @@ DEFAULT_MAX_NETWORK_LINES = 1080
 
 
 def table_path(checkpoint: Path) -> Path:
-    return checkpoint.with_name(checkpoint.stem + SCALES_SUFFIX)
+    """Where the checkpoint's scale table is read and written: its weights record's `scales`."""
+    return weights.record_for(checkpoint).scales
 
 
 def band_for(height: int, bands: Sequence[dict]) -> dict | None:

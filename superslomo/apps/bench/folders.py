@@ -29,10 +29,9 @@ class Prepared:
 
 
 def shipped_checkpoint() -> Path | None:
-    from superslomo.apps.models import WEIGHTS_DIR
+    from superslomo.apps.weights import shipped_checkpoint
 
-    found = sorted(WEIGHTS_DIR.glob("*.safetensors")) if WEIGHTS_DIR.is_dir() else []
-    return found[0] if found else None
+    return shipped_checkpoint()
 
 
 def load_model(options: BenchOptions):
