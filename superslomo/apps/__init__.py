@@ -1,2 +1,2 @@
-"""What commands do: interpolate a video, bench, train, resolve a model. Above every stage; cli.py
-only parses options and calls these."""
+"""What commands do: interpolate a video (here, on Triton, on Ray), resolve a model and its weights
+record, measure scales, bench. Above every stage; cli.py only parses options and calls these."""
