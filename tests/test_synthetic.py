@@ -59,7 +59,7 @@ def test_a_wrong_flow_is_caught_by_the_same_check():
     )
 
 
-def test_motions_reach_a_quarter_of_the_crop_and_points_move_linearly(one_thread):
+def test_motions_reach_a_quarter_of_the_crop_and_points_move_linearly(one_torch_thread):
     generator = SyntheticMotion(_photos(), (64, 64), seed=3, max_layers=0)
     largest = 0.0
     for _ in range(20):
@@ -71,15 +71,6 @@ def test_motions_reach_a_quarter_of_the_crop_and_points_move_linearly(one_thread
         ratio = batch.flow_t0 * (1 - t) + batch.flow_t1 * t
         assert ratio.abs().max() < 1e-3
     assert 0.15 * 64 < largest < 0.6 * 64
-
-
-@pytest.fixture
-def one_thread():
-    # Tiny models run fastest on one thread, and a loaded 2-core machine punishes two.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _flow_error_after_training(flow_weight: float, steps: int = 60) -> tuple[float, float]:
@@ -97,7 +88,7 @@ def _flow_error_after_training(flow_weight: float, steps: int = 60) -> tuple[flo
     return errors[0], errors[-1]
 
 
-def test_exact_flow_supervision_teaches_the_flow_network(one_thread):
+def test_exact_flow_supervision_teaches_the_flow_network(one_torch_thread):
     # A weight that makes the flow term dominate a from-scratch model, to see its effect in 60 steps
     # (measured: 2.86 -> 1.93 px, where the paper's losses alone reach 2.64 px).
     first, supervised = _flow_error_after_training(flow_weight=20.0)
@@ -140,7 +131,7 @@ def _textured_clip(folder, count=8):
         Image.fromarray(np.ascontiguousarray(photo[:, 2 * i : 2 * i + 128])).save(folder / f"{i:03d}.png")
 
 
-def test_campaign_windows_resume_and_keep_the_best_model_in_fp16(tmp_path, one_thread):
+def test_campaign_windows_resume_and_keep_the_best_model_in_fp16(tmp_path, one_torch_thread):
     from superslomo.training.campaign import run_window
 
     _tiny_campaign(tmp_path, _textured_clip)
@@ -260,7 +251,7 @@ def test_labelled_pairs_keep_flows_consistent_under_flips_and_reversal(tmp_path)
     )
 
 
-def test_teacher_labels_teach_the_flow_network(tmp_path, one_thread):
+def test_teacher_labels_teach_the_flow_network(tmp_path, one_torch_thread):
     from superslomo.training.labels import LabelledPairs
     from superslomo.training.loop import labelled_flow_loss
 

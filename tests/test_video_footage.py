@@ -59,13 +59,19 @@ def _tagged_clip(path, rotation=None, sar=None, colour=False, size=(64, 48), fra
         if colour:  # BT.709 matrix, primaries and transfer, limited range (an HD camera's)
             ctx = video.codec_context
             ctx.colorspace, ctx.color_primaries, ctx.color_trc, ctx.color_range = 1, 1, 1, 1
-        for i in range(frames):
-            image = scene_frame(i, width, height)
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
-            frame.pts = i
-            container.mux(video.encode(frame))
-        container.mux(video.encode(None))
+        _encode(container, video, (scene_frame(i, width, height) for i in range(frames)))
     return path
+
+
+def _encode(container, video, pictures) -> None:
+    """RGB pictures through the stream's encoder, one frame each, then the encoder flushed."""
+    import av
+
+    for i, image in enumerate(pictures):
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+        frame.pts = i
+        container.mux(video.encode(frame))
+    container.mux(video.encode(None))
 
 
 def _shown(path):
@@ -334,12 +340,8 @@ def _on_twos(path, frames=24, size=(96, 64), real=None):
         video = container.add_stream("libx264", rate=24)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         video.options = {"crf": "16", "preset": "fast"}
-        for i in range(frames):
-            image = real[i // 2] if real is not None else scene_frame(4 * (i // 2), width, height)
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
-            frame.pts = i
-            container.mux(video.encode(frame))
-        container.mux(video.encode(None))
+        pictures = real if real is not None else [scene_frame(4 * k, width, height) for k in range(frames)]
+        _encode(container, video, (pictures[i // 2] for i in range(frames)))
     return path
 
 
