@@ -100,7 +100,7 @@ CKPT ?= $(GPU_OUT)/gpu_train.safetensors
 
 # The training campaign (training/README.md): resumes where the last window stopped and trains,
 # niced and in the background, for CAMPAIGN_MINUTES; `make training-data` first where the recipe's
-# photos and teacher labels are not on this machine yet (once: ~25 min on one busy core).
+# photos and teacher labels are not on this machine yet (once: a few minutes).
 CAMPAIGN_MINUTES ?= 150
 
 campaign: setup

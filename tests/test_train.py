@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from superslomo.errors import SloMoError
 from superslomo.model import load_checkpoint
 from superslomo.training.loop import FramePool, TrainConfig, train, training_loss
 
@@ -185,3 +186,54 @@ def test_cli_train_refuses_an_unknown_warp(tmp_path):
     assert result.returncode == 2 and result.stderr.startswith("error: unknown --warp")
     assert result.stderr.count("\n") == 1, result.stderr
     assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_the_weight_average_is_what_is_validated_kept_and_resumed(tmp_path):
+    from superslomo.training.loop import _state_paths
+
+    clip = _clip(tmp_path / "clip")
+    held_out = _clip(tmp_path / "held_out")
+    out = tmp_path / "m.safetensors"
+    validated = []
+
+    def remember(model, result, metadata):
+        validated.append({k: v.clone() for k, v in model.state_dict().items()})
+
+    config = TrainConfig(
+        data=[str(clip)],
+        output=str(out),
+        width=4,
+        crop=64,
+        batch=2,
+        steps=6,
+        learning_rate=1e-3,
+        save_every=3,
+        threads=1,
+        validation=str(held_out),
+        validate_every=6,
+        validation_count=2,
+        ema_decay=0.5,
+        on_validation=remember,
+    )
+    torch.manual_seed(0)
+    train(config)
+    average = torch.load(_state_paths(out), weights_only=True)["average"]
+    raw = load_checkpoint(out).state_dict()
+    assert validated and all(torch.equal(validated[-1][k], average[k]) for k in average)
+    assert any(not torch.allclose(raw[k], average[k]) for k in average)  # the average lags the raw weights
+    # A resumed run goes on with the saved average, not a fresh copy of the raw weights.
+    train(TrainConfig(**{**config.__dict__, "steps": 7, "resume": str(out), "on_validation": None}))
+    resumed = torch.load(_state_paths(out), weights_only=True)["average"]
+    raw = load_checkpoint(out).state_dict()
+    for name, value in resumed.items():
+        torch.testing.assert_close(value, average[name].lerp(raw[name], 0.5), rtol=0, atol=1e-6)
+
+
+def test_train_refuses_a_weight_average_decay_outside_0_1(tmp_path):
+    clip = _clip(tmp_path / "clip")
+    with pytest.raises(SloMoError, match="decay must be in"):
+        train(
+            TrainConfig(
+                data=[str(clip)], output=str(tmp_path / "m.safetensors"), width=4, crop=64, ema_decay=1.0
+            )
+        )

@@ -40,6 +40,7 @@ TRAIN_KEYS = {
     "synthetic",
     "flow_weight",
     "census_weight",
+    "ema_decay",
     "teacher",
     "max_gap",
     "frames_per_source",

@@ -9,6 +9,7 @@ frames of plain footage.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
@@ -111,6 +112,10 @@ class TrainConfig:
     # The ternary census loss on the synthesised frame (robust to exposure changes), beside the
     # paper's L1; 0 turns it off.
     census_weight: float = 0.0
+    # An exponential moving average of the weights with this decay per step (0: none). Batches of
+    # four on a CPU make every step's weights noisy; the average is what is validated and kept as
+    # the best model, while the optimiser goes on from the raw weights.
+    ema_decay: float = 0.0
     # Stop (and save) after this much wall time, whatever `steps` says: campaigns run in windows.
     max_minutes: float | None = None
     # Called after each validation with (model, result, checkpoint metadata): a campaign keeps its
@@ -524,6 +529,21 @@ class ValidationSet:
         return {"psnr": float(np.mean(scores)), **self.baselines, "items": len(scores)}
 
 
+class WeightAverage:
+    """An exponential moving average of a model's weights (Polyak averaging), kept in a copy."""
+
+    def __init__(self, model: SuperSloMo, decay: float):
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay = decay
+
+    @torch.no_grad()
+    def update(self, model: SuperSloMo) -> None:
+        averaged = list(self.model.parameters())
+        torch._foreach_lerp_(averaged, [p.detach() for p in model.parameters()], 1.0 - self.decay)
+        for mine, theirs in zip(self.model.buffers(), model.buffers(), strict=True):
+            mine.copy_(theirs)
+
+
 def validation_line(step: int, result: dict) -> str:
     mi = result.get("minterpolate_psnr")
     versus = f", minterpolate {mi:.2f} dB" if mi is not None else ""
@@ -611,9 +631,14 @@ def train(config: TrainConfig) -> dict:
         state_path = None
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    if not 0 <= config.ema_decay < 1:
+        raise SloMoError(f"the weight average's decay must be in [0, 1), got {config.ema_decay}")
+    averaged = WeightAverage(model, config.ema_decay) if config.ema_decay else None
     if state_path is not None and state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         optimizer.load_state_dict(state["optimizer"])
+        if averaged is not None and "average" in state:
+            averaged.model.load_state_dict(state["average"])
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate
         history = json.loads(state["history"])
@@ -679,6 +704,7 @@ def train(config: TrainConfig) -> dict:
             "synthetic": config.synthetic,
             "flow_weight": config.flow_weight,
             "census_weight": config.census_weight,
+            "ema_decay": config.ema_decay,
             "labelled": config.labelled,
             "photos": [str(p) for p in config.photos],
             "validation_data": config.validation,
@@ -689,7 +715,10 @@ def train(config: TrainConfig) -> dict:
         save_checkpoint(model, output, metadata=metadata())
         last_save[0] = time.monotonic()
         tmp = _state_paths(output).with_suffix(".tmp")
-        torch.save({"optimizer": optimizer.state_dict(), "history": json.dumps(history)}, tmp)
+        state = {"optimizer": optimizer.state_dict(), "history": json.dumps(history)}
+        if averaged is not None:
+            state["average"] = averaged.model.state_dict()
+        torch.save(state, tmp)
         os.replace(tmp, _state_paths(output))
 
     last_save = [time.monotonic()]
@@ -733,6 +762,8 @@ def train(config: TrainConfig) -> dict:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if averaged is not None:
+                averaged.update(model)
             history["steps"] += 1
             history["samples"] += config.batch
             history["seconds"] += time.perf_counter() - began
@@ -743,17 +774,18 @@ def train(config: TrainConfig) -> dict:
                 log.flush()
             step = history["steps"]
             if validation and (step % config.validate_every == 0 or step == config.steps):
+                validated = averaged.model if averaged is not None else model
                 result = {
                     "step": step,
                     "train_seconds": round(history["seconds"], 1),
-                    **validation.evaluate(model),
+                    **validation.evaluate(validated),
                 }
                 history["validation"].append(result)
                 bar.write(validation_line(step, result))
                 if log:
                     log.write(json.dumps({"validation": result}) + "\n")
                 if config.on_validation is not None:
-                    config.on_validation(model, result, metadata())
+                    config.on_validation(validated, result, metadata())
             since = time.monotonic() - last_save[0]
             overdue = config.save_minutes is not None and since > 60 * config.save_minutes
             if step % config.save_every == 0 or step == config.steps or overdue:
