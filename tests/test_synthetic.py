@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from superslomo.errors import SloMoError
 from superslomo.model import SuperSloMo, load_checkpoint, save_checkpoint
 from superslomo.model.checkpoint import checkpoint_metadata
 from superslomo.model.warp import backwarp_exact
@@ -268,3 +269,24 @@ def test_teacher_labels_teach_the_flow_network(tmp_path, one_torch_thread):
         optimizer.step()
         errors.append(parts["teacher_epe"])
     assert errors[-1] < 0.8 * errors[0]
+
+
+def test_ablation_trains_every_variant_from_the_same_start_with_its_lever_changed(tmp_path, one_torch_thread):
+    from superslomo.training.ablation import RECIPE_VARIANT, run_ablation
+
+    _tiny_campaign(tmp_path, _textured_clip)
+    recipe = json.loads((tmp_path / "training" / "campaign.json").read_text())
+    recipe["train"]["ema_decay"] = 0.9
+    (tmp_path / "training" / "campaign.json").write_text(json.dumps(recipe))
+    variants = {RECIPE_VARIANT: {}, "without synthetic motion": {"synthetic": 0.0}}
+    rows = run_ablation(0.05, root=tmp_path, variants=variants)
+    assert [r["variant"] for r in rows] == list(variants)
+    assert all(r["steps"] >= 1 and np.isfinite(r["psnr"]) for r in rows)
+    assert np.isfinite(rows[0]["raw_psnr"]) and "raw_psnr" not in rows[1]
+    out = tmp_path / "runs" / "ablation"
+    assert checkpoint_metadata(out / "the-recipe.safetensors")["synthetic"] == 0.5
+    assert checkpoint_metadata(out / "without-synthetic-motion.safetensors")["synthetic"] == 0.0
+    table = (out / "table.md").read_text()
+    assert "| without synthetic motion |" in table and "raw weights" in table
+    with pytest.raises(SloMoError, match="lerning_rate"):
+        run_ablation(0.05, root=tmp_path, variants={"typo": {"lerning_rate": 1.0}})

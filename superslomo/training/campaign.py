@@ -107,6 +107,36 @@ def _labels(root: Path, options: dict) -> dict:
     return {"labels": str(path), "labelled": float(options["labelled"])}
 
 
+def recipe_config(
+    root: Path,
+    recipe: dict,
+    checkpoint: Path,
+    minutes: float,
+    log: Path | None = None,
+    on_validation=None,
+    **changes,
+) -> TrainConfig:
+    """The recipe as a training run of `minutes` that resumes `checkpoint` and writes it back;
+    `changes` override the recipe's training options (an ablation turns one lever at a time)."""
+    options = {**recipe.get("train", {}), **changes}
+    unknown = set(changes) - TRAIN_KEYS
+    if unknown:
+        raise SloMoError(f"unknown training option(s) {', '.join(sorted(unknown))}")
+    return TrainConfig(
+        data=[str(root / p) for p in recipe["data"]],
+        output=str(checkpoint),
+        resume=str(checkpoint),
+        validation=str(root / recipe["validation"]),
+        steps=10**9,
+        max_minutes=minutes,
+        log=str(log) if log else None,
+        on_validation=on_validation,
+        **{k: v for k, v in options.items() if k not in ("photos", "labels", "labelled")},
+        photos=_present(root, options.get("photos", [])),
+        **_labels(root, options),
+    )
+
+
 def run_window(minutes: float, root: Path = Path("."), run: Path | None = None) -> dict:
     """Train for `minutes` from where the campaign stands; keep the best model in the repository."""
     root = root.resolve()
@@ -128,19 +158,8 @@ def run_window(minutes: float, root: Path = Path("."), run: Path | None = None) 
             f"({result['psnr']:.2f} dB): kept in {recipe['best']}"
         )
 
-    options = dict(recipe.get("train", {}))
-    config = TrainConfig(
-        data=[str(root / p) for p in recipe["data"]],
-        output=str(latest),
-        resume=str(latest),
-        validation=str(root / recipe["validation"]),
-        steps=10**9,
-        max_minutes=minutes,
-        log=str(run / "train.jsonl"),
-        on_validation=keep_if_better,
-        **{k: v for k, v in options.items() if k not in ("photos", "labels", "labelled")},
-        photos=_present(root, options.get("photos", [])),
-        **_labels(root, options),
+    config = recipe_config(
+        root, recipe, latest, minutes, log=run / "train.jsonl", on_validation=keep_if_better
     )
     began = time.monotonic()
     history = train(config)

@@ -721,6 +721,21 @@ def train(config: TrainConfig) -> dict:
         torch.save(state, tmp)
         os.replace(tmp, _state_paths(output))
 
+    def validate() -> None:
+        assert validation is not None
+        validated = averaged.model if averaged is not None else model
+        result = {
+            "step": history["steps"],
+            "train_seconds": round(history["seconds"], 1),
+            **validation.evaluate(validated),
+        }
+        history["validation"].append(result)
+        bar.write(validation_line(history["steps"], result))
+        if log:
+            log.write(json.dumps({"validation": result}) + "\n")
+        if config.on_validation is not None:
+            config.on_validation(validated, result, metadata())
+
     last_save = [time.monotonic()]
     log = open(config.log, "a") if config.log else None  # noqa: SIM115 - closed in the finally below
     start_step = history["steps"]
@@ -731,6 +746,11 @@ def train(config: TrainConfig) -> dict:
         while history["steps"] < config.steps:
             if config.max_minutes is not None and time.monotonic() - window_start > 60 * config.max_minutes:
                 bar.write(f"time budget of {config.max_minutes:g} min spent at step {history['steps']}")
+                # The window's last steps are judged too (a campaign may keep them; an ablation
+                # compares windows by their end).
+                judged = [v["step"] for v in history["validation"][-1:]]
+                if validation and judged != [history["steps"]]:
+                    validate()
                 save()
                 break
             began = time.perf_counter()
@@ -774,18 +794,7 @@ def train(config: TrainConfig) -> dict:
                 log.flush()
             step = history["steps"]
             if validation and (step % config.validate_every == 0 or step == config.steps):
-                validated = averaged.model if averaged is not None else model
-                result = {
-                    "step": step,
-                    "train_seconds": round(history["seconds"], 1),
-                    **validation.evaluate(validated),
-                }
-                history["validation"].append(result)
-                bar.write(validation_line(step, result))
-                if log:
-                    log.write(json.dumps({"validation": result}) + "\n")
-                if config.on_validation is not None:
-                    config.on_validation(validated, result, metadata())
+                validate()
             since = time.monotonic() - last_save[0]
             overdue = config.save_minutes is not None and since > 60 * config.save_minutes
             if step % config.save_every == 0 or step == config.steps or overdue:
