@@ -628,11 +628,12 @@ def scales_command(
     bands: str = typer.Option(
         "480p,720p,1080p,2160p", "--bands", help="Size bands to measure (of 480p, 720p, 1080p, 2160p)."
     ),
-    budget: float = typer.Option(
-        1.0,
+    budget: str = typer.Option(
+        "1",
         "--budget",
         help="Time budget per new frame, a multiple of ffmpeg minterpolate's on the same "
-        "triplets: the band's scales are the best PSNR within it (none within: the fastest).",
+        "triplets: the band's scales are the best PSNR within it (none within: the fastest). "
+        "'1,480p=4' gives a band its own.",
     ),
     max_lines: int = typer.Option(
         1080, "--max-lines", help="Measure no candidate whose networks run on more lines than this."
@@ -650,7 +651,7 @@ def scales_command(
     2160p): candidate (flow, synthesis) scales, PSNR on footage resized to the band and the time of
     one new frame beside ffmpeg minterpolate's. See docs/scales.md."""
     from superslomo.apps.models import onnx_folder_for
-    from superslomo.apps.scales import BANDS, measure_scales, write_table
+    from superslomo.apps.scales import BANDS, measure_scales, parse_budget, write_table
     from superslomo.eval.datasets import check_not_evaluation_set
 
     if not model.is_file():
@@ -665,6 +666,7 @@ def scales_command(
     unknown = [name for name in names if name not in known]
     if unknown or not names:
         raise SloMoError(f"unknown band {', '.join(unknown) or repr(bands)}; choose from {', '.join(known)}")
+    budget_ratio, band_budgets = parse_budget(budget)
     say = lambda line: typer.echo(line, err=True)  # noqa: E731
     table = measure_scales(
         model,
@@ -673,14 +675,16 @@ def scales_command(
         [known[name] for name in names],
         pairs=pairs,
         backend=backend,
-        budget_ratio=budget,
+        budget_ratio=budget_ratio,
         max_lines=max_lines,
         say=say,
+        band_budgets=band_budgets,
     )
     command = (
         f"slomo scales {model.name} "
         + " ".join(f"--data {clip.name}" for clip in data)
-        + f" --pairs {pairs} --bands {','.join(names)} --budget {budget:g} --max-lines {max_lines} "
+        + f" --pairs {pairs} --bands {','.join(names)} --budget {budget.replace(' ', '')} "
+        + f"--max-lines {max_lines} "
         + f"--backend {backend} --write"
     )
     if json_out is not None:

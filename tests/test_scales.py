@@ -90,7 +90,8 @@ def test_scales_command_writes_the_table_jobs_then_read(
     save_checkpoint(small_model, checkpoint)
     args = ["scales", str(checkpoint), "--data", str(moving_frames), "--pairs", "2", "--bands", "480p"]
     # --max-lines 120: at 480p only 1/4+1/4 (one export keeps the test short; choose() is tested above)
-    args += ["--max-lines", "120", "--backend", "onnxruntime", "--budget", "100", "--write"]
+    # the band's own budget wins over the others' (0.01x: nothing would be within it)
+    args += ["--max-lines", "120", "--backend", "onnxruntime", "--budget", "0.01,480p=100", "--write"]
     code, out, err = run_cli(capsys, *args)
     assert code == 0, err
     assert "minterpolate" in err and "480p: flow" in out
@@ -101,7 +102,10 @@ def test_scales_command_writes_the_table_jobs_then_read(
     measured = {(c["flow"], c["interp"]): c for c in band["candidates"]}
     assert set(measured) == {(0.25, 0.25)} and measured[0.25, 0.25]["psnr_db"] > 10
     assert band["scales"] == {"flow": 0.25, "interp": 0.25}
+    assert band["budget_ratio"] == 100 and "within 100x" in band["why"]
+    assert table["budget_ratio"] == 0.01 and table["band_budget_ratios"] == {"480p": 100}
     assert table["command"].startswith("slomo scales small.safetensors --data ")
+    assert "--budget 0.01,480p=100 " in table["command"]
     assert job_scales(checkpoint, (640, 480)) == {"flow": 0.25, "interp": 0.25}
     assert job_scales(checkpoint, (320, 240)) is None  # under the lowest band
     json.loads(checkpoint.with_name("small.scales.json").read_text())
@@ -112,6 +116,9 @@ def test_scales_command_writes_the_table_jobs_then_read(
     [
         (["--bands", "360p"], "unknown band 360p"),
         (["--budget", "0"], "--budget must be above 0"),
+        (["--budget", "1,480p=0"], "--budget must be above 0"),
+        (["--budget", "1,360p=4"], "--budget names an unknown band '360p'"),
+        (["--budget", "fast"], "--budget takes R or BAND=R"),
         (["--backend", "tensorrt"], "--backend must be openvino or onnxruntime"),
     ],
 )

@@ -13,7 +13,8 @@ beside ffmpeg's minterpolate on the same triplets, order alternating; PSNR again
 frame and the median time of one new frame are recorded (minterpolate's as it streams the
 triplet to twice its rate: its time per new frame in an ffmpeg job). The band's scales: the best PSNR
 among the candidates whose time is within `budget_ratio` x minterpolate's (the race the model
-must win), the fastest of those within TIE_DB of it; none within: the fastest. A candidate
+must win; a band may have its own ratio), the fastest of those within TIE_DB of it; none within:
+the fastest. A candidate
 more than DROP_FACTOR x over that budget on a timed triplet is measured no further (it cannot
 be chosen; 4K at full scale would cost minutes per band).
 """
@@ -244,11 +245,34 @@ def choose(band: Band, minterp: dict, entries: list[dict], budget_ratio: float, 
         "band": band.name,
         "height": band.height,
         "from_height": band.from_height,
+        "budget_ratio": budget_ratio,
         "scales": scales,
         "why": why,
         "minterpolate": minterp,
         "candidates": entries,
     }
+
+
+def budget_words(ratio: float, band_budgets: dict[str, float]) -> str:
+    """'1x', or '1x (480p: 4x)' when some bands have their own budget."""
+    own = ", ".join(f"{name}: {value:g}x" for name, value in band_budgets.items())
+    return f"{ratio:g}x" + (f" ({own})" if own else "")
+
+
+def parse_budget(text: str) -> tuple[float, dict[str, float]]:
+    """`--budget`: 'R' for every band, or 'R,480p=R2,...' to give some bands their own."""
+    ratio, bands = DEFAULT_BUDGET_RATIO, {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, _, value = part.rpartition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            raise SloMoError(f"--budget takes R or BAND=R (e.g. 1,480p=4), got {part!r}") from None
+        if name:
+            bands[name.strip()] = number
+        else:
+            ratio = number
+    return ratio, bands
 
 
 def measure_scales(
@@ -261,14 +285,21 @@ def measure_scales(
     budget_ratio: float = DEFAULT_BUDGET_RATIO,
     max_lines: int = DEFAULT_MAX_NETWORK_LINES,
     say: Callable[[str], None] | None = None,
+    band_budgets: dict[str, float] | None = None,
 ) -> dict:
     """The scale table of `checkpoint` (see the module's docstring); `export(scales)` gives its fp32
-    folder at those scales (apps.models.onnx_folder_for, which imports this module)."""
+    folder at those scales (apps.models.onnx_folder_for, which imports this module). `band_budgets`
+    gives some bands a budget of their own (`budget_ratio` is the others')."""
     from superslomo.contracts.files import file_sha256
     from superslomo.runtime import Interpolator, open_backend
 
-    if budget_ratio <= 0:
-        raise SloMoError(f"--budget must be above 0 (a multiple of minterpolate's time), got {budget_ratio}")
+    band_budgets = dict(band_budgets or {})
+    for ratio in (budget_ratio, *band_budgets.values()):
+        if not ratio > 0:
+            raise SloMoError(f"--budget must be above 0 (a multiple of minterpolate's time), got {ratio}")
+    unknown = sorted(set(band_budgets) - {band.name for band in BANDS})
+    if unknown:
+        raise SloMoError(f"--budget names an unknown band {unknown[0]!r}")
     if pairs < 1:
         raise SloMoError(f"--pairs must be at least 1, got {pairs}")
     triplets = sample_native(clips, pairs)
@@ -277,17 +308,22 @@ def measure_scales(
         return Interpolator(open_backend(export(scales), backend))
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    table_bands = [measure_band(b, triplets, open_candidate, max_lines, budget_ratio, say) for b in bands]
+    table_bands = [
+        measure_band(b, triplets, open_candidate, max_lines, band_budgets.get(b.name, budget_ratio), say)
+        for b in bands
+    ]
     return {
         "model": checkpoint.name,
         "sha256": file_sha256(checkpoint),
         "rule": (
             f"per band: the best PSNR among the (flow, interp) scale pairs whose time for one new "
-            f"frame is within {budget_ratio:g}x ffmpeg minterpolate's on the same triplets (none "
-            "within: the fastest); footage resized to the band's height, every other frame held out"
+            f"frame is within {budget_words(budget_ratio, band_budgets)} ffmpeg minterpolate's on the "
+            "same triplets (none within: the fastest); footage resized to the band's height, every "
+            "other frame held out"
         ),
         "backend": backend,
         "budget_ratio": budget_ratio,
+        "band_budget_ratios": band_budgets,
         "max_network_lines": max_lines,
         "clips": sorted({name for name, *_ in triplets}),
         "triplets": len(triplets),
