@@ -1,6 +1,7 @@
 """The warp convention is data: the exact warp (zero flow = identity) beside the public weights'
 reference warp, carried from the checkpoint config through export, manifest, ONNX Runtime (both
-export variants) and the BackWarp ops; the shipped demo16 stays reference with unchanged output."""
+export variants) and the BackWarp ops; demo16 (shipped until 2026-12-03) stays reference with
+unchanged output."""
 
 from __future__ import annotations
 
@@ -180,9 +181,10 @@ def _pattern(shift: float) -> torch.Tensor:
     return torch.from_numpy(np.stack([r, g, b])[None].astype(np.float32))
 
 
-def test_shipped_demo16_still_loads_as_reference_with_unchanged_output():
-    """Numbers frozen from the demo16 weights before the convention existed (one CPU thread)."""
-    model = load_checkpoint(ROOT / "superslomo" / "weights" / "demo16.safetensors")
+def test_demo16_still_loads_as_reference_with_unchanged_output():
+    """Numbers frozen from the demo16 weights before the convention existed (one CPU thread). demo16
+    shipped until 2026-12-03; its file is kept as the reference-warp checkpoint users still have."""
+    model = load_checkpoint(ROOT / "tests" / "data" / "demo16_reference_warp.safetensors")
     assert model.config.warp == "reference"
     f0, f1, t = _pattern(0.0), _pattern(3.0), torch.tensor([0.5])
     with torch.no_grad():
