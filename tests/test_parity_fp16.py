@@ -32,7 +32,7 @@ def _psnr_to_peak(test: np.ndarray, ref: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def fp16_folder(small_model, tmp_path_factory):
-    """The small model with fp16-exact weights (as the shipped demo16 weights are), exported fp16."""
+    """The small model with fp16-exact weights (as the shipped weights are), exported fp16."""
     import torch
 
     from superslomo.export import ExportOptions, export_model

@@ -180,8 +180,42 @@ def test_slomo_info_prints_the_shipped_record_and_only_for_the_shipped_path(tmp_
     record = json.loads(shipped.output)["record"]
     assert record["name"] == weights.DEFAULT.name
     assert record["files"]["scales"] == str(weights.DEFAULT.scales)
-    assert any(line.startswith("ucf101_adacof: 31.90 dB") for line in record["metrics"])
+    ucf = next(m for m in weights.DEFAULT.metrics if m.data == "ucf101_adacof")
+    assert any(line.startswith(f"ucf101_adacof: {ucf.psnr:.2f} dB") for line in record["metrics"])
     # A copy elsewhere is a user's checkpoint: its own files (none here), no shipped figures.
     copy = shutil.copy(weights.DEFAULT.checkpoint, tmp_path / "copy.safetensors")
     mine = CliRunner().invoke(app, ["info", str(copy), "--json"])
     assert mine.exit_code == 0 and "record" not in json.loads(mine.output)
+
+
+def test_ship_converts_once_names_by_width_and_carries_the_scale_table(tmp_path):
+    import shutil
+
+    import torch
+
+    from superslomo.model.checkpoint import save_checkpoint
+    from superslomo.model.slomo import SuperSloMo
+
+    tools = str(ROOT / "tools")
+    if tools not in sys.path:
+        sys.path.insert(0, tools)
+    ship = importlib.import_module("ship_if_better")
+    torch.manual_seed(0)
+    source = tmp_path / "candidate.safetensors"
+    save_checkpoint(SuperSloMo(width=4, warp="exact"), source)
+    work = tmp_path / "work"
+    work.mkdir()
+    converted = ship.as_fp16_checkpoint(source, work)
+    table = weights.record_for(converted).scales
+    table.write_text(json.dumps({"model": converted.name, "sha256": file_sha256(converted), "bands": []}))
+    # A second run of the tool evaluates the same bytes, so the table measured on them still binds.
+    again = ship.as_fp16_checkpoint(source, work)
+    assert again == converted and file_sha256(again) == json.loads(table.read_text())["sha256"]
+    assert ship.shipped_name(converted) == "slomo4"
+    target = tmp_path / "weights" / "slomo4.safetensors"
+    target.parent.mkdir()
+    shutil.copy2(converted, target)
+    carried = ship.carry_scale_table(converted, target)
+    assert carried == weights.record_for(target).scales
+    data = json.loads(carried.read_text())
+    assert data["model"] == "slomo4.safetensors" and data["sha256"] == file_sha256(target)

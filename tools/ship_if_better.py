@@ -3,15 +3,18 @@
     python tools/ship_if_better.py runs/gpu/gpu_train.safetensors            # evaluate, ship if better
     python tools/ship_if_better.py OUT/gpu_train.safetensors.part00 --dry-run  # parts are joined first
 
-The candidate is converted to fp16 first (what ships), then `slomo eval` (the path users get:
+The candidate is converted to fp16 first (what ships; once: runs/ship/<stem>-fp16.safetensors, kept
+while its source is the same file), then `slomo eval` (the path users get:
 exported to ONNX, run on onnxruntime) measures it and the shipped default on every evaluation set,
 with the linear blend and ffmpeg's minterpolate beside them. It ships when it beats the shipped
-model's PSNR on every set and minterpolate's on `ucf101_adacof`: the fp16 file goes into
-superslomo/weights/, the previous default moves to runs/retired/ with the files of its weights
-record bound to its sha256 (scale table, accuracy report; superslomo/apps/weights.py), its
-calibration clip is kept for the new model, and the model card's History section gets a row with
-both models' figures. Exit 0: shipped (or would ship, with --dry-run);
-1: not better; 2: usage or input error.
+model's PSNR on every set and minterpolate's on `ucf101_adacof`. Measure the converted file's
+scale table first (`slomo scales runs/ship/<stem>-fp16.safetensors --write ...`, docs/scales.md), or
+the candidate is judged at full scale where the shipped model runs at its table's. When it ships,
+the fp16 file goes into superslomo/weights/ with its scale table, the previous default moves to
+runs/retired/ with the files of its weights record bound to its sha256 (scale table, accuracy
+report; superslomo/apps/weights.py), its calibration clip is kept for the new model, and the model
+card's History section gets a row with both models' figures. Exit 0: shipped (or would ship, with
+--dry-run); 1: not better; 2: usage or input error.
 """
 
 from __future__ import annotations
@@ -75,7 +78,12 @@ def as_fp16_checkpoint(source: Path, into: Path) -> Path:
         model = load_checkpoint(source)
         meta = checkpoint_metadata(source)
     target = into / f"{source.stem}-fp16.safetensors"
-    meta = {"source": source.name, "source_sha256": file_sha256(source), **meta}
+    source_sha256 = file_sha256(source)
+    # Converted once: safetensors writes its header's keys in no fixed order, so a second
+    # conversion would get another sha256 and lose what was measured on the first (its scale table).
+    if target.is_file() and checkpoint_metadata(target).get("source_sha256") == source_sha256:
+        return target
+    meta = {"source": source.name, "source_sha256": source_sha256, **meta}
     save_checkpoint(model, target, metadata=meta, dtype=torch.float16)
     return target
 
@@ -152,6 +160,26 @@ def retire(old: WeightsRecord, new: WeightsRecord, retired: Path) -> list[Path]:
     return moved
 
 
+def shipped_name(candidate: Path) -> str:
+    """The shipped file's name: slomo<width>."""
+    from superslomo.model.checkpoint import inspect_checkpoint
+
+    return f"slomo{inspect_checkpoint(candidate).width}"
+
+
+def carry_scale_table(candidate: Path, target: Path) -> Path | None:
+    """The candidate's scale table (`slomo scales --write` on the converted file, before shipping,
+    so that the evaluation ran it as jobs will), moved beside the shipped file under its name. The
+    table stays bound to the same bytes (sha256); only its `model` field names the new file."""
+    table_path, target_table = record_for(candidate).scales, record_for(target).scales
+    if not table_path.is_file():
+        return None
+    table = json.loads(table_path.read_text())
+    table["model"] = target.name
+    target_table.write_text(json.dumps(table, indent=1) + "\n")
+    return target_table
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("checkpoint", type=Path, help="a checkpoint, its .part00, or a .pt from gpu_train")
@@ -197,16 +225,14 @@ def main(argv: list[str] | None = None) -> int:
     if not ok:
         print("not shipped:\n  " + "\n  ".join(reasons))
         return 1
-    from superslomo.model.checkpoint import inspect_checkpoint
-
-    name = args.name or f"slomo{inspect_checkpoint(candidate).config.width}"
-    target = WEIGHTS / f"{Path(name).stem}.safetensors"
+    target = WEIGHTS / f"{Path(args.name or shipped_name(candidate)).stem}.safetensors"
     if args.dry_run:
         print(f"would ship {candidate} as {target} (replacing {shipped.name}); --dry-run changed nothing")
         return 0
     retired = ROOT / "runs" / "retired"
     retire(record_for(shipped), record_for(target), retired)
     shutil.copy2(candidate, target)
+    carry_scale_table(candidate, target)
     record_history(history_row(datetime.date.today().isoformat(), shipped, target, figures))
     if default_model().resolve() != target.resolve():
         fail(f"shipped {target}, but the default model resolves to {default_model()}; check {WEIGHTS}", 1)
