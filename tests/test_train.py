@@ -56,21 +56,17 @@ def test_static_fraction_repeats_one_frame_in_that_share_of_samples(tmp_path, fr
     assert abs(static / 200 - fraction) < 0.1  # the clip moves every frame: only the repeats are still
 
 
+def _tiny_config(clip, out, **changes) -> TrainConfig:
+    """A width-4 model on 64 px crops: seconds per run, enough to see the loss move."""
+    options = {"width": 4, "crop": 64, "batch": 2, "learning_rate": 1e-3, "threads": 1, **changes}
+    return TrainConfig(data=[str(clip)], output=str(out), **options)
+
+
 def test_training_reduces_the_loss_and_resumes(tmp_path):
     torch.manual_seed(0)
     clip = _clip(tmp_path / "clip")
     out = tmp_path / "m.safetensors"
-    config = TrainConfig(
-        data=[str(clip)],
-        output=str(out),
-        width=4,
-        crop=64,
-        batch=2,
-        steps=30,
-        learning_rate=1e-3,
-        save_every=10,
-        threads=1,
-    )
+    config = _tiny_config(clip, out, steps=30, save_every=10)
     pool = FramePool([str(clip)], 64, 4, 640, 100, seed=5)
     batch = pool.batch(4)
     from superslomo.model import super_slomo
@@ -199,16 +195,11 @@ def test_the_weight_average_is_what_is_validated_kept_and_resumed(tmp_path):
     def remember(model, result, metadata):
         validated.append({k: v.clone() for k, v in model.state_dict().items()})
 
-    config = TrainConfig(
-        data=[str(clip)],
-        output=str(out),
-        width=4,
-        crop=64,
-        batch=2,
+    config = _tiny_config(
+        clip,
+        out,
         steps=6,
-        learning_rate=1e-3,
         save_every=3,
-        threads=1,
         validation=str(held_out),
         validate_every=6,
         validation_count=2,
