@@ -538,7 +538,7 @@ class WeightAverage:
 
     @torch.no_grad()
     def update(self, model: SuperSloMo) -> None:
-        averaged = list(self.model.parameters())
+        averaged: list[torch.Tensor] = list(self.model.parameters())
         torch._foreach_lerp_(averaged, [p.detach() for p in model.parameters()], 1.0 - self.decay)
         for mine, theirs in zip(self.model.buffers(), model.buffers(), strict=True):
             mine.copy_(theirs)
