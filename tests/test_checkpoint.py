@@ -20,6 +20,7 @@ from superslomo.model import (
     save_checkpoint,
     super_slomo,
 )
+from superslomo.model.checkpoint import checkpoint_metadata
 from tests.conftest import public_format_checkpoint
 
 
@@ -102,6 +103,24 @@ def test_reduced_width_round_trip(tmp_path):
     loaded = load_checkpoint(tmp_path / "w8.safetensors")
     assert loaded.config.width == 8
     assert next(loaded.parameters()).dtype == torch.float32
+
+
+def test_the_same_weights_and_metadata_save_to_the_same_bytes(tmp_path):
+    """Files are bound to their sha256 (scale tables, accuracy reports): a re-save must not move it."""
+    from superslomo.contracts.files import file_sha256
+
+    model = super_slomo(width=4)
+    metadata = {"trained_steps": 3, "data": ["a.mp4"]}
+    shas = set()
+    for run in range(4):
+        save_checkpoint(model, tmp_path / f"{run}.safetensors", metadata=metadata, dtype=torch.float16)
+        shas.add(file_sha256(tmp_path / f"{run}.safetensors"))
+    assert len(shas) == 1
+    loaded = load_checkpoint(tmp_path / "0.safetensors")
+    for name, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value.half().float())
+    assert checkpoint_metadata(tmp_path / "0.safetensors") == metadata
+    assert inspect_checkpoint(tmp_path / "0.safetensors").width == 4
 
 
 def test_truncated_files_are_refused(public_ckpt, tmp_path):

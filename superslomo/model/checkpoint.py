@@ -11,6 +11,7 @@ import datetime
 import json
 import os
 import pickle
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -212,6 +213,19 @@ def save_checkpoint(
     }
     with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=header)
+        _canonical_header(tmp)
+
+
+def _canonical_header(path: Path) -> None:
+    """Rewrite a safetensors header with its keys sorted. safetensors writes the metadata map in
+    no fixed order, so the same weights and metadata saved twice got two sha256s, and whatever is
+    bound to a checkpoint's sha256 (its scale table, accuracy report) came loose on a re-save."""
+    data = path.read_bytes()
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + length])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the format pads the header with spaces to 8-byte alignment
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data[8 + length :])
 
 
 def checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:
