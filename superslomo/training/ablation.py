@@ -55,6 +55,7 @@ def run_ablation(
     out.mkdir(parents=True, exist_ok=True)
     start_steps = int(checkpoint_metadata(start).get("trained_steps", 0))
     rows = []
+    validation = None  # the raw weights' judge: one set of triplets and baselines for all variants
     for name, changes in (variants or VARIANTS).items():
         checkpoint = out / f"{_slug(name)}.safetensors"
         for stale in out.glob(checkpoint.name + "*"):  # a fresh optimiser: no state of an earlier run
@@ -74,21 +75,16 @@ def run_ablation(
         if config.ema_decay:
             # A short window's average still leans on the start (0.999^700 ~ 0.5): judge the raw
             # weights too, or every variant looks like its starting point.
-            row["raw_psnr"] = judge(config, checkpoint)
+            if validation is None:
+                triplets = validation_triplets(config.validation, config.validation_count)
+                validation = ValidationSet(triplets, source=config.validation)
+            row["raw_psnr"] = validation.evaluate(load_checkpoint(checkpoint))["psnr"]
         rows.append(row)
         print(json.dumps(row), flush=True)
     table = markdown_table(rows, minutes, start)
     (out / "table.md").write_text(table)
     (out / "rows.json").write_text(json.dumps(rows, indent=1) + "\n")
     return rows
-
-
-def judge(config, checkpoint: Path) -> float:
-    """The validation PSNR of a checkpoint's raw weights on the run's validation triplets."""
-    validation = ValidationSet(
-        validation_triplets(config.validation, config.validation_count), source=config.validation
-    )
-    return validation.evaluate(load_checkpoint(checkpoint))["psnr"]
 
 
 def markdown_table(rows: list[dict], minutes: float, start: Path) -> str:
